@@ -1,0 +1,48 @@
+# guild — top-level entry points. `make run` and `make test` each work on a
+# fresh Debian machine: they install what is missing first.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+DATA       ?= $(CURDIR)/data
+SOURCES     = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common domain eventstore bus projections gateway cmd tests bench -name '*.[ch]')
+
+.PHONY: all deps build run test asan bench format format-check lint clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGUILD_DEV=ON
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/guild up --data $(DATA)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGUILD_DEV=ON -DGUILD_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	$(BUILD)/guild bench store
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check:
+	clang-format --dry-run --Werror $(SOURCES)
+
+lint: build
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--std=c11 --inline-suppr -I . common eventstore bus domain projections cmd bench
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,38 @@
+/*
+ * main.c — the guild binary: dispatches to one subcommand.
+ */
+#include "bench.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: guild <command> [options]\n"
+                 "\n"
+                 "commands:\n"
+                 "  bench store [--seconds S] [--quick] [--dir DIR]   event store benchmark\n"
+                 "  version                                          print the version\n");
+    return out == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(stderr);
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+        return usage(stdout);
+    if (strcmp(cmd, "version") == 0) {
+        printf("guild %s\n", GUILD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "bench") == 0) {
+        if (argc >= 3 && strcmp(argv[2], "store") == 0)
+            return bench_store_main(argc - 2, argv + 2);
+        fprintf(stderr, "guild bench: unknown benchmark (try: store)\n");
+        return 2;
+    }
+    fprintf(stderr, "guild: unknown command '%s'\n", cmd);
+    return usage(stderr);
+}

@@ -1,0 +1,111 @@
+/*
+ * internal.h — what the event store's files share; not part of the API.
+ */
+#ifndef GUILD_EVENTSTORE_INTERNAL_H
+#define GUILD_EVENTSTORE_INTERNAL_H
+
+#include "eventstore/es.h"
+#include "eventstore/record.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+
+#define ES_FORMAT_VERSION 1
+#define ES_META_FORMAT "es.format"
+#define ES_META_CHAIN_HEAD "es.chain_head" /* position u64 BE, hash[32] */
+#define ES_STREAM_KEY_MAX (ES_STREAM_MAX + 1 + 8)
+
+typedef struct es_req es_req;
+
+/* Chain state of the writer: the next position and the hash before it. */
+typedef struct es_chain {
+    uint64_t next_position;
+    uint8_t last_hash[ES_HASH_LEN];
+} es_chain;
+
+struct es_store {
+    MDB_env *env;
+    MDB_dbi db_log, db_streams, db_heads, db_commands, db_snapshots, db_meta;
+    char *domain;
+    bool read_only;
+    unsigned max_batch;
+
+    /* Readers of this process hold it shared around each read transaction;
+     * growing the map takes it exclusively (LMDB's rule for set_mapsize). */
+    pthread_rwlock_t resize_lock;
+
+    /* The append queue, fed by any thread, drained by the writer. */
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_cond;
+    es_req *q_head, *q_tail;
+    bool stopping;
+    bool writer_started;
+    pthread_t writer;
+
+    /* Committed batches whose callers are still to be told. The writer hands
+     * a batch here when more work waits, so waking callers overlaps with the
+     * next commit's sync; when nothing waits it completes inline. */
+    pthread_mutex_t c_lock;
+    pthread_cond_t c_cond;
+    es_req *c_head, *c_tail;
+    bool c_busy;
+    bool c_stopping;
+    pthread_t completer;
+
+    es_stats stats; /* under q_lock */
+
+    /* Writer thread only. */
+    es_chain chain;
+    msgpack_sbuffer enc;
+};
+
+/* ---- store.c -------------------------------------------------------------- */
+
+/* Maps an LMDB code to a status and fills err with the original. */
+guild_status es__lmdb_status(guild_error *err, int rc, const char *what);
+
+/* Read transactions that respect resize_lock and follow a map grown by
+ * another process. */
+int es__read_begin(es_store *st, MDB_txn **txn);
+void es__read_end(es_store *st, MDB_txn *txn);
+
+/* Grows the map (doubling); called by the writer with no transaction open. */
+int es__grow_map(es_store *st);
+
+void es__u64_put(uint8_t out[8], uint64_t v);
+uint64_t es__u64_get(const uint8_t in[8]);
+
+/* Key of (stream, version) in the streams db; returns its length. */
+size_t es__stream_key(uint8_t out[ES_STREAM_KEY_MAX], const char *stream, size_t n,
+                      uint64_t version);
+
+/* The current version of `stream` in txn, 0 if absent; hash_out optional. */
+int es__head_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint64_t *version,
+                 uint8_t *hash_out);
+
+/* Forward read of a stream inside an open transaction. */
+guild_status es__read_stream_txn(es_store *st, MDB_txn *txn, const char *stream, uint64_t from,
+                                 size_t limit, es_record_fn fn, void *ctx, uint64_t *next);
+
+/* Loads the chain head (next position, last hash) from the log. */
+int es__chain_load(es_store *st, MDB_txn *txn, es_chain *chain);
+
+/* Encodes/decodes the result stored under a command id. */
+void es__command_encode(msgpack_sbuffer *buf, const es_result *res);
+guild_status es__command_decode(const void *raw, size_t len, es_result *out);
+
+/* ---- record.c ------------------------------------------------------------- */
+
+/* True if bytes hold exactly one msgpack map. */
+bool es__data_is_map(const void *data, size_t len);
+
+/* ---- writer.c ------------------------------------------------------------- */
+
+guild_status es__writer_start(es_store *st, guild_error *err);
+void es__writer_stop(es_store *st);
+
+/* Queues a raw put (snapshots, meta) and waits until durable. */
+guild_status es__put_wait(es_store *st, MDB_dbi dbi, const void *key, size_t klen, const void *val,
+                          size_t vlen);
+
+#endif

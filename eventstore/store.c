@@ -1,0 +1,669 @@
+/*
+ * store.c — opening the LMDB environment, reads, snapshots, meta.
+ *
+ * Sections: LMDB plumbing (status mapping, read transactions, map growth),
+ * opening and closing, reads (streams, log, heads), the command table,
+ * snapshots and meta.
+ */
+#include "eventstore/internal.h"
+
+#include "common/alloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAP_SIZE ((size_t)256 << 20)
+#define DEFAULT_MAX_BATCH 4096
+#define MAX_READERS 1024
+
+/* ---- LMDB plumbing -------------------------------------------------------- */
+
+guild_status es__lmdb_status(guild_error *err, int rc, const char *what)
+{
+    if (rc == 0)
+        return GUILD_OK;
+    if (rc == MDB_NOTFOUND)
+        return guild_error_set(err, GUILD_NOT_FOUND, rc, "%s: not found", what);
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+        rc == MDB_VERSION_MISMATCH)
+        return guild_error_set(err, GUILD_CORRUPT, rc, "%s: %s", what, mdb_strerror(rc));
+    return guild_error_set(err, GUILD_IO, rc, "%s: %s", what, mdb_strerror(rc));
+}
+
+void es__u64_put(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+uint64_t es__u64_get(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | in[i];
+    return v;
+}
+
+size_t es__stream_key(uint8_t out[ES_STREAM_KEY_MAX], const char *stream, size_t n,
+                      uint64_t version)
+{
+    memcpy(out, stream, n);
+    out[n] = 0;
+    es__u64_put(out + n + 1, version);
+    return n + 9;
+}
+
+int es__read_begin(es_store *st, MDB_txn **txn)
+{
+    for (;;) {
+        pthread_rwlock_rdlock(&st->resize_lock);
+        int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
+        if (rc != MDB_MAP_RESIZED) {
+            if (rc)
+                pthread_rwlock_unlock(&st->resize_lock);
+            return rc;
+        }
+        /* Another process grew the map: adopt its size, then retry. */
+        pthread_rwlock_unlock(&st->resize_lock);
+        pthread_rwlock_wrlock(&st->resize_lock);
+        rc = mdb_env_set_mapsize(st->env, 0);
+        pthread_rwlock_unlock(&st->resize_lock);
+        if (rc)
+            return rc;
+    }
+}
+
+void es__read_end(es_store *st, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&st->resize_lock);
+}
+
+int es__grow_map(es_store *st)
+{
+    MDB_envinfo info;
+    pthread_rwlock_wrlock(&st->resize_lock);
+    mdb_env_info(st->env, &info);
+    size_t next = info.me_mapsize * 2;
+    int rc = mdb_env_set_mapsize(st->env, next);
+    pthread_rwlock_unlock(&st->resize_lock);
+    return rc;
+}
+
+/* ---- open and close ------------------------------------------------------- */
+
+static int open_dbs(es_store *st, MDB_txn *txn, unsigned flags)
+{
+    int rc;
+    if ((rc = mdb_dbi_open(txn, "log", flags, &st->db_log)) ||
+        (rc = mdb_dbi_open(txn, "streams", flags, &st->db_streams)) ||
+        (rc = mdb_dbi_open(txn, "heads", flags, &st->db_heads)) ||
+        (rc = mdb_dbi_open(txn, "commands", flags, &st->db_commands)) ||
+        (rc = mdb_dbi_open(txn, "snapshots", flags, &st->db_snapshots)) ||
+        (rc = mdb_dbi_open(txn, "meta", flags, &st->db_meta)))
+        return rc;
+    return 0;
+}
+
+/* Checks or writes the store's format version. */
+static guild_status check_format(es_store *st, MDB_txn *txn, guild_error *err)
+{
+    MDB_val k = {strlen(ES_META_FORMAT), (void *)ES_META_FORMAT}, v;
+    int rc = mdb_get(txn, st->db_meta, &k, &v);
+    if (rc == MDB_NOTFOUND && !st->read_only) {
+        uint8_t buf[8];
+        es__u64_put(buf, ES_FORMAT_VERSION);
+        v.mv_size = 8;
+        v.mv_data = buf;
+        rc = mdb_put(txn, st->db_meta, &k, &v, 0);
+        return es__lmdb_status(err, rc, "writing the format version");
+    }
+    if (rc)
+        return es__lmdb_status(err, rc, "reading the format version");
+    if (v.mv_size != 8 || es__u64_get(v.mv_data) != ES_FORMAT_VERSION)
+        return guild_error_set(err, GUILD_CORRUPT, 0, "unknown store format");
+    return GUILD_OK;
+}
+
+static guild_status open_env(es_store *st, const char *dir, const es_options *opt, guild_error *err)
+{
+    int rc;
+    if ((rc = mdb_env_create(&st->env)))
+        return es__lmdb_status(err, rc, "creating the environment");
+    mdb_env_set_maxdbs(st->env, 8);
+    mdb_env_set_maxreaders(st->env, MAX_READERS);
+    mdb_env_set_mapsize(st->env, opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE);
+    unsigned flags = MDB_NOTLS | (st->read_only ? MDB_RDONLY : 0);
+    if ((rc = mdb_env_open(st->env, dir, flags, 0644)))
+        return guild_error_set(err, rc == ENOENT ? GUILD_NOT_FOUND : GUILD_IO, rc,
+                               "opening the store in %s: %s", dir, mdb_strerror(rc));
+
+    MDB_txn *txn;
+    if (st->read_only) {
+        if ((rc = es__read_begin(st, &txn)))
+            return es__lmdb_status(err, rc, "beginning a read");
+    } else if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn))) {
+        return es__lmdb_status(err, rc, "beginning a write");
+    }
+    guild_status s = GUILD_OK;
+    if ((rc = open_dbs(st, txn, st->read_only ? 0 : MDB_CREATE)))
+        s = es__lmdb_status(err, rc, "opening the databases");
+    if (s == GUILD_OK)
+        s = check_format(st, txn, err);
+    if (s == GUILD_OK && !st->read_only && (rc = es__chain_load(st, txn, &st->chain)))
+        s = es__lmdb_status(err, rc, "reading the log's head");
+    if (st->read_only) {
+        es__read_end(st, txn);
+    } else if (s == GUILD_OK) {
+        if ((rc = mdb_txn_commit(txn)))
+            s = es__lmdb_status(err, rc, "creating the databases");
+    } else {
+        mdb_txn_abort(txn);
+    }
+    return s;
+}
+
+guild_status es_store_open(const char *dir, const es_options *opt, es_store **out, guild_error *err)
+{
+    static const es_options defaults = {0};
+    if (!opt)
+        opt = &defaults;
+    if (!dir || (!opt->read_only && (!opt->domain || !*opt->domain)))
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0,
+                               "a directory and a domain are needed");
+
+    es_store *st = guild_xcalloc(1, sizeof *st);
+    st->domain = guild_xstrdup(opt->domain ? opt->domain : "");
+    st->read_only = opt->read_only;
+    st->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_MAX_BATCH;
+    pthread_rwlock_init(&st->resize_lock, NULL);
+    pthread_mutex_init(&st->q_lock, NULL);
+    pthread_cond_init(&st->q_cond, NULL);
+    msgpack_sbuffer_init(&st->enc);
+
+    guild_status s = open_env(st, dir, opt, err);
+    if (s == GUILD_OK && !st->read_only)
+        s = es__writer_start(st, err);
+    if (s != GUILD_OK) {
+        es_store_close(st);
+        return s;
+    }
+    *out = st;
+    return GUILD_OK;
+}
+
+void es_store_close(es_store *st)
+{
+    if (!st)
+        return;
+    es__writer_stop(st);
+    if (st->env)
+        mdb_env_close(st->env);
+    msgpack_sbuffer_destroy(&st->enc);
+    pthread_cond_destroy(&st->q_cond);
+    pthread_mutex_destroy(&st->q_lock);
+    pthread_rwlock_destroy(&st->resize_lock);
+    free(st->domain);
+    free(st);
+}
+
+const char *es_store_domain(const es_store *st)
+{
+    return st->domain;
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+static bool stream_ok(const char *stream, size_t *n)
+{
+    if (!stream)
+        return false;
+    *n = strlen(stream);
+    return *n > 0 && *n <= ES_STREAM_MAX;
+}
+
+int es__head_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint64_t *version,
+                 uint8_t *hash_out)
+{
+    MDB_val k = {n, (void *)stream}, v;
+    int rc = mdb_get(txn, st->db_heads, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *version = 0;
+        if (hash_out)
+            memset(hash_out, 0, ES_HASH_LEN);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (v.mv_size != 8 + ES_HASH_LEN)
+        return MDB_CORRUPTED;
+    *version = es__u64_get(v.mv_data);
+    if (hash_out)
+        memcpy(hash_out, (uint8_t *)v.mv_data + 8, ES_HASH_LEN);
+    return 0;
+}
+
+/* Looks up the record at `position` and hands it to fn. Returns 1 if fn
+ * asked to stop, 0 to go on, or a negative status. */
+static int deliver(es_store *st, MDB_txn *txn, const uint8_t pos_key[8], es_record_fn fn, void *ctx,
+                   guild_status *s)
+{
+    MDB_val k = {8, (void *)pos_key}, v;
+    int rc = mdb_get(txn, st->db_log, &k, &v);
+    if (rc) {
+        *s = es__lmdb_status(NULL, rc, "reading the log");
+        return -1;
+    }
+    es_record rec;
+    if ((*s = es_record_decode(v.mv_data, v.mv_size, &rec)) != GUILD_OK)
+        return -1;
+    return fn(ctx, &rec) ? 1 : 0;
+}
+
+guild_status es__read_stream_txn(es_store *st, MDB_txn *txn, const char *stream, uint64_t from,
+                                 size_t limit, es_record_fn fn, void *ctx, uint64_t *next)
+{
+    size_t n;
+    if (!stream_ok(stream, &n))
+        return GUILD_INVALID_REQUEST;
+    if (from == 0)
+        from = 1;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->db_streams, &cur);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "opening a cursor");
+    uint8_t key[ES_STREAM_KEY_MAX];
+    MDB_val k = {es__stream_key(key, stream, n, from), key}, v;
+    guild_status s = GUILD_OK;
+    uint64_t at = from;
+    size_t done = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && done < limit;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != n + 9 || memcmp(k.mv_data, stream, n) != 0 || v.mv_size != 8)
+            break;
+        at = es__u64_get((uint8_t *)k.mv_data + n + 1) + 1;
+        done++;
+        int r = deliver(st, txn, v.mv_data, fn, ctx, &s);
+        if (r != 0)
+            break;
+    }
+    if (rc && rc != MDB_NOTFOUND && s == GUILD_OK)
+        s = es__lmdb_status(NULL, rc, "reading a stream");
+    mdb_cursor_close(cur);
+    if (next)
+        *next = at;
+    return s;
+}
+
+guild_status es_read_stream(es_store *st, const char *stream, uint64_t from, size_t limit,
+                            es_record_fn fn, void *ctx, uint64_t *next)
+{
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    guild_status s = es__read_stream_txn(st, txn, stream, from, limit, fn, ctx, next);
+    es__read_end(st, txn);
+    return s;
+}
+
+guild_status es_read_stream_back(es_store *st, const char *stream, uint64_t from, size_t limit,
+                                 es_record_fn fn, void *ctx)
+{
+    size_t n;
+    if (!stream_ok(stream, &n))
+        return GUILD_INVALID_REQUEST;
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    uint64_t head;
+    guild_status s = GUILD_OK;
+    if ((rc = es__head_get(st, txn, stream, n, &head, NULL)))
+        s = es__lmdb_status(NULL, rc, "reading a head");
+    if (from == 0 || from > head)
+        from = head;
+    for (uint64_t ver = from; s == GUILD_OK && ver >= 1 && limit > 0; ver--, limit--) {
+        uint8_t key[ES_STREAM_KEY_MAX];
+        MDB_val k = {es__stream_key(key, stream, n, ver), key}, v;
+        if ((rc = mdb_get(txn, st->db_streams, &k, &v))) {
+            s = es__lmdb_status(NULL, rc, "reading a stream");
+            break;
+        }
+        if (deliver(st, txn, v.mv_data, fn, ctx, &s) != 0)
+            break;
+    }
+    es__read_end(st, txn);
+    return s;
+}
+
+guild_status es_read_log(es_store *st, uint64_t from, size_t limit, es_record_fn fn, void *ctx,
+                         uint64_t *next)
+{
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->db_log, &cur))) {
+        es__read_end(st, txn);
+        return es__lmdb_status(NULL, rc, "opening a cursor");
+    }
+    if (from == 0)
+        from = 1;
+    uint8_t key[8];
+    es__u64_put(key, from);
+    MDB_val k = {8, key}, v;
+    guild_status s = GUILD_OK;
+    uint64_t at = from;
+    size_t done = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && done < limit;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        es_record rec;
+        if ((s = es_record_decode(v.mv_data, v.mv_size, &rec)) != GUILD_OK)
+            break;
+        at = es__u64_get(k.mv_data) + 1;
+        done++;
+        if (fn(ctx, &rec))
+            break;
+    }
+    if (rc && rc != MDB_NOTFOUND && s == GUILD_OK)
+        s = es__lmdb_status(NULL, rc, "reading the log");
+    mdb_cursor_close(cur);
+    es__read_end(st, txn);
+    if (next)
+        *next = at;
+    return s;
+}
+
+guild_status es_stream_head(es_store *st, const char *stream, uint64_t *version,
+                            uint8_t hash[ES_HASH_LEN])
+{
+    size_t n;
+    if (!stream_ok(stream, &n))
+        return GUILD_INVALID_REQUEST;
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    uint64_t v;
+    uint8_t h[ES_HASH_LEN];
+    rc = es__head_get(st, txn, stream, n, &v, h);
+    es__read_end(st, txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "reading a head");
+    if (v == 0)
+        return GUILD_NOT_FOUND;
+    if (version)
+        *version = v;
+    if (hash)
+        memcpy(hash, h, ES_HASH_LEN);
+    return GUILD_OK;
+}
+
+int es__chain_load(es_store *st, MDB_txn *txn, es_chain *chain)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->db_log, &cur);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND) {
+        chain->next_position = 1;
+        memset(chain->last_hash, 0, ES_HASH_LEN);
+        rc = 0;
+    } else if (rc == 0) {
+        es_record rec;
+        if (k.mv_size != 8 || es_record_decode(v.mv_data, v.mv_size, &rec) != GUILD_OK)
+            rc = MDB_CORRUPTED;
+        else {
+            chain->next_position = es__u64_get(k.mv_data) + 1;
+            memcpy(chain->last_hash, rec.hash, ES_HASH_LEN);
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+guild_status es_log_head(es_store *st, uint64_t *position, uint8_t hash[ES_HASH_LEN])
+{
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    es_chain chain;
+    rc = es__chain_load(st, txn, &chain);
+    es__read_end(st, txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "reading the log's head");
+    if (position)
+        *position = chain.next_position - 1;
+    if (hash)
+        memcpy(hash, chain.last_hash, ES_HASH_LEN);
+    return GUILD_OK;
+}
+
+guild_status es_list_streams(es_store *st, const char *after, size_t limit, es_stream_fn fn,
+                             void *ctx)
+{
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->db_heads, &cur))) {
+        es__read_end(st, txn);
+        return es__lmdb_status(NULL, rc, "opening a cursor");
+    }
+    MDB_val k = {after ? strlen(after) : 0, (void *)after}, v;
+    rc =
+        after ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (rc == 0 && after && k.mv_size == strlen(after) && memcmp(k.mv_data, after, k.mv_size) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    char name[ES_STREAM_MAX + 1];
+    for (size_t done = 0; rc == 0 && done < limit; done++) {
+        if (k.mv_size > ES_STREAM_MAX || v.mv_size < 8)
+            break;
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = 0;
+        if (fn(ctx, name, es__u64_get(v.mv_data)))
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    es__read_end(st, txn);
+    return rc && rc != MDB_NOTFOUND ? es__lmdb_status(NULL, rc, "listing streams") : GUILD_OK;
+}
+
+/* ---- the command table ---------------------------------------------------- */
+
+/* Stored result: [stream, version, first, last, [ids...], reply-bin]. */
+void es__command_encode(msgpack_sbuffer *buf, const es_result *res)
+{
+    msgpack_sbuffer_clear(buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+    size_t sn = strlen(res->stream);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_str(&pk, sn);
+    msgpack_pack_str_body(&pk, res->stream, sn);
+    msgpack_pack_uint64(&pk, res->version);
+    msgpack_pack_uint64(&pk, res->first_position);
+    msgpack_pack_uint64(&pk, res->last_position);
+    msgpack_pack_array(&pk, res->n_events);
+    for (uint32_t i = 0; i < res->n_events; i++) {
+        msgpack_pack_str(&pk, ES_ID_LEN);
+        msgpack_pack_str_body(&pk, res->event_ids[i], ES_ID_LEN);
+    }
+    msgpack_pack_bin(&pk, res->reply_len);
+    msgpack_pack_bin_body(&pk, res->reply ? res->reply : "", res->reply_len);
+}
+
+guild_status es__command_decode(const void *raw, size_t len, es_result *out)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    guild_status s = GUILD_CORRUPT;
+    if (msgpack_unpack_next(&up, raw, len, NULL) != MSGPACK_UNPACK_SUCCESS)
+        goto leave;
+    msgpack_object *o = &up.data;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 6)
+        goto leave;
+    msgpack_object *a = o->via.array.ptr;
+    if (a[0].type != MSGPACK_OBJECT_STR || a[0].via.str.size > ES_STREAM_MAX ||
+        a[4].type != MSGPACK_OBJECT_ARRAY || a[5].type != MSGPACK_OBJECT_BIN)
+        goto leave;
+    for (int i = 1; i <= 3; i++)
+        if (a[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            goto leave;
+    memcpy(out->stream, a[0].via.str.ptr, a[0].via.str.size);
+    out->stream[a[0].via.str.size] = 0;
+    out->version = a[1].via.u64;
+    out->first_position = a[2].via.u64;
+    out->last_position = a[3].via.u64;
+    out->n_events = a[4].via.array.size;
+    out->event_ids = guild_xcalloc(out->n_events ? out->n_events : 1, sizeof *out->event_ids);
+    for (uint32_t i = 0; i < out->n_events; i++) {
+        msgpack_object *id = &a[4].via.array.ptr[i];
+        if (id->type != MSGPACK_OBJECT_STR || id->via.str.size != ES_ID_LEN)
+            goto leave;
+        memcpy(out->event_ids[i], id->via.str.ptr, ES_ID_LEN);
+    }
+    out->reply_len = a[5].via.bin.size;
+    out->reply = guild_xmemdup(a[5].via.bin.ptr, out->reply_len);
+    out->duplicate = true;
+    out->status = GUILD_OK;
+    s = GUILD_OK;
+leave:
+    msgpack_unpacked_destroy(&up);
+    return s;
+}
+
+guild_status es_command_lookup(es_store *st, const char *command_id, es_result *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = command_id ? strlen(command_id) : 0;
+    if (n == 0 || n > ES_COMMAND_ID_MAX)
+        return GUILD_INVALID_REQUEST;
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    MDB_val k = {n, (void *)command_id}, v;
+    guild_status s;
+    rc = mdb_get(txn, st->db_commands, &k, &v);
+    if (rc)
+        s = es__lmdb_status(NULL, rc, "reading a command");
+    else
+        s = es__command_decode(v.mv_data, v.mv_size, out);
+    es__read_end(st, txn);
+    if (s != GUILD_OK)
+        es_result_release(out);
+    return s;
+}
+
+void es_result_release(es_result *r)
+{
+    if (!r)
+        return;
+    free(r->event_ids);
+    free(r->reply);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- snapshots and meta --------------------------------------------------- */
+
+guild_status es_snapshot_put(es_store *st, const char *stream, uint64_t version, const void *state,
+                             size_t len)
+{
+    size_t n;
+    if (!stream_ok(stream, &n) || st->read_only)
+        return GUILD_INVALID_REQUEST;
+    uint8_t *val = guild_xmalloc(8 + len);
+    es__u64_put(val, version);
+    if (len)
+        memcpy(val + 8, state, len);
+    guild_status s = es__put_wait(st, st->db_snapshots, stream, n, val, 8 + len);
+    free(val);
+    return s;
+}
+
+/* Copies the value under key in db into a malloc'd buffer. */
+static guild_status get_copy(es_store *st, MDB_dbi db, const void *key, size_t klen, void **out,
+                             size_t *len)
+{
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    MDB_val k = {klen, (void *)key}, v;
+    rc = mdb_get(txn, db, &k, &v);
+    if (rc == 0) {
+        *out = guild_xmemdup(v.mv_data, v.mv_size);
+        *len = v.mv_size;
+    }
+    es__read_end(st, txn);
+    return es__lmdb_status(NULL, rc, "reading");
+}
+
+guild_status es_snapshot_get(es_store *st, const char *stream, uint64_t *version, void **state,
+                             size_t *len)
+{
+    size_t n;
+    if (!stream_ok(stream, &n))
+        return GUILD_INVALID_REQUEST;
+    void *raw;
+    size_t rlen;
+    guild_status s = get_copy(st, st->db_snapshots, stream, n, &raw, &rlen);
+    if (s != GUILD_OK)
+        return s;
+    if (rlen < 8) {
+        free(raw);
+        return GUILD_CORRUPT;
+    }
+    *version = es__u64_get(raw);
+    *len = rlen - 8;
+    *state = guild_xmemdup((uint8_t *)raw + 8, rlen - 8);
+    free(raw);
+    return GUILD_OK;
+}
+
+guild_status es_meta_put(es_store *st, const char *name, const void *value, size_t len)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 255 || st->read_only)
+        return GUILD_INVALID_REQUEST;
+    return es__put_wait(st, st->db_meta, name, n, value, len);
+}
+
+guild_status es_meta_get(es_store *st, const char *name, void **value, size_t *len)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 255)
+        return GUILD_INVALID_REQUEST;
+    return get_copy(st, st->db_meta, name, n, value, len);
+}
+
+guild_status es_meta_put_u64(es_store *st, const char *name, uint64_t v)
+{
+    uint8_t buf[8];
+    es__u64_put(buf, v);
+    return es_meta_put(st, name, buf, 8);
+}
+
+guild_status es_meta_get_u64(es_store *st, const char *name, uint64_t *v)
+{
+    void *raw;
+    size_t len;
+    guild_status s = es_meta_get(st, name, &raw, &len);
+    if (s != GUILD_OK)
+        return s;
+    if (len == 8)
+        *v = es__u64_get(raw);
+    else
+        s = GUILD_CORRUPT;
+    free(raw);
+    return s;
+}
