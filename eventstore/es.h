@@ -17,6 +17,13 @@
  *   - Another process may open the store read-only while the writer runs;
  *     readers never block the writer. The map grows by itself when full.
  *
+ * The log is the store's write-ahead log. A commit writes the batch's log
+ * records and command ids, a few sequential pages; the `streams` and `heads`
+ * databases are written in bulk at index checkpoints (every `index_every`
+ * events, after a quiet second, and on close) and the newer part of the
+ * index is kept in memory, rebuilt from the log on open. Reads see both, so
+ * none of this shows through the API.
+ *
  * Storage (named LMDB databases; integers big-endian):
  *
  *   db         key                          value
@@ -25,7 +32,9 @@
  *   heads      stream id                    version u64, hash of last event [32]
  *   commands   command id                   stored result (msgpack array)
  *   snapshots  stream id                    version u64, state bytes
- *   meta       name                         bytes ("format", "chain_head", ...)
+ *   meta       name                         bytes: "es.format" (u64), "es.checkpoint"
+ *                                           (position u64, hash[32]: the index is
+ *                                           complete up to that position), callers' keys
  *
  * Threads: every function may be called from any thread. Callbacks
  * (es_record_fn, es_decide_fn, es_done_fn) run on the calling thread for reads
@@ -55,10 +64,11 @@
 typedef struct es_store es_store;
 
 typedef struct es_options {
-    const char *domain; /* written into every record; required unless read_only */
-    size_t map_size;    /* initial map size in bytes; 0 = 256 MiB. It grows by itself. */
-    bool read_only;     /* open for reading only (another process may write) */
-    unsigned max_batch; /* most appends in one commit; 0 = 4096 */
+    const char *domain;   /* written into every record; required unless read_only */
+    size_t map_size;      /* initial map size in bytes; 0 = 256 MiB. It grows by itself. */
+    bool read_only;       /* open for reading only (another process may write) */
+    unsigned max_batch;   /* most appends in one commit; 0 = 4096 */
+    uint64_t index_every; /* events between index checkpoints; 0 = 1,000,000 */
 } es_options;
 
 /* Opens (creating if needed, unless read_only) the store in directory `dir`,

@@ -6,16 +6,33 @@
 
 #include "eventstore/es.h"
 #include "eventstore/record.h"
+#include "eventstore/tail.h"
 
 #include <lmdb.h>
 #include <pthread.h>
 
 #define ES_FORMAT_VERSION 1
 #define ES_META_FORMAT "es.format"
-#define ES_META_CHAIN_HEAD "es.chain_head" /* position u64 BE, hash[32] */
+#define ES_META_CHECKPOINT "es.checkpoint" /* position u64 BE, hash[32]: index complete to here */
+#define ES_DEFAULT_INDEX_EVERY 1000000
 #define ES_STREAM_KEY_MAX (ES_STREAM_MAX + 1 + 8)
 
 typedef struct es_req es_req;
+
+/* A reader's copy of one stream's versions after the index checkpoint:
+ * versions base+1 .. base+count are at positions[0 .. count-1]. */
+typedef struct es_view {
+    bool found;
+    bool borrowed; /* positions belong to the writer's tail */
+    uint64_t base, count;
+    uint64_t *positions;
+    uint8_t hash[ES_HASH_LEN]; /* of version base+count */
+} es_view;
+
+typedef struct es_stream_ref {
+    char *stream;
+    uint64_t version;
+} es_stream_ref;
 
 /* Chain state of the writer: the next position and the hash before it. */
 typedef struct es_chain {
@@ -54,6 +71,13 @@ struct es_store {
 
     es_stats stats; /* under q_lock */
 
+    /* Stream index after the checkpoint (tail.h). The writer changes it
+     * under tail_lock; readers copy what they need under it. */
+    es_tail tail;
+    pthread_mutex_t tail_lock;
+    uint64_t tail_checkpoint; /* checkpoint the tail continues */
+    uint64_t index_every;
+
     /* Writer thread only. */
     es_chain chain;
     msgpack_sbuffer enc;
@@ -79,13 +103,16 @@ uint64_t es__u64_get(const uint8_t in[8]);
 size_t es__stream_key(uint8_t out[ES_STREAM_KEY_MAX], const char *stream, size_t n,
                       uint64_t version);
 
-/* The current version of `stream` in txn, 0 if absent; hash_out optional. */
-int es__head_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint64_t *version,
-                 uint8_t *hash_out);
+/* The version of `stream` in the heads database (as of the checkpoint), 0
+ * if absent; hash_out optional. */
+int es__head_db_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint64_t *version,
+                    uint8_t *hash_out);
 
-/* Forward read of a stream inside an open transaction. */
+/* Forward read of a stream inside an open transaction, with the view of
+ * its versions after the checkpoint (NULL: none). */
 guild_status es__read_stream_txn(es_store *st, MDB_txn *txn, const char *stream, uint64_t from,
-                                 size_t limit, es_record_fn fn, void *ctx, uint64_t *next);
+                                 size_t limit, const es_view *view, es_record_fn fn, void *ctx,
+                                 uint64_t *next);
 
 /* Loads the chain head (next position, last hash) from the log. */
 int es__chain_load(es_store *st, MDB_txn *txn, es_chain *chain);
@@ -93,6 +120,29 @@ int es__chain_load(es_store *st, MDB_txn *txn, es_chain *chain);
 /* Encodes/decodes the result stored under a command id. */
 void es__command_encode(msgpack_sbuffer *buf, const es_result *res);
 guild_status es__command_decode(const void *raw, size_t len, es_result *out);
+
+/* ---- index.c -------------------------------------------------------------- */
+
+int es__checkpoint_get(es_store *st, MDB_txn *txn, uint64_t *position, uint8_t *hash);
+
+/* Replays the log from `from` into t (only stream `only` when given). */
+int es__tail_replay(es_store *st, MDB_txn *txn, es_tail *t, uint64_t from, const char *only,
+                    size_t only_len);
+
+/* Writes the tail into the streams and heads databases and clears it
+ * (writer thread, between batches). */
+int es__checkpoint(es_store *st);
+
+/* A reader's view of `stream` consistent with txn (release it). */
+int es__view_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, es_view *view);
+
+/* The writer's own view, including the batch being written (borrowed). */
+void es__view_writer(es_store *st, const char *stream, size_t n, es_view *view);
+
+void es__view_release(es_view *view);
+
+/* Streams of the tail with their versions, for listing (caller frees). */
+int es__tail_streams(es_store *st, MDB_txn *txn, es_stream_ref **out, size_t *n);
 
 /* ---- record.c ------------------------------------------------------------- */
 

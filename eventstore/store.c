@@ -153,8 +153,17 @@ static guild_status open_env(es_store *st, const char *dir, const es_options *op
         s = check_format(st, txn, err);
     if (s == GUILD_OK && !st->read_only && (rc = es__chain_load(st, txn, &st->chain)))
         s = es__lmdb_status(err, rc, "reading the log's head");
+    if (s == GUILD_OK && !st->read_only &&
+        ((rc = es__checkpoint_get(st, txn, &st->tail_checkpoint, NULL)) ||
+         (rc = es__tail_replay(st, txn, &st->tail, st->tail_checkpoint + 1, NULL, 0))))
+        s = es__lmdb_status(err, rc, "replaying the log after the index checkpoint");
     if (st->read_only) {
-        es__read_end(st, txn);
+        /* Handles opened in a transaction live on only if it commits. */
+        if (s == GUILD_OK && (rc = mdb_txn_commit(txn)))
+            s = es__lmdb_status(err, rc, "opening the databases");
+        else if (s != GUILD_OK)
+            mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&st->resize_lock);
     } else if (s == GUILD_OK) {
         if ((rc = mdb_txn_commit(txn)))
             s = es__lmdb_status(err, rc, "creating the databases");
@@ -177,6 +186,9 @@ guild_status es_store_open(const char *dir, const es_options *opt, es_store **ou
     st->domain = guild_xstrdup(opt->domain ? opt->domain : "");
     st->read_only = opt->read_only;
     st->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_MAX_BATCH;
+    st->index_every = opt->index_every ? opt->index_every : ES_DEFAULT_INDEX_EVERY;
+    es_tail_init(&st->tail);
+    pthread_mutex_init(&st->tail_lock, NULL);
     pthread_rwlock_init(&st->resize_lock, NULL);
     pthread_mutex_init(&st->q_lock, NULL);
     pthread_cond_init(&st->q_cond, NULL);
@@ -201,6 +213,8 @@ void es_store_close(es_store *st)
     if (st->env)
         mdb_env_close(st->env);
     msgpack_sbuffer_destroy(&st->enc);
+    es_tail_release(&st->tail);
+    pthread_mutex_destroy(&st->tail_lock);
     pthread_cond_destroy(&st->q_cond);
     pthread_mutex_destroy(&st->q_lock);
     pthread_rwlock_destroy(&st->resize_lock);
@@ -223,8 +237,8 @@ static bool stream_ok(const char *stream, size_t *n)
     return *n > 0 && *n <= ES_STREAM_MAX;
 }
 
-int es__head_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint64_t *version,
-                 uint8_t *hash_out)
+int es__head_db_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint64_t *version,
+                    uint8_t *hash_out)
 {
     MDB_val k = {n, (void *)stream}, v;
     int rc = mdb_get(txn, st->db_heads, &k, &v);
@@ -244,8 +258,28 @@ int es__head_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint6
     return 0;
 }
 
-/* Looks up the record at `position` and hands it to fn. Returns 1 if fn
- * asked to stop, 0 to go on, or a negative status. */
+/* The position of version `ver` of a stream: from the view when it holds
+ * that version, else from the streams database. MDB_NOTFOUND if absent. */
+static int position_of(es_store *st, MDB_txn *txn, const char *stream, size_t n, uint64_t ver,
+                       const es_view *view, uint8_t out[8])
+{
+    if (view && view->found && ver > view->base && ver <= view->base + view->count) {
+        es__u64_put(out, view->positions[ver - view->base - 1]);
+        return 0;
+    }
+    uint8_t key[ES_STREAM_KEY_MAX];
+    MDB_val k = {es__stream_key(key, stream, n, ver), key}, v;
+    int rc = mdb_get(txn, st->db_streams, &k, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return MDB_CORRUPTED;
+    memcpy(out, v.mv_data, 8);
+    return 0;
+}
+
+/* Decodes the record at a position and hands it to fn. Returns 1 if fn
+ * asked to stop, 0 to go on, -1 on failure (*s says which). */
 static int deliver(es_store *st, MDB_txn *txn, const uint8_t pos_key[8], es_record_fn fn, void *ctx,
                    guild_status *s)
 {
@@ -261,49 +295,74 @@ static int deliver(es_store *st, MDB_txn *txn, const uint8_t pos_key[8], es_reco
     return fn(ctx, &rec) ? 1 : 0;
 }
 
+/* The last version of a stream seen through txn and view. */
+static int head_of(es_store *st, MDB_txn *txn, const char *stream, size_t n, const es_view *view,
+                   uint64_t *version, uint8_t *hash)
+{
+    if (view && view->found) {
+        *version = view->base + view->count;
+        if (hash)
+            memcpy(hash, view->hash, ES_HASH_LEN);
+        return 0;
+    }
+    return es__head_db_get(st, txn, stream, n, version, hash);
+}
+
 guild_status es__read_stream_txn(es_store *st, MDB_txn *txn, const char *stream, uint64_t from,
-                                 size_t limit, es_record_fn fn, void *ctx, uint64_t *next)
+                                 size_t limit, const es_view *view, es_record_fn fn, void *ctx,
+                                 uint64_t *next)
 {
     size_t n;
     if (!stream_ok(stream, &n))
         return GUILD_INVALID_REQUEST;
     if (from == 0)
         from = 1;
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, st->db_streams, &cur);
-    if (rc)
-        return es__lmdb_status(NULL, rc, "opening a cursor");
-    uint8_t key[ES_STREAM_KEY_MAX];
-    MDB_val k = {es__stream_key(key, stream, n, from), key}, v;
-    guild_status s = GUILD_OK;
-    uint64_t at = from;
-    size_t done = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && done < limit;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != n + 9 || memcmp(k.mv_data, stream, n) != 0 || v.mv_size != 8)
+    uint64_t head;
+    int rc = head_of(st, txn, stream, n, view, &head, NULL);
+    guild_status s = rc ? es__lmdb_status(NULL, rc, "reading a head") : GUILD_OK;
+    uint64_t ver = from;
+    for (size_t done = 0; s == GUILD_OK && ver <= head && done < limit; done++) {
+        uint8_t pos[8];
+        if ((rc = position_of(st, txn, stream, n, ver, view, pos))) {
+            s = es__lmdb_status(NULL, rc, "reading a stream");
             break;
-        at = es__u64_get((uint8_t *)k.mv_data + n + 1) + 1;
-        done++;
-        int r = deliver(st, txn, v.mv_data, fn, ctx, &s);
-        if (r != 0)
+        }
+        ver++;
+        if (deliver(st, txn, pos, fn, ctx, &s) != 0)
             break;
     }
-    if (rc && rc != MDB_NOTFOUND && s == GUILD_OK)
-        s = es__lmdb_status(NULL, rc, "reading a stream");
-    mdb_cursor_close(cur);
     if (next)
-        *next = at;
+        *next = ver;
     return s;
+}
+
+/* Begins a read and takes the view of `stream` consistent with it. */
+static guild_status read_with_view(es_store *st, const char *stream, size_t n, MDB_txn **txn,
+                                   es_view *view)
+{
+    int rc = es__read_begin(st, txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    if ((rc = es__view_get(st, *txn, stream, n, view))) {
+        es__read_end(st, *txn);
+        return es__lmdb_status(NULL, rc, "reading the index tail");
+    }
+    return GUILD_OK;
 }
 
 guild_status es_read_stream(es_store *st, const char *stream, uint64_t from, size_t limit,
                             es_record_fn fn, void *ctx, uint64_t *next)
 {
+    size_t n;
+    if (!stream_ok(stream, &n))
+        return GUILD_INVALID_REQUEST;
     MDB_txn *txn;
-    int rc = es__read_begin(st, &txn);
-    if (rc)
-        return es__lmdb_status(NULL, rc, "beginning a read");
-    guild_status s = es__read_stream_txn(st, txn, stream, from, limit, fn, ctx, next);
+    es_view view;
+    guild_status s = read_with_view(st, stream, n, &txn, &view);
+    if (s != GUILD_OK)
+        return s;
+    s = es__read_stream_txn(st, txn, stream, from, limit, &view, fn, ctx, next);
+    es__view_release(&view);
     es__read_end(st, txn);
     return s;
 }
@@ -315,25 +374,26 @@ guild_status es_read_stream_back(es_store *st, const char *stream, uint64_t from
     if (!stream_ok(stream, &n))
         return GUILD_INVALID_REQUEST;
     MDB_txn *txn;
-    int rc = es__read_begin(st, &txn);
-    if (rc)
-        return es__lmdb_status(NULL, rc, "beginning a read");
+    es_view view;
+    guild_status s = read_with_view(st, stream, n, &txn, &view);
+    if (s != GUILD_OK)
+        return s;
     uint64_t head;
-    guild_status s = GUILD_OK;
-    if ((rc = es__head_get(st, txn, stream, n, &head, NULL)))
+    int rc = head_of(st, txn, stream, n, &view, &head, NULL);
+    if (rc)
         s = es__lmdb_status(NULL, rc, "reading a head");
     if (from == 0 || from > head)
         from = head;
     for (uint64_t ver = from; s == GUILD_OK && ver >= 1 && limit > 0; ver--, limit--) {
-        uint8_t key[ES_STREAM_KEY_MAX];
-        MDB_val k = {es__stream_key(key, stream, n, ver), key}, v;
-        if ((rc = mdb_get(txn, st->db_streams, &k, &v))) {
+        uint8_t pos[8];
+        if ((rc = position_of(st, txn, stream, n, ver, &view, pos))) {
             s = es__lmdb_status(NULL, rc, "reading a stream");
             break;
         }
-        if (deliver(st, txn, v.mv_data, fn, ctx, &s) != 0)
+        if (deliver(st, txn, pos, fn, ctx, &s) != 0)
             break;
     }
+    es__view_release(&view);
     es__read_end(st, txn);
     return s;
 }
@@ -384,12 +444,14 @@ guild_status es_stream_head(es_store *st, const char *stream, uint64_t *version,
     if (!stream_ok(stream, &n))
         return GUILD_INVALID_REQUEST;
     MDB_txn *txn;
-    int rc = es__read_begin(st, &txn);
-    if (rc)
-        return es__lmdb_status(NULL, rc, "beginning a read");
+    es_view view;
+    guild_status s = read_with_view(st, stream, n, &txn, &view);
+    if (s != GUILD_OK)
+        return s;
     uint64_t v;
     uint8_t h[ES_HASH_LEN];
-    rc = es__head_get(st, txn, stream, n, &v, h);
+    int rc = head_of(st, txn, stream, n, &view, &v, h);
+    es__view_release(&view);
     es__read_end(st, txn);
     if (rc)
         return es__lmdb_status(NULL, rc, "reading a head");
@@ -445,6 +507,13 @@ guild_status es_log_head(es_store *st, uint64_t *position, uint8_t hash[ES_HASH_
     return GUILD_OK;
 }
 
+static int ref_cmp(const void *a, const void *b)
+{
+    return strcmp(((const es_stream_ref *)a)->stream, ((const es_stream_ref *)b)->stream);
+}
+
+/* Merges the heads database (as of the checkpoint) with the tail's newer
+ * streams and versions, in id order. */
 guild_status es_list_streams(es_store *st, const char *after, size_t limit, es_stream_fn fn,
                              void *ctx)
 {
@@ -452,29 +521,57 @@ guild_status es_list_streams(es_store *st, const char *after, size_t limit, es_s
     int rc = es__read_begin(st, &txn);
     if (rc)
         return es__lmdb_status(NULL, rc, "beginning a read");
-    MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, st->db_heads, &cur))) {
-        es__read_end(st, txn);
-        return es__lmdb_status(NULL, rc, "opening a cursor");
-    }
+    es_stream_ref *tail = NULL;
+    size_t nt = 0, ti = 0;
+    MDB_cursor *cur = NULL;
+    if ((rc = es__tail_streams(st, txn, &tail, &nt)) ||
+        (rc = mdb_cursor_open(txn, st->db_heads, &cur)))
+        goto leave;
+    qsort(tail, nt, sizeof *tail, ref_cmp);
+    while (after && ti < nt && strcmp(tail[ti].stream, after) <= 0)
+        ti++;
+
     MDB_val k = {after ? strlen(after) : 0, (void *)after}, v;
     rc =
         after ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     if (rc == 0 && after && k.mv_size == strlen(after) && memcmp(k.mv_data, after, k.mv_size) == 0)
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     char name[ES_STREAM_MAX + 1];
-    for (size_t done = 0; rc == 0 && done < limit; done++) {
-        if (k.mv_size > ES_STREAM_MAX || v.mv_size < 8)
+    for (size_t done = 0; done < limit; done++) {
+        bool have_db = rc == 0 && k.mv_size <= ES_STREAM_MAX && v.mv_size >= 8;
+        if (have_db) {
+            memcpy(name, k.mv_data, k.mv_size);
+            name[k.mv_size] = 0;
+        }
+        if (!have_db && ti == nt)
             break;
-        memcpy(name, k.mv_data, k.mv_size);
-        name[k.mv_size] = 0;
-        if (fn(ctx, name, es__u64_get(v.mv_data)))
+        int order = !have_db ? 1 : ti == nt ? -1 : strcmp(name, tail[ti].stream);
+        const char *which;
+        uint64_t version;
+        if (order < 0) {
+            which = name;
+            version = es__u64_get(v.mv_data);
+        } else {
+            which = tail[ti].stream;
+            version = tail[ti].version;
+        }
+        if (fn(ctx, which, version))
             break;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        if (order >= 0)
+            ti++;
+        if (order <= 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+leave:
+    if (cur)
+        mdb_cursor_close(cur);
     es__read_end(st, txn);
-    return rc && rc != MDB_NOTFOUND ? es__lmdb_status(NULL, rc, "listing streams") : GUILD_OK;
+    for (size_t i = 0; i < nt; i++)
+        free(tail[i].stream);
+    free(tail);
+    return rc ? es__lmdb_status(NULL, rc, "listing streams") : GUILD_OK;
 }
 
 /* ---- the command table ---------------------------------------------------- */

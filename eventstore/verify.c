@@ -2,8 +2,8 @@
  * verify.c — walks a store and checks everything the hash chain and the
  * indexes promise, reporting the first break.
  *
- * The walk reads the log in chunks, each in its own read transaction, so a
- * long verify never pins old pages that the writer would like to reuse.
+ * The walk reads one snapshot, so the index and the log it compares are of
+ * the same moment while the writer goes on.
  */
 #include "eventstore/internal.h"
 
@@ -12,12 +12,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHUNK 65536
+#define CHUNK 65536 /* records between progress calls */
 
 typedef struct verify_state {
     es_verify_report *rep;
     uint64_t expect;                /* next position expected */
     uint8_t last_hash[ES_HASH_LEN]; /* hash of position expect-1 */
+    uint64_t checkpoint;            /* index complete up to here */
+    uint8_t checkpoint_hash[ES_HASH_LEN];
+    es_tail tail; /* versions seen after the checkpoint */
 } verify_state;
 
 static void report_break(es_verify_report *rep, uint64_t pos, const es_str *stream, const char *fmt,
@@ -65,6 +68,32 @@ static bool check_stream_index(es_store *st, MDB_txn *txn, const es_record *rec,
     return true;
 }
 
+/* After the checkpoint the index is not on disk yet: check that each
+ * stream's versions follow on from its head at the checkpoint. */
+static bool check_tail_version(es_store *st, MDB_txn *txn, verify_state *vs, const es_record *rec,
+                               uint64_t pos)
+{
+    if (rec->stream.n == 0 || rec->stream.n > ES_STREAM_MAX) {
+        report_break(vs->rep, pos, NULL, "record has an invalid stream id");
+        return false;
+    }
+    es_tail_stream *e = es_tail_find(&vs->tail, rec->stream.p, rec->stream.n);
+    if (!e) {
+        uint64_t base;
+        if (es__head_db_get(st, txn, rec->stream.p, rec->stream.n, &base, NULL))
+            base = 0;
+        e = es_tail_upsert(&vs->tail, rec->stream.p, rec->stream.n, base);
+    }
+    if (rec->version != e->version + 1) {
+        report_break(vs->rep, pos, &rec->stream, "version %llu follows version %llu",
+                     (unsigned long long)rec->version, (unsigned long long)e->version);
+        return false;
+    }
+    es_tail_push(&vs->tail, e, pos, rec->hash);
+    es_tail_commit(&vs->tail, pos);
+    return true;
+}
+
 static bool check_record(es_store *st, MDB_txn *txn, verify_state *vs, const MDB_val *k,
                          const MDB_val *v)
 {
@@ -94,8 +123,17 @@ static bool check_record(es_store *st, MDB_txn *txn, verify_state *vs, const MDB
         report_break(rep, pos, &rec.stream, "hash does not match the record's bytes");
         return false;
     }
-    if (!check_stream_index(st, txn, &rec, pos, rep))
+    if (pos <= vs->checkpoint) {
+        if (!check_stream_index(st, txn, &rec, pos, rep))
+            return false;
+        if (pos == vs->checkpoint &&
+            sodium_memcmp(rec.hash, vs->checkpoint_hash, ES_HASH_LEN) != 0) {
+            report_break(rep, pos, &rec.stream, "the index checkpoint's hash does not match");
+            return false;
+        }
+    } else if (!check_tail_version(st, txn, vs, &rec, pos)) {
         return false;
+    }
     memcpy(vs->last_hash, rec.hash, ES_HASH_LEN);
     vs->expect = pos + 1;
     rep->checked++;
@@ -134,71 +172,60 @@ static bool check_heads(es_store *st, MDB_txn *txn, es_verify_report *rep)
     return ok;
 }
 
-static bool check_chain_head(es_store *st, MDB_txn *txn, const verify_state *vs)
-{
-    MDB_val k = {strlen(ES_META_CHAIN_HEAD), (void *)ES_META_CHAIN_HEAD}, v;
-    int rc = mdb_get(txn, st->db_meta, &k, &v);
-    uint64_t last = vs->expect - 1;
-    if (rc == MDB_NOTFOUND && last == 0)
-        return true;
-    if (rc || v.mv_size != 8 + ES_HASH_LEN || es__u64_get(v.mv_data) != last ||
-        memcmp((uint8_t *)v.mv_data + 8, vs->last_hash, ES_HASH_LEN) != 0) {
-        report_break(vs->rep, last, NULL, "the stored chain head does not match the log's end");
-        return false;
-    }
-    return true;
-}
-
 guild_status es_verify(es_store *st, es_verify_report *rep, es_progress_fn progress, void *ctx)
 {
     memset(rep, 0, sizeof *rep);
     rep->intact = true;
-    verify_state vs = {rep, 1, {0}};
-    uint64_t total;
-    guild_status s = es_log_head(st, &total, NULL);
-    if (s != GUILD_OK)
-        return s;
+    verify_state vs = {.rep = rep, .expect = 1};
+    es_tail_init(&vs.tail);
+    es_chain chain;
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    guild_status s = GUILD_OK;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    if ((rc = es__chain_load(st, txn, &chain)) ||
+        (rc = es__checkpoint_get(st, txn, &vs.checkpoint, vs.checkpoint_hash)) ||
+        (rc = mdb_cursor_open(txn, st->db_log, &cur))) {
+        s = es__lmdb_status(NULL, rc, "reading the log's head");
+        goto leave;
+    }
+    uint64_t total = chain.next_position - 1;
     rep->last_position = total;
+    if (vs.checkpoint > total) {
+        report_break(rep, total + 1, NULL, "the log ends at %llu before the checkpoint at %llu",
+                     (unsigned long long)total, (unsigned long long)vs.checkpoint);
+        goto leave;
+    }
 
-    bool more = true;
-    while (more && rep->intact) {
-        MDB_txn *txn;
-        MDB_cursor *cur;
-        int rc = es__read_begin(st, &txn);
-        if (rc)
-            return es__lmdb_status(NULL, rc, "beginning a read");
-        if ((rc = mdb_cursor_open(txn, st->db_log, &cur))) {
-            es__read_end(st, txn);
-            return es__lmdb_status(NULL, rc, "opening a cursor");
-        }
-        uint8_t key[8];
-        es__u64_put(key, vs.expect);
-        MDB_val k = {8, key}, v;
-        /* Resume just after the last checked record, so a missing position
-         * is seen as the gap it is. */
-        rc = vs.expect == 1 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST)
-                            : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        unsigned n = 0;
-        for (; rc == 0 && n < CHUNK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++)
-            if (!check_record(st, txn, &vs, &k, &v))
-                break;
-        more = rc == 0 && rep->intact;
-        if (rc && rc != MDB_NOTFOUND) {
-            mdb_cursor_close(cur);
-            es__read_end(st, txn);
-            return es__lmdb_status(NULL, rc, "reading the log");
-        }
-        if (!more && rep->intact) {
-            if (vs.expect - 1 < total)
-                report_break(rep, vs.expect, NULL, "the log ends early at %llu of %llu",
-                             (unsigned long long)vs.expect - 1, (unsigned long long)total);
-            else if (check_chain_head(st, txn, &vs))
-                check_heads(st, txn, rep);
-        }
-        mdb_cursor_close(cur);
-        es__read_end(st, txn);
-        if (progress)
+    /* One snapshot for the whole walk: the index and the log must agree. */
+    MDB_val k, v;
+    uint64_t n = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (!check_record(st, txn, &vs, &k, &v))
+            break;
+        if (progress && ++n % CHUNK == 0)
             progress(ctx, rep->checked, total);
     }
-    return GUILD_OK;
+    if (rc && rc != MDB_NOTFOUND) {
+        s = es__lmdb_status(NULL, rc, "reading the log");
+        goto leave;
+    }
+    if (rep->intact) {
+        if (vs.expect - 1 < total)
+            report_break(rep, vs.expect, NULL, "the log ends early at %llu of %llu",
+                         (unsigned long long)vs.expect - 1, (unsigned long long)total);
+        else
+            check_heads(st, txn, rep);
+    }
+    if (progress)
+        progress(ctx, rep->checked, total);
+leave:
+    if (cur)
+        mdb_cursor_close(cur);
+    es__read_end(st, txn);
+    es_tail_release(&vs.tail);
+    return s;
 }

@@ -18,10 +18,13 @@
 #include "common/log.h"
 #include "common/uuid.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define IDLE_CHECKPOINT_SECONDS 1
 
 typedef enum { REQ_APPEND, REQ_PUT } req_kind;
 
@@ -174,15 +177,22 @@ int64_t es_wctx_time(const es_wctx *w)
 
 guild_status es_wctx_read(es_wctx *w, uint64_t from_version, es_record_fn fn, void *ctx)
 {
-    return es__read_stream_txn(w->st, w->txn, w->req->stream, from_version, SIZE_MAX, fn, ctx,
-                               NULL);
+    es_view view;
+    es__view_writer(w->st, w->req->stream, w->req->stream_len, &view);
+    return es__read_stream_txn(w->st, w->txn, w->req->stream, from_version, SIZE_MAX, &view, fn,
+                               ctx, NULL);
 }
 
 uint64_t es_wctx_head(es_wctx *w, const char *stream)
 {
     uint64_t v = 0;
     size_t n = stream ? strlen(stream) : 0;
-    if (n == 0 || n > ES_STREAM_MAX || es__head_get(w->st, w->txn, stream, n, &v, NULL))
+    if (n == 0 || n > ES_STREAM_MAX)
+        return 0;
+    es_tail_stream *e = es_tail_find(&w->st->tail, stream, n);
+    if (e)
+        return e->version;
+    if (es__head_db_get(w->st, w->txn, stream, n, &v, NULL))
         return 0;
     return v;
 }
@@ -242,9 +252,16 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
             return rc;
     }
 
-    uint64_t cur;
-    if ((rc = es__head_get(st, txn, req->stream, req->stream_len, &cur, NULL)))
+    uint64_t cur, base;
+    es_tail_stream *entry = es_tail_find(&st->tail, req->stream, req->stream_len);
+    if (entry) {
+        cur = entry->version;
+        base = entry->base;
+    } else if ((rc = es__head_db_get(st, txn, req->stream, req->stream_len, &cur, NULL))) {
         return rc;
+    } else {
+        base = cur;
+    }
     if (req->expected != ES_ANY_VERSION && req->expected != cur) {
         res->status = GUILD_CONFLICT;
         res->version = cur;
@@ -278,6 +295,11 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
         events = &req->emitted;
     }
 
+    if (events->n && !entry) {
+        pthread_mutex_lock(&st->tail_lock);
+        entry = es_tail_upsert(&st->tail, req->stream, req->stream_len, base);
+        pthread_mutex_unlock(&st->tail_lock);
+    }
     res->n_events = (uint32_t)events->n;
     res->event_ids = guild_xcalloc(events->n ? events->n : 1, sizeof *res->event_ids);
     res->first_position = events->n ? st->chain.next_position : 0;
@@ -305,24 +327,18 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
         uint8_t hash[ES_HASH_LEN];
         es_record_encode(&st->enc, &in, hash);
 
-        uint8_t pkey[8], skey[ES_STREAM_KEY_MAX];
+        uint8_t pkey[8];
         es__u64_put(pkey, pos);
-        size_t sklen = es__stream_key(skey, req->stream, req->stream_len, cur + 1 + i);
-        if ((rc = put(txn, st->db_log, pkey, 8, st->enc.data, st->enc.size, MDB_APPEND)) ||
-            (rc = put(txn, st->db_streams, skey, sklen, pkey, 8, 0)))
+        if ((rc = put(txn, st->db_log, pkey, 8, st->enc.data, st->enc.size, MDB_APPEND)))
             return rc;
         st->chain.next_position = pos + 1;
         memcpy(st->chain.last_hash, hash, ES_HASH_LEN);
+        pthread_mutex_lock(&st->tail_lock);
+        es_tail_push(&st->tail, entry, pos, hash);
+        pthread_mutex_unlock(&st->tail_lock);
     }
     res->version = cur + events->n;
     res->last_position = events->n ? st->chain.next_position - 1 : 0;
-    if (events->n) {
-        uint8_t head[8 + ES_HASH_LEN];
-        es__u64_put(head, res->version);
-        memcpy(head + 8, st->chain.last_hash, ES_HASH_LEN);
-        if ((rc = put(txn, st->db_heads, req->stream, req->stream_len, head, sizeof head, 0)))
-            return rc;
-    }
     if (req->command_id) {
         es__command_encode(&st->enc, res);
         if ((rc = put(txn, st->db_commands, req->command_id, strlen(req->command_id), st->enc.data,
@@ -349,7 +365,6 @@ static int batch_txn(es_store *st, es_req *batch)
     if (rc)
         return rc;
     int64_t now = guild_now_ns();
-    uint64_t first = st->chain.next_position;
     for (es_req *r = batch; r && rc == 0; r = r->next) {
         if (r->kind == REQ_APPEND) {
             rc = append_in_txn(st, txn, r, now);
@@ -357,13 +372,6 @@ static int batch_txn(es_store *st, es_req *batch)
             rc = put(txn, r->dbi, r->key, r->klen, r->val, r->vlen, 0);
             r->result.status = GUILD_OK;
         }
-    }
-    if (rc == 0 && st->chain.next_position != first) {
-        uint8_t head[8 + ES_HASH_LEN];
-        es__u64_put(head, st->chain.next_position - 1);
-        memcpy(head + 8, st->chain.last_hash, ES_HASH_LEN);
-        rc = put(txn, st->db_meta, ES_META_CHAIN_HEAD, strlen(ES_META_CHAIN_HEAD), head,
-                 sizeof head, 0);
     }
     if (rc) {
         mdb_txn_abort(txn);
@@ -379,6 +387,12 @@ static void run_batch(es_store *st, es_req *batch)
         for (es_req *r = batch; r; r = r->next)
             result_reset(r);
         int rc = batch_txn(st, batch);
+        pthread_mutex_lock(&st->tail_lock);
+        if (rc == 0)
+            es_tail_commit(&st->tail, st->chain.next_position - 1);
+        else
+            es_tail_undo(&st->tail);
+        pthread_mutex_unlock(&st->tail_lock);
         if (rc == 0)
             return;
         st->chain = saved;
@@ -458,10 +472,25 @@ static void *writer_main(void *arg)
     es_store *st = arg;
     for (;;) {
         pthread_mutex_lock(&st->q_lock);
-        while (!st->q_head && !st->stopping)
-            pthread_cond_wait(&st->q_cond, &st->q_lock);
+        while (!st->q_head && !st->stopping) {
+            if (st->tail.events == 0) {
+                pthread_cond_wait(&st->q_cond, &st->q_lock);
+                continue;
+            }
+            /* Idle with an unindexed tail: checkpoint after a quiet second. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += IDLE_CHECKPOINT_SECONDS;
+            if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until) == ETIMEDOUT &&
+                !st->q_head) {
+                pthread_mutex_unlock(&st->q_lock);
+                es__checkpoint(st);
+                pthread_mutex_lock(&st->q_lock);
+            }
+        }
         if (!st->q_head) {
             pthread_mutex_unlock(&st->q_lock);
+            es__checkpoint(st);
             break;
         }
         es_req *batch = st->q_head, *last = batch;
@@ -487,6 +516,8 @@ static void *writer_main(void *arg)
             st->stats.max_batch = n;
         pthread_mutex_unlock(&st->q_lock);
         hand_off(st, batch, last);
+        if (st->tail.events >= st->index_every)
+            es__checkpoint(st);
     }
     return NULL;
 }
