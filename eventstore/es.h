@@ -69,6 +69,11 @@ typedef struct es_options {
     bool read_only;       /* open for reading only (another process may write) */
     unsigned max_batch;   /* most appends in one commit; 0 = 4096 */
     uint64_t index_every; /* events between index checkpoints; 0 = 1,000,000 */
+    /* Called on the writer thread after each batch's commit (committed =
+     * true) or its failure, before the next batch's decide functions run:
+     * a caller caching state built inside decide drops it on failure. */
+    void (*batch_hook)(void *ctx, bool committed);
+    void *batch_hook_ctx;
 } es_options;
 
 /* Opens (creating if needed, unless read_only) the store in directory `dir`,
@@ -216,11 +221,21 @@ int64_t es_wctx_time(const es_wctx *w);
  * transaction (sees what earlier appends of the batch wrote). */
 guild_status es_wctx_read(es_wctx *w, uint64_t from_version, es_record_fn fn, void *ctx);
 
+/* Reads any stream inside the writer's transaction. */
+guild_status es_wctx_read_stream(es_wctx *w, const char *stream, uint64_t from_version,
+                                 es_record_fn fn, void *ctx);
+
 /* Version of any stream inside the transaction; 0 if it does not exist. */
 uint64_t es_wctx_head(es_wctx *w, const char *stream);
 
 /* Adds an event to the append (all arguments copied). */
 void es_wctx_emit(es_wctx *w, const char *type, uint32_t schema, const void *data, size_t len);
+
+/* Adds an event to another stream, as its next version, in the same atomic
+ * append (a uniqueness claim, say). Check the other stream's version with
+ * es_wctx_head first if it matters. */
+void es_wctx_emit_to(es_wctx *w, const char *stream, const char *type, uint32_t schema,
+                     const void *data, size_t len);
 
 /* Bytes stored with the command id and returned to every duplicate (copied). */
 void es_wctx_set_reply(es_wctx *w, const void *bytes, size_t len);

@@ -46,6 +46,8 @@ struct es_store {
     char *domain;
     bool read_only;
     unsigned max_batch;
+    void (*batch_hook)(void *ctx, bool committed);
+    void *batch_hook_ctx;
 
     /* Readers of this process hold it shared around each read transaction;
      * growing the map takes it exclusively (LMDB's rule for set_mapsize). */

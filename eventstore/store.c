@@ -186,6 +186,8 @@ guild_status es_store_open(const char *dir, const es_options *opt, es_store **ou
     st->domain = guild_xstrdup(opt->domain ? opt->domain : "");
     st->read_only = opt->read_only;
     st->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_MAX_BATCH;
+    st->batch_hook = opt->batch_hook;
+    st->batch_hook_ctx = opt->batch_hook_ctx;
     st->index_every = opt->index_every ? opt->index_every : ES_DEFAULT_INDEX_EVERY;
     es_tail_init(&st->tail);
     pthread_mutex_init(&st->tail_lock, NULL);

@@ -30,6 +30,7 @@ typedef enum { REQ_APPEND, REQ_PUT } req_kind;
 
 /* An event owned by a request (copied at submit, or emitted by decide). */
 typedef struct owned_event {
+    char *stream; /* NULL: the append's own stream */
     char *type;
     uint32_t schema;
     void *data;
@@ -76,14 +77,15 @@ struct es_wctx {
 
 /* ---- owned events --------------------------------------------------------- */
 
-static void events_push(event_list *l, const char *type, uint32_t schema, const void *data,
-                        size_t len)
+static void events_push(event_list *l, const char *stream, const char *type, uint32_t schema,
+                        const void *data, size_t len)
 {
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 4;
         l->items = guild_xrealloc(l->items, l->cap * sizeof *l->items);
     }
     owned_event *e = &l->items[l->n++];
+    e->stream = stream ? guild_xstrdup(stream) : NULL;
     e->type = guild_xstrdup(type ? type : "");
     e->schema = schema;
     e->data = len ? guild_xmemdup(data, len) : NULL;
@@ -93,6 +95,7 @@ static void events_push(event_list *l, const char *type, uint32_t schema, const 
 static void events_clear(event_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].stream);
         free(l->items[i].type);
         free(l->items[i].data);
     }
@@ -183,6 +186,18 @@ guild_status es_wctx_read(es_wctx *w, uint64_t from_version, es_record_fn fn, vo
                                ctx, NULL);
 }
 
+guild_status es_wctx_read_stream(es_wctx *w, const char *stream, uint64_t from_version,
+                                 es_record_fn fn, void *ctx)
+{
+    size_t n = stream ? strlen(stream) : 0;
+    if (n == 0 || n > ES_STREAM_MAX)
+        return GUILD_INVALID_REQUEST;
+    es_view view;
+    es__view_writer(w->st, stream, n, &view);
+    return es__read_stream_txn(w->st, w->txn, stream, from_version, SIZE_MAX, &view, fn, ctx,
+                               NULL);
+}
+
 uint64_t es_wctx_head(es_wctx *w, const char *stream)
 {
     uint64_t v = 0;
@@ -199,7 +214,13 @@ uint64_t es_wctx_head(es_wctx *w, const char *stream)
 
 void es_wctx_emit(es_wctx *w, const char *type, uint32_t schema, const void *data, size_t len)
 {
-    events_push(&w->req->emitted, type, schema, data, len);
+    events_push(&w->req->emitted, NULL, type, schema, data, len);
+}
+
+void es_wctx_emit_to(es_wctx *w, const char *stream, const char *type, uint32_t schema,
+                     const void *data, size_t len)
+{
+    events_push(&w->req->emitted, stream, type, schema, data, len);
 }
 
 void es_wctx_set_reply(es_wctx *w, const void *bytes, size_t len)
@@ -231,6 +252,64 @@ static int put(MDB_txn *txn, MDB_dbi db, const void *k, size_t kn, const void *v
     return mdb_put(txn, db, &key, &val, flags);
 }
 
+/* The tail entry of `stream` in the writer's view, created from the heads
+ * database when the stream has no newer events yet. */
+static int tail_entry(es_store *st, MDB_txn *txn, const char *stream, size_t len,
+                      es_tail_stream **out)
+{
+    es_tail_stream *e = es_tail_find(&st->tail, stream, len);
+    if (!e) {
+        uint64_t base;
+        int rc = es__head_db_get(st, txn, stream, len, &base, NULL);
+        if (rc)
+            return rc;
+        pthread_mutex_lock(&st->tail_lock);
+        e = es_tail_upsert(&st->tail, stream, len, base);
+        pthread_mutex_unlock(&st->tail_lock);
+    }
+    *out = e;
+    return 0;
+}
+
+/* Writes one event as the next version of entry's stream. */
+static int write_event(es_store *st, MDB_txn *txn, es_req *req, es_tail_stream *entry,
+                       const owned_event *e, int64_t time, char id[ES_ID_LEN + 1])
+{
+    uint64_t pos = st->chain.next_position;
+    guild_uuid7(id);
+    es_record_in in = {
+        .id = id,
+        .type = e->type,
+        .domain = st->domain,
+        .stream = entry->stream,
+        .command_id = req->command_id,
+        .correlation_id = req->correlation_id,
+        .causation_id = req->causation_id,
+        .actor = req->actor,
+        .schema = e->schema,
+        .version = entry->version + 1,
+        .position = pos,
+        .time = time,
+        .data = e->data,
+        .data_len = e->data_len,
+        .prev = st->chain.last_hash,
+    };
+    uint8_t hash[ES_HASH_LEN];
+    es_record_encode(&st->enc, &in, hash);
+
+    uint8_t pkey[8];
+    es__u64_put(pkey, pos);
+    int rc = put(txn, st->db_log, pkey, 8, st->enc.data, st->enc.size, MDB_APPEND);
+    if (rc)
+        return rc;
+    st->chain.next_position = pos + 1;
+    memcpy(st->chain.last_hash, hash, ES_HASH_LEN);
+    pthread_mutex_lock(&st->tail_lock);
+    es_tail_push(&st->tail, entry, pos, hash);
+    pthread_mutex_unlock(&st->tail_lock);
+    return 0;
+}
+
 /* Returns an LMDB code that fails the whole batch (0 otherwise); the
  * request's own outcome is in req->result. */
 static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_time)
@@ -252,16 +331,10 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
             return rc;
     }
 
-    uint64_t cur, base;
-    es_tail_stream *entry = es_tail_find(&st->tail, req->stream, req->stream_len);
-    if (entry) {
-        cur = entry->version;
-        base = entry->base;
-    } else if ((rc = es__head_db_get(st, txn, req->stream, req->stream_len, &cur, NULL))) {
+    es_tail_stream *entry;
+    if ((rc = tail_entry(st, txn, req->stream, req->stream_len, &entry)))
         return rc;
-    } else {
-        base = cur;
-    }
+    uint64_t cur = entry->version;
     if (req->expected != ES_ANY_VERSION && req->expected != cur) {
         res->status = GUILD_CONFLICT;
         res->version = cur;
@@ -276,6 +349,14 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     if (req->decide) {
         es_wctx w = {st, txn, req, cur, time};
         guild_status s = req->decide(req->decide_ctx, &w);
+        for (size_t i = 0; s == GUILD_OK && i < req->emitted.n; i++) {
+            owned_event *e = &req->emitted.items[i];
+            size_t sn = e->stream ? strlen(e->stream) : 0;
+            if (!type_ok(e->type) || (e->data_len && !es__data_is_map(e->data, e->data_len)) ||
+                (e->stream && (sn == 0 || sn > ES_STREAM_MAX)))
+                s = guild_error_set(&res->error, GUILD_INTERNAL, 0,
+                                    "decide emitted an invalid event");
+        }
         if (s != GUILD_OK) {
             res->status = s;
             if (res->error.status == GUILD_OK)
@@ -283,61 +364,23 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
             events_clear(&req->emitted);
             return 0;
         }
-        for (size_t i = 0; i < req->emitted.n; i++) {
-            owned_event *e = &req->emitted.items[i];
-            if (!type_ok(e->type) || (e->data_len && !es__data_is_map(e->data, e->data_len))) {
-                res->status = guild_error_set(&res->error, GUILD_INTERNAL, 0,
-                                              "decide emitted an invalid event");
-                events_clear(&req->emitted);
-                return 0;
-            }
-        }
         events = &req->emitted;
     }
 
-    if (events->n && !entry) {
-        pthread_mutex_lock(&st->tail_lock);
-        entry = es_tail_upsert(&st->tail, req->stream, req->stream_len, base);
-        pthread_mutex_unlock(&st->tail_lock);
-    }
     res->n_events = (uint32_t)events->n;
     res->event_ids = guild_xcalloc(events->n ? events->n : 1, sizeof *res->event_ids);
     res->first_position = events->n ? st->chain.next_position : 0;
     for (size_t i = 0; i < events->n; i++) {
         owned_event *e = &events->items[i];
-        uint64_t pos = st->chain.next_position;
-        guild_uuid7(res->event_ids[i]);
-        es_record_in in = {
-            .id = res->event_ids[i],
-            .type = e->type,
-            .domain = st->domain,
-            .stream = req->stream,
-            .command_id = req->command_id,
-            .correlation_id = req->correlation_id,
-            .causation_id = req->causation_id,
-            .actor = req->actor,
-            .schema = e->schema,
-            .version = cur + 1 + i,
-            .position = pos,
-            .time = time,
-            .data = e->data,
-            .data_len = e->data_len,
-            .prev = st->chain.last_hash,
-        };
-        uint8_t hash[ES_HASH_LEN];
-        es_record_encode(&st->enc, &in, hash);
-
-        uint8_t pkey[8];
-        es__u64_put(pkey, pos);
-        if ((rc = put(txn, st->db_log, pkey, 8, st->enc.data, st->enc.size, MDB_APPEND)))
+        es_tail_stream *target = entry;
+        if (e->stream && (strlen(e->stream) != entry->len ||
+                          memcmp(e->stream, entry->stream, entry->len) != 0) &&
+            (rc = tail_entry(st, txn, e->stream, strlen(e->stream), &target)))
             return rc;
-        st->chain.next_position = pos + 1;
-        memcpy(st->chain.last_hash, hash, ES_HASH_LEN);
-        pthread_mutex_lock(&st->tail_lock);
-        es_tail_push(&st->tail, entry, pos, hash);
-        pthread_mutex_unlock(&st->tail_lock);
+        if ((rc = write_event(st, txn, req, target, e, time, res->event_ids[i])))
+            return rc;
     }
-    res->version = cur + events->n;
+    res->version = entry->version;
     res->last_position = events->n ? st->chain.next_position - 1 : 0;
     if (req->command_id) {
         es__command_encode(&st->enc, res);
@@ -387,6 +430,8 @@ static void run_batch(es_store *st, es_req *batch)
         for (es_req *r = batch; r; r = r->next)
             result_reset(r);
         int rc = batch_txn(st, batch);
+        if (st->batch_hook)
+            st->batch_hook(st->batch_hook_ctx, rc == 0);
         pthread_mutex_lock(&st->tail_lock);
         if (rc == 0)
             es_tail_commit(&st->tail, st->chain.next_position - 1);
@@ -602,7 +647,7 @@ guild_status es_append_submit(es_store *st, const es_append *a, es_done_fn done,
     r->decide_ctx = a->decide_ctx;
     if (!a->decide)
         for (size_t i = 0; i < a->n_events; i++)
-            events_push(&r->events, a->events[i].type, a->events[i].schema, a->events[i].data,
+            events_push(&r->events, NULL, a->events[i].type, a->events[i].schema, a->events[i].data,
                         a->events[i].data ? a->events[i].data_len : 0);
     r->done = done;
     r->done_ctx = ctx;
