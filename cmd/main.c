@@ -2,17 +2,26 @@
  * main.c — the guild binary: dispatches to one subcommand.
  */
 #include "bench.h"
+#include "cmd.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: guild <command> [options]\n"
-                 "\n"
-                 "commands:\n"
-                 "  bench store [--seconds S] [--quick] [--dir DIR]   event store benchmark\n"
-                 "  version                                          print the version\n");
+    fprintf(out,
+            "usage: guild <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  up [--data DIR] [--nats URL] [--port N] [--dev]   run everything on this machine\n"
+            "  serve <domain>                                   command handlers of a domain\n"
+            "  cmd <domain> <command> [JSON] [--token T] [--id ID] [--expect N]\n"
+            "  qry <domain> <query> [JSON] [--token T] [--consistency C]\n"
+            "  admin bootstrap --email E --password P           create the first administrator\n"
+            "  docs api                                         print docs/api.md from the schema "
+            "tables\n"
+            "  bench store [--seconds S] [--quick] [--dir DIR]   event store benchmark\n"
+            "  version                                          print the version\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -27,6 +36,18 @@ int main(int argc, char **argv)
         printf("guild %s\n", GUILD_VERSION);
         return 0;
     }
+    if (strcmp(cmd, "up") == 0)
+        return cmd_up(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "cmd") == 0)
+        return cmd_request(argc - 1, argv + 1, false);
+    if (strcmp(cmd, "qry") == 0)
+        return cmd_request(argc - 1, argv + 1, true);
+    if (strcmp(cmd, "docs") == 0)
+        return cmd_docs(argc - 1, argv + 1);
+    if (strcmp(cmd, "admin") == 0)
+        return cmd_admin(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) {
         if (argc >= 3 && strcmp(argv[2], "store") == 0)
             return bench_store_main(argc - 2, argv + 2);

@@ -338,14 +338,21 @@ guild_status es__read_stream_txn(es_store *st, MDB_txn *txn, const char *stream,
     return s;
 }
 
-/* Begins a read and takes the view of `stream` consistent with it. */
+/* Begins a read and takes the view of `stream` consistent with it. In the
+ * writing process the view is copied first: a checkpoint between the two
+ * then only makes the transaction know more, never less. A read-only
+ * opener builds its view from the transaction itself. */
 static guild_status read_with_view(es_store *st, const char *stream, size_t n, MDB_txn **txn,
                                    es_view *view)
 {
-    int rc = es__read_begin(st, txn);
+    int rc = 0;
+    if (!st->read_only)
+        rc = es__view_get(st, NULL, stream, n, view);
+    if (rc == 0 && (rc = es__read_begin(st, txn)) != 0)
+        es__view_release(view);
     if (rc)
         return es__lmdb_status(NULL, rc, "beginning a read");
-    if ((rc = es__view_get(st, *txn, stream, n, view))) {
+    if (st->read_only && (rc = es__view_get(st, *txn, stream, n, view))) {
         es__read_end(st, *txn);
         return es__lmdb_status(NULL, rc, "reading the index tail");
     }
@@ -520,15 +527,21 @@ guild_status es_list_streams(es_store *st, const char *after, size_t limit, es_s
                              void *ctx)
 {
     MDB_txn *txn;
-    int rc = es__read_begin(st, &txn);
-    if (rc)
-        return es__lmdb_status(NULL, rc, "beginning a read");
     es_stream_ref *tail = NULL;
     size_t nt = 0, ti = 0;
     MDB_cursor *cur = NULL;
-    if ((rc = es__tail_streams(st, txn, &tail, &nt)) ||
-        (rc = mdb_cursor_open(txn, st->db_heads, &cur)))
-        goto leave;
+    /* As in read_with_view: the writer's tail first, then the snapshot. */
+    int rc = st->read_only ? 0 : es__tail_streams(st, NULL, &tail, &nt);
+    if (rc == 0 && (rc = es__read_begin(st, &txn)) == 0) {
+        if ((st->read_only && (rc = es__tail_streams(st, txn, &tail, &nt))) ||
+            (rc = mdb_cursor_open(txn, st->db_heads, &cur)))
+            goto leave;
+    } else {
+        for (size_t i = 0; i < nt; i++)
+            free(tail[i].stream);
+        free(tail);
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    }
     qsort(tail, nt, sizeof *tail, ref_cmp);
     while (after && ti < nt && strcmp(tail[ti].stream, after) <= 0)
         ti++;

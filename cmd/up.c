@@ -1,0 +1,304 @@
+/*
+ * up.c — `guild up`: everything on one machine. Starts nats-server with
+ * JetStream (unless --nats names one), then one process per service,
+ * prints a line per component when it is ready, restarts a child that dies,
+ * and on Ctrl-C stops the services first and the broker last.
+ *
+ * Children run in their own process groups so the terminal's Ctrl-C reaches
+ * only this supervisor, which then stops them in order.
+ */
+#include "cmd.h"
+
+#include "bus/conn.h"
+#include "common/clock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CHILDREN 16
+#define STOP_WAIT_MS 15000
+
+typedef struct child {
+    char name[32];
+    char *argv[16];
+    int argc;
+    pid_t pid;
+    unsigned restarts;
+    uint64_t started_ns;
+} child;
+
+static const char *const services[] = {"identity", "talent", NULL};
+
+static child children[MAX_CHILDREN];
+static int n_children;
+static child *nats_child;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("guild: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+    va_end(ap);
+}
+
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static int any_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static bool spawn(child *c)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        setpgid(0, 0);
+        execvp(c->argv[0], c->argv);
+        fprintf(stderr, "guild: cannot run %s: %s\n", c->argv[0], strerror(errno));
+        _exit(127);
+    }
+    c->pid = pid;
+    c->started_ns = guild_mono_ns();
+    return true;
+}
+
+static child *add_child(const char *name)
+{
+    child *c = &children[n_children++];
+    snprintf(c->name, sizeof c->name, "%s", name);
+    return c;
+}
+
+static void arg(child *c, const char *a)
+{
+    c->argv[c->argc++] = strdup(a);
+    c->argv[c->argc] = NULL;
+}
+
+/* Waits until a service answers $SRV.PING.<name>. */
+static bool wait_ready(natsConnection *nc, const char *name, int timeout_ms)
+{
+    char subject[96];
+    snprintf(subject, sizeof subject, "$SRV.PING.%s", name);
+    for (int waited = 0; waited < timeout_ms; waited += 250) {
+        natsMsg *reply = NULL;
+        uint64_t t0 = guild_mono_ns();
+        if (natsConnection_RequestString(&reply, nc, subject, "", 250) == NATS_OK) {
+            natsMsg_Destroy(reply);
+            return true;
+        }
+        uint64_t spent_ms = (guild_mono_ns() - t0) / 1000000;
+        if (spent_ms < 250)
+            usleep((useconds_t)(250 - spent_ms) * 1000); /* no responders yet answers at once */
+    }
+    return false;
+}
+
+static void stop_child(child *c, int sig)
+{
+    if (c->pid <= 0)
+        return;
+    kill(c->pid, sig);
+    for (int waited = 0; waited < STOP_WAIT_MS; waited += 50) {
+        if (waitpid(c->pid, NULL, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return;
+        }
+        usleep(50 * 1000);
+    }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    c->pid = 0;
+}
+
+static void bootstrap_admin(natsConnection *nc)
+{
+    const char *email = getenv("GUILD_ADMIN_EMAIL");
+    const char *password = getenv("GUILD_ADMIN_PASSWORD");
+    if (!email || !password)
+        return;
+    json_t *body = json_pack("{s:s, s:s, s:s}", "email", email, "password", password,
+                             "display_name", "Administrator");
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    natsMsg *reply = NULL;
+    natsStatus s =
+        natsConnection_RequestString(&reply, nc, "guild.cmd.identity.bootstrap_admin", text, 10000);
+    free(text);
+    if (s != NATS_OK) {
+        say("administrator bootstrap got no answer: %s", natsStatus_GetText(s));
+        return;
+    }
+    const char *status = bus_header(reply, BUS_H_STATUS);
+    if (status && strcmp(status, "200") == 0)
+        say("administrator %s created", email);
+    else
+        say("administrator bootstrap skipped (status %s)", status ? status : "?");
+    natsMsg_Destroy(reply);
+}
+
+/* Reaps dead children and starts them again, with a growing pause when a
+ * child keeps dying young. */
+static void reap(bool stopping)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (int i = 0; i < n_children; i++) {
+            child *c = &children[i];
+            if (c->pid != pid)
+                continue;
+            c->pid = 0;
+            if (stopping)
+                break;
+            bool young = guild_mono_ns() - c->started_ns < 30ull * 1000000000;
+            c->restarts = young ? c->restarts + 1 : 0;
+            unsigned pause_ms = c->restarts > 6 ? 5000 : 100u << c->restarts;
+            say("%s exited (%s %d); restarting in %u ms", c->name,
+                WIFSIGNALED(st) ? "signal" : "status",
+                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), pause_ms);
+            usleep(pause_ms * 1000);
+            spawn(c);
+        }
+    }
+}
+
+int cmd_up(int argc, char **argv)
+{
+    cmd_common c;
+    bool external = getenv("GUILD_NATS_URL") || cmd_opt(argc, argv, "--nats");
+    if ((argc = cmd_common_parse(&c, argc, argv)) < 0)
+        return 2;
+    const char *port_opt = cmd_opt(argc, argv, "--port");
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    mkdir(c.data, 0755);
+    char url[128];
+    if (!external) {
+        int port = port_opt ? atoi(port_opt) : port_free(4222) ? 4222 : any_free_port();
+        char dir[1024], log[1100], portbuf[16];
+        snprintf(dir, sizeof dir, "%s/nats", c.data);
+        mkdir(dir, 0755);
+        snprintf(log, sizeof log, "%s/nats-server.log", dir);
+        snprintf(portbuf, sizeof portbuf, "%d", port);
+        nats_child = add_child("nats-server");
+        const char *args[] = {"nats-server", "-js",   "-sd", dir, "-a", "127.0.0.1",
+                              "-p",          portbuf, "-l",  log, NULL};
+        for (int i = 0; args[i]; i++)
+            arg(nats_child, args[i]);
+        if (!spawn(nats_child)) {
+            say("cannot start nats-server");
+            return 1;
+        }
+        snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+        c.nats = url;
+    }
+    natsConnection *nc = NULL;
+    guild_error err = {0};
+    if (bus_connect(c.nats, "guild-up", 10000, &nc, &err) != GUILD_OK) {
+        say("NATS at %s is not reachable: %s", c.nats, err.message);
+        if (nats_child)
+            stop_child(nats_child, SIGTERM);
+        return 1;
+    }
+    if (nats_child)
+        say("nats-server ready on %s (pid %d, JetStream store %s/nats)", c.nats, nats_child->pid,
+            c.data);
+    char urlfile[1024];
+    snprintf(urlfile, sizeof urlfile, "%s/nats.url", c.data);
+    FILE *f = fopen(urlfile, "w");
+    if (f) {
+        fprintf(f, "%s\n", c.nats);
+        fclose(f);
+    }
+
+    char self[1024];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    for (int i = 0; services[i]; i++) {
+        child *ch = add_child(services[i]);
+        const char *args[] = {self, "serve", services[i], "--data", c.data, "--nats", c.nats, NULL};
+        for (int j = 0; args[j]; j++)
+            arg(ch, args[j]);
+        if (c.dev)
+            arg(ch, "--dev");
+        spawn(ch);
+        if (wait_ready(nc, services[i], 20000))
+            say("%s ready (pid %d)", services[i], ch->pid);
+        else
+            say("%s did not answer within 20 s (pid %d); still trying", services[i], ch->pid);
+    }
+    bootstrap_admin(nc);
+    say("up: NATS %s, data in %s. Ctrl-C stops.", c.nats, c.data);
+
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&sigs, &info);
+        if (sig == SIGCHLD) {
+            reap(false);
+            continue;
+        }
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+    }
+    say("stopping");
+    bus_close(nc);
+    for (int i = n_children - 1; i >= 0; i--)
+        if (&children[i] != nats_child)
+            stop_child(&children[i], SIGTERM);
+    if (nats_child)
+        stop_child(nats_child, SIGTERM);
+    reap(true);
+    say("stopped");
+    for (int i = 0; i < n_children; i++)
+        for (int j = 0; j < children[i].argc; j++)
+            free(children[i].argv[j]);
+    return 0;
+}

@@ -1,0 +1,573 @@
+/*
+ * codec.c — JSON and msgpack bodies to and from json_t (see codec.h for the
+ * rules both formats share).
+ *
+ * Sections: format detection; string checks; the msgpack structure scan;
+ * msgpack objects to json_t; decoding; encoding.
+ *
+ * msgpack-c's unpacker allocates room for as many elements as a container
+ * header declares, before reading them: five bytes declaring four billion
+ * elements make it ask for tens of gigabytes. So a body is first scanned
+ * without allocating, checking that every declared count fits in the bytes
+ * that remain and that nesting stays within the limit, and only then handed
+ * to msgpack_unpack_next.
+ */
+#include "common/codec.h"
+
+#include "common/alloc.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- format detection ---------------------------------------------------- */
+
+/* True if the media type of header value ct is `want` (case-insensitive,
+ * parameters after ';' ignored). */
+static bool media_type_is(const char *ct, const char *want)
+{
+    size_t n = strlen(want);
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, want, n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+guild_format guild_format_detect(const char *content_type, const void *body, size_t len)
+{
+    if (content_type) {
+        if (media_type_is(content_type, "application/json"))
+            return GUILD_FMT_JSON;
+        if (media_type_is(content_type, "application/msgpack"))
+            return GUILD_FMT_MSGPACK;
+    }
+    const unsigned char *p = body;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')
+            continue;
+        return p[i] == '{' ? GUILD_FMT_JSON : GUILD_FMT_MSGPACK;
+    }
+    return GUILD_FMT_MSGPACK;
+}
+
+/* ---- string checks --------------------------------------------------------- */
+
+/* Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+ * above U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+        size_t more;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            more = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            more = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            more = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            return false;
+        }
+        if (n - i - 1 < more || s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= more; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+        i += more + 1;
+    }
+    return true;
+}
+
+/* NULL if a msgpack str is acceptable as a string or key, else why not.
+ * NUL bytes are refused because strict JSON refuses "\u0000" too, and
+ * because the C code behind the codec reads strings with strcmp. */
+static const char *str_problem(const msgpack_object_str *s)
+{
+    if (s->size > 0 && memchr(s->ptr, '\0', s->size))
+        return "string contains a NUL byte";
+    if (!utf8_valid((const unsigned char *)s->ptr, s->size))
+        return "string is not valid UTF-8";
+    return NULL;
+}
+
+/* ---- the msgpack structure scan -------------------------------------------- */
+
+typedef struct mp_scan {
+    const unsigned char *p;
+    const unsigned char *end;
+    const char *why; /* set when the scan fails */
+} mp_scan;
+
+static bool scan_fail(mp_scan *s, const char *why)
+{
+    s->why = why;
+    return false;
+}
+
+static bool scan_skip(mp_scan *s, uint64_t n)
+{
+    if ((uint64_t)(s->end - s->p) < n)
+        return scan_fail(s, "truncated");
+    s->p += n;
+    return true;
+}
+
+/* Reads an n-byte big-endian length. */
+static bool scan_length(mp_scan *s, unsigned n, uint64_t *out)
+{
+    if ((size_t)(s->end - s->p) < n)
+        return scan_fail(s, "truncated");
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = v << 8 | s->p[i];
+    s->p += n;
+    *out = v;
+    return true;
+}
+
+static bool scan_value(mp_scan *s, int depth);
+
+/* A container of `count` entries of `per` values each, enclosed by `depth`
+ * others. Every value takes at least one byte, which bounds what the
+ * unpacker will allocate by the length of the body. */
+static bool scan_items(mp_scan *s, uint64_t count, unsigned per, int depth)
+{
+    if (depth + 1 > GUILD_CODEC_MAX_DEPTH)
+        return scan_fail(s, "nested deeper than 32 levels");
+    if (count > (uint64_t)(s->end - s->p) / per)
+        return scan_fail(s, "truncated");
+    for (uint64_t i = 0; i < count * per; i++)
+        if (!scan_value(s, depth + 1))
+            return false;
+    return true;
+}
+
+/* Bytes to skip after the header byte of a fixed-size type; -1 if b is not
+ * one. */
+static int fixed_size(unsigned char b)
+{
+    switch (b) {
+    case 0xc0: /* nil */
+    case 0xc2: /* false */
+    case 0xc3: /* true */
+        return 0;
+    case 0xcc: /* uint 8 */
+    case 0xd0: /* int 8 */
+        return 1;
+    case 0xcd:
+    case 0xd1:
+        return 2;
+    case 0xca: /* float 32 */
+    case 0xce:
+    case 0xd2:
+        return 4;
+    case 0xcb: /* float 64 */
+    case 0xcf:
+    case 0xd3:
+        return 8;
+    case 0xd4: /* fixext 1..16: a type byte, then the data */
+        return 2;
+    case 0xd5:
+        return 3;
+    case 0xd6:
+        return 5;
+    case 0xd7:
+        return 9;
+    case 0xd8:
+        return 17;
+    default:
+        return -1;
+    }
+}
+
+/* Walks one value that `depth` containers enclose. */
+static bool scan_value(mp_scan *s, int depth)
+{
+    if (s->p == s->end)
+        return scan_fail(s, "truncated");
+    unsigned char b = *s->p++;
+    uint64_t n;
+    if (b <= 0x7f || b >= 0xe0) /* fixint */
+        return true;
+    if (b <= 0x8f)
+        return scan_items(s, b & 0x0f, 2, depth);
+    if (b <= 0x9f)
+        return scan_items(s, b & 0x0f, 1, depth);
+    if (b <= 0xbf)
+        return scan_skip(s, b & 0x1f);
+    int fixed = fixed_size(b);
+    if (fixed >= 0)
+        return scan_skip(s, (uint64_t)fixed);
+    switch (b) {
+    case 0xc4: /* bin 8, 16, 32 */
+    case 0xd9: /* str 8, 16, 32 */
+        return scan_length(s, 1, &n) && scan_skip(s, n);
+    case 0xc5:
+    case 0xda:
+        return scan_length(s, 2, &n) && scan_skip(s, n);
+    case 0xc6:
+    case 0xdb:
+        return scan_length(s, 4, &n) && scan_skip(s, n);
+    case 0xc7: /* ext 8, 16, 32: length, type byte, data */
+        return scan_length(s, 1, &n) && scan_skip(s, n + 1);
+    case 0xc8:
+        return scan_length(s, 2, &n) && scan_skip(s, n + 1);
+    case 0xc9:
+        return scan_length(s, 4, &n) && scan_skip(s, n + 1);
+    case 0xdc:
+        return scan_length(s, 2, &n) && scan_items(s, n, 1, depth);
+    case 0xdd:
+        return scan_length(s, 4, &n) && scan_items(s, n, 1, depth);
+    case 0xde:
+        return scan_length(s, 2, &n) && scan_items(s, n, 2, depth);
+    case 0xdf:
+        return scan_length(s, 4, &n) && scan_items(s, n, 2, depth);
+    default: /* 0xc1, never used */
+        return scan_fail(s, "invalid type byte");
+    }
+}
+
+/* ---- msgpack objects to json_t ----------------------------------------------- */
+
+static json_t *mp_to_json(const msgpack_object *o, int depth, const char **why);
+
+static json_t *mp_array(const msgpack_object_array *a, int depth, const char **why)
+{
+    json_t *arr = json_array();
+    for (uint32_t i = 0; i < a->size; i++) {
+        json_t *item = mp_to_json(&a->ptr[i], depth + 1, why);
+        if (!item) {
+            json_decref(arr);
+            return NULL;
+        }
+        json_array_append_new(arr, item);
+    }
+    return arr;
+}
+
+static json_t *mp_map(const msgpack_object_map *m, int depth, const char **why)
+{
+    json_t *obj = json_object();
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR) {
+            *why = "map keys must be strings";
+            goto fail;
+        }
+        const msgpack_object_str *key = &k->via.str;
+        if ((*why = str_problem(key)) != NULL)
+            goto fail;
+        /* jansson refuses a NULL key even when its length is 0. */
+        const char *kp = key->ptr ? key->ptr : "";
+        if (json_object_getn(obj, kp, key->size)) {
+            *why = "duplicate map key";
+            goto fail;
+        }
+        json_t *val = mp_to_json(&m->ptr[i].val, depth + 1, why);
+        if (!val)
+            goto fail;
+        json_object_setn_new_nocheck(obj, kp, key->size, val);
+    }
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+/* Converts o, which `depth` containers enclose; NULL with *why set if a rule
+ * of codec.h refuses it. */
+static json_t *mp_to_json(const msgpack_object *o, int depth, const char **why)
+{
+    double d;
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > INT64_MAX) {
+            *why = "integer larger than 9223372036854775807";
+            return NULL;
+        }
+        return json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        d = o->via.f64;
+        if (!isfinite(d)) {
+            *why = "number is not finite";
+            return NULL;
+        }
+        return json_real(d);
+    case MSGPACK_OBJECT_STR:
+        if ((*why = str_problem(&o->via.str)) != NULL)
+            return NULL;
+        return json_stringn_nocheck(o->via.str.ptr ? o->via.str.ptr : "", o->via.str.size);
+    case MSGPACK_OBJECT_ARRAY:
+    case MSGPACK_OBJECT_MAP:
+        if (depth + 1 > GUILD_CODEC_MAX_DEPTH) {
+            *why = "nested deeper than 32 levels";
+            return NULL;
+        }
+        if (o->type == MSGPACK_OBJECT_ARRAY)
+            return mp_array(&o->via.array, depth, why);
+        return mp_map(&o->via.map, depth, why);
+    case MSGPACK_OBJECT_BIN:
+        *why = "bin values are not supported";
+        return NULL;
+    case MSGPACK_OBJECT_EXT:
+        *why = "ext values are not supported";
+        return NULL;
+    }
+    *why = "unknown msgpack type";
+    return NULL;
+}
+
+guild_status guild_codec_from_msgpack_object(const msgpack_object *o, json_t **out,
+                                             guild_error *err)
+{
+    const char *why = NULL;
+    json_t *v = mp_to_json(o, 0, &why);
+    if (!v)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "msgpack value refused: %s", why);
+    *out = v;
+    return GUILD_OK;
+}
+
+/* ---- decoding ------------------------------------------------------------------ */
+
+static guild_status decode_msgpack(const void *body, size_t len, json_t **out, guild_error *err)
+{
+    static const char prefix[] = "body is not valid msgpack";
+    if (len == 0)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: empty body", prefix);
+
+    mp_scan s = {body, (const unsigned char *)body + len, NULL};
+    if (!scan_value(&s, 0))
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, s.why);
+    if (s.p != s.end)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: trailing bytes after the value",
+                               prefix);
+
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    guild_status st;
+    msgpack_unpack_return r = msgpack_unpack_next(&u, body, len, &off);
+    if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
+        /* The scan accepted what the unpacker refuses: only when out of
+         * memory, as far as msgpack-c's grammar goes. */
+        st = guild_error_set(err, GUILD_INVALID_REQUEST, (int)r, "%s: unpacking failed", prefix);
+        goto leave;
+    }
+    const char *why = NULL;
+    json_t *v = mp_to_json(&u.data, 0, &why);
+    if (!v) {
+        st = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, why);
+        goto leave;
+    }
+    *out = v;
+    st = GUILD_OK;
+leave:
+    msgpack_unpacked_destroy(&u);
+    return st;
+}
+
+/* True if containers in v nest deeper than the limit, v being enclosed by
+ * `depth` others. */
+static bool json_too_deep(const json_t *v, int depth)
+{
+    if (!json_is_array(v) && !json_is_object(v))
+        return false;
+    if (depth + 1 > GUILD_CODEC_MAX_DEPTH)
+        return true;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (json_too_deep(json_array_get(v, i), depth + 1))
+                return true;
+        return false;
+    }
+    /* jansson's iteration takes a non-const object; it does not modify it. */
+    json_t *obj = (json_t *)v;
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val)
+    {
+        if (json_too_deep(val, depth + 1))
+            return true;
+    }
+    return false;
+}
+
+static guild_status decode_json(const void *body, size_t len, json_t **out, guild_error *err)
+{
+    if (len == 0)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "body is not valid JSON: empty body");
+    json_error_t je;
+    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (!v) {
+        /* jansson appends "near '<token>'", which quotes the body: a
+         * malformed login body would put part of a password into a reply
+         * and a log line. Keep the reason and the position only. */
+        char *near = strstr(je.text, " near ");
+        if (near)
+            *near = '\0';
+        if (strstr(je.text, "JSON_ALLOW_NUL")) /* not a name for clients */
+            snprintf(je.text, sizeof je.text, "string contains \\u0000");
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0,
+                               "body is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+                               je.column);
+    }
+    if (json_too_deep(v, 0)) {
+        json_decref(v);
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0,
+                               "body is not valid JSON: nested deeper than 32 levels");
+    }
+    *out = v;
+    return GUILD_OK;
+}
+
+guild_status guild_codec_decode(const void *body, size_t len, guild_format fmt, json_t **out,
+                                guild_error *err)
+{
+    if (fmt == GUILD_FMT_JSON)
+        return decode_json(body, len, out, err);
+    return decode_msgpack(body, len, out, err);
+}
+
+/* ---- encoding ------------------------------------------------------------------ */
+
+/* A growing buffer for msgpack_packer; out of memory aborts, so writes never
+ * fail. Keeps one spare byte for the terminating NUL. */
+typedef struct codec_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} codec_buf;
+
+static int codec_buf_write(void *data, const char *p, size_t n)
+{
+    codec_buf *b = data;
+    if (b->cap - b->len < n + 1) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n + 1)
+            cap *= 2;
+        b->data = guild_xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    if (n > UINT32_MAX)
+        GUILD_BUG("string of %zu bytes cannot be packed", n);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+void guild_codec_pack(msgpack_packer *pk, const json_t *v)
+{
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_OBJECT: {
+        if (json_object_size(v) > UINT32_MAX)
+            GUILD_BUG("object of %zu keys cannot be packed", json_object_size(v));
+        msgpack_pack_map(pk, json_object_size(v));
+        /* jansson's iteration takes a non-const object; it does not modify it. */
+        json_t *obj = (json_t *)v;
+        const char *key;
+        size_t key_len;
+        json_t *val;
+        json_object_keylen_foreach(obj, key, key_len, val)
+        {
+            pack_str(pk, key, key_len);
+            guild_codec_pack(pk, val);
+        }
+        break;
+    }
+    case JSON_ARRAY:
+        if (json_array_size(v) > UINT32_MAX)
+            GUILD_BUG("array of %zu items cannot be packed", json_array_size(v));
+        msgpack_pack_array(pk, json_array_size(v));
+        for (size_t i = 0; i < json_array_size(v); i++)
+            guild_codec_pack(pk, json_array_get(v, i));
+        break;
+    case JSON_STRING:
+        pack_str(pk, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        /* msgpack-c picks the smallest encoding that holds the value. */
+        msgpack_pack_int64(pk, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        msgpack_pack_double(pk, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        break;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        break;
+    case JSON_NULL:
+        msgpack_pack_nil(pk);
+        break;
+    }
+}
+
+static guild_status encode_json(const json_t *v, char **out, size_t *len)
+{
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t n = json_dumpb(v, NULL, 0, flags);
+    if (n == 0)
+        return GUILD_INTERNAL;
+    char *buf = guild_xmalloc(n + 1);
+    if (json_dumpb(v, buf, n, flags) != n) {
+        free(buf);
+        return GUILD_INTERNAL;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return GUILD_OK;
+}
+
+guild_status guild_codec_encode(const json_t *v, guild_format fmt, char **out, size_t *len)
+{
+    if (!v)
+        return GUILD_INTERNAL;
+    if (fmt == GUILD_FMT_JSON)
+        return encode_json(v, out, len);
+
+    codec_buf b = {NULL, 0, 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, codec_buf_write);
+    guild_codec_pack(&pk, v);
+    b.data[b.len] = '\0';
+    *out = b.data;
+    *len = b.len;
+    return GUILD_OK;
+}

@@ -1,0 +1,21 @@
+/* check_util.h — assertions shared by guild's Check suites. */
+#ifndef GUILD_TESTS_SUPPORT_CHECK_UTIL_H
+#define GUILD_TESTS_SUPPORT_CHECK_UTIL_H
+
+#include "common/status.h"
+
+#include <check.h>
+
+/* Asserts a guild_status, naming both codes on failure. */
+#define ck_assert_status(got, want)                                                                \
+    do {                                                                                           \
+        guild_status got_ = (got);                                                                 \
+        guild_status want_ = (want);                                                               \
+        ck_assert_msg(got_ == want_, "%s: got %s, want %s", #got, guild_status_code(got_),         \
+                      guild_status_code(want_));                                                   \
+    } while (0)
+
+/* Runs one suite with a fresh runner; returns the process exit status. */
+int tst_run_suite(Suite *s);
+
+#endif
