@@ -148,7 +148,8 @@ static void event_subject(const bus_relay *r, const es_record *rec, char buf[SUB
 static guild_status nats_fail(guild_error *err, natsStatus s, jsErrCode jerr, const char *what,
                               bus_relay *r)
 {
-    r->refused = jerr != 0;
+    r->refused = jerr != 0 && jerr != JSClusterNotAvailErr && jerr != JSClusterNoPeersErr &&
+                 jerr != JSClusterNotLeaderErr;
     const char *text = nats_GetLastError(NULL);
     return guild_error_set(err, GUILD_UNAVAILABLE, (int)s, "%s %s: %s (%s, JetStream error %d)",
                            what, r->stream_name, natsStatus_GetText(s), text ? text : "",

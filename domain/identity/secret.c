@@ -196,7 +196,7 @@ guild_status identity__claim_holder(dom_ctx *ctx, const char *key, char holder[6
     if (s != GUILD_OK)
         return dom_fail(ctx, s, NULL, "cannot read the e-mail claim");
     const identity_claim_state *c = state;
-    if (c->user_id)
+    if (c && c->user_id)
         snprintf(holder, 64, "%s", c->user_id);
     identity_email.destroy(state);
     return GUILD_OK;
@@ -229,7 +229,7 @@ guild_status identity_permissions(const dom_env *env, const json_t *roles, json_
         const identity_role_state *r = state;
         size_t j;
         json_t *p;
-        json_array_foreach(r->permissions, j, p)
+        json_array_foreach(r ? r->permissions : NULL, j, p)
         {
             const char *perm = json_string_value(p);
             if (perm && !identity__list_has(perms, perm))

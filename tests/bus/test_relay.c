@@ -585,9 +585,6 @@ START_TEST(test_broker_killed_and_restarted_while_appending_ends_equal_to_the_lo
     assert_stream_equals_log();
     bus_relay_stats st;
     bus_relay_stats_get(g_relay, &st);
-    fprintf(stderr, "DEBUG errors %lu resyncs %lu dups %lu published %lu\n",
-            (unsigned long)st.errors, (unsigned long)st.resyncs, (unsigned long)st.duplicates,
-            (unsigned long)st.published);
     ck_assert_uint_ge(st.resyncs, 2);
     ck_assert_uint_eq(st.lag, 0);
 }
@@ -611,9 +608,6 @@ START_TEST(test_broker_killed_with_thousands_of_publishes_in_flight_ends_equal_t
     caught_up();
     assert_stream_equals_log();
     bus_relay_stats_get(g_relay, &st);
-    fprintf(stderr, "DEBUG2 errors %lu resyncs %lu dups %lu published %lu\n",
-            (unsigned long)st.errors, (unsigned long)st.resyncs, (unsigned long)st.duplicates,
-            (unsigned long)st.published);
 }
 END_TEST
 

@@ -287,12 +287,7 @@ static size_t version_of(const char *stream)
     return json_array_size(json_object_get(g_streams, stream));
 }
 
-/* The i-th event R wrote (type and data). */
-static const char *r_type(size_t i)
-{
-    return dom_str(json_array_get(R.events, i), "type", "");
-}
-
+/* The data of the i-th event R wrote. */
 static const json_t *r_data(size_t i)
 {
     return json_object_get(json_array_get(R.events, i), "data");
@@ -392,8 +387,7 @@ START_TEST(test_register_creates_user_and_claims_lower_cased_email)
     char id[64], claim[256], stream[256];
     register_ok("Ann@Example.com", PW, id);
     ck_assert(guild_uuid_valid(id, (unsigned)strlen(id)));
-    ck_assert_uint_eq(json_array_size(R.events), 2);
-    assert_events("user_registered");
+    assert_events("user_registered,email_claimed");
     ck_assert_str_eq(dom_str(r_data(0), "user_id", ""), id);
     ck_assert_str_eq(dom_str(r_data(0), "email", ""), "ann@example.com");
     ck_assert_str_eq(dom_str(r_data(0), "display_name", ""), "Ann");
@@ -401,7 +395,6 @@ START_TEST(test_register_creates_user_and_claims_lower_cased_email)
     assert_strings(json_object_get(r_data(0), "roles"), "user");
 
     claim_stream("ann@example.com", claim);
-    ck_assert_str_eq(r_type(1), "email_claimed");
     ck_assert_str_eq(dom_str(json_array_get(R.events, 1), "stream", ""), claim);
     ck_assert_str_eq(dom_str(r_data(1), "user_id", ""), id);
     user_stream(id, stream);
@@ -452,7 +445,7 @@ START_TEST(test_bootstrap_admin_works_once_and_grants_everything)
     dom_stream_name(IDENTITY_DOMAIN, &identity_system, "", system, sizeof system);
     ck_assert_str_eq(system, "identity-system");
     ck_assert_uint_eq(version_of(system), 1);
-    ck_assert_str_eq(r_type(2), "admin_bootstrapped");
+    assert_events("user_registered,email_claimed,admin_bootstrapped");
 
     login_ok("root@guild.io", PW, NULL, NULL);
     assert_strings(json_object_get(g_claims, "perms"), "*");
@@ -526,9 +519,8 @@ START_TEST(test_wrong_password_counts_failures_and_locks_at_five)
         ck_assert_uint_eq(version_of(stream), 1 + (size_t)i); /* committed nonetheless */
     }
     ck_assert_status(login("ann@example.com", BAD_PW), GUILD_UNAUTHENTICATED);
-    ck_assert_uint_eq(json_array_size(R.events), 2);
+    assert_events("login_failed,account_locked");
     ck_assert_int_eq(dom_int(r_data(0), "failures", 0), 5);
-    ck_assert_str_eq(r_type(1), "account_locked");
     ck_assert_int_eq(dom_int(r_data(1), "until", 0), T0 + 15 * MINUTE);
     ck_assert_uint_eq(version_of(stream), 7);
     ck_assert_ptr_null(strstr(R.error.message, BAD_PW));
@@ -565,8 +557,8 @@ START_TEST(test_successful_login_resets_the_failure_count)
     login_ok("ann@example.com", PW, NULL, NULL);
     for (int i = 1; i <= 4; i++) {
         ck_assert_status(login("ann@example.com", BAD_PW), GUILD_UNAUTHENTICATED);
+        assert_events("login_failed");
         ck_assert_int_eq(dom_int(r_data(0), "failures", 0), i);
-        ck_assert_uint_eq(json_array_size(R.events), 1);
     }
 }
 END_TEST
@@ -605,12 +597,11 @@ START_TEST(test_logins_beyond_the_session_limit_end_the_oldest)
     for (int i = 1; i < IDENTITY_MAX_SESSIONS; i++) {
         g_now += SEC;
         login_ok("ann@example.com", PW, NULL, NULL);
-        ck_assert_uint_eq(json_array_size(R.events), 1);
+        assert_events("session_started");
     }
     g_now += SEC;
     login_ok("ann@example.com", PW, NULL, NULL);
-    ck_assert_uint_eq(json_array_size(R.events), 2);
-    assert_events("session_ended");
+    assert_events("session_ended,session_started");
     ck_assert_str_eq(dom_str(r_data(0), "session_id", ""), first);
     ck_assert_str_eq(dom_str(r_data(0), "reason", ""), "session_limit");
     ck_assert(!session_active(id, first));
@@ -979,13 +970,11 @@ START_TEST(test_email_change_moves_the_claim)
     assert_events("");
 
     expect(GUILD_OK, "update_user", me, "{s:s, s:s}", "user_id", ann, "email", "Ann@New.org");
-    ck_assert_uint_eq(json_array_size(R.events), 3);
+    assert_events("user_updated,email_claimed,email_released");
     ck_assert_str_eq(dom_str(r_data(0), "email", ""), "ann@new.org");
     claim_stream("ann@new.org", new_claim);
     claim_stream("ann@example.com", old_claim);
-    ck_assert_str_eq(r_type(1), "email_claimed");
     ck_assert_str_eq(dom_str(json_array_get(R.events, 1), "stream", ""), new_claim);
-    ck_assert_str_eq(r_type(2), "email_released");
     ck_assert_str_eq(dom_str(json_array_get(R.events, 2), "stream", ""), old_claim);
 
     ck_assert_status(login("ann@example.com", PW), GUILD_UNAUTHENTICATED);

@@ -1,0 +1,59 @@
+/* test_docs.c — docs/api.md is exactly what `guild docs api` prints from the
+ * schema tables, so the API reference cannot drift from the validator. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *slurp(FILE *f, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    *len = n;
+    return buf;
+}
+
+START_TEST(test_api_md_matches_the_schema_tables)
+{
+    const char *bin = getenv("GUILD_GUILD_BIN");
+    const char *src = getenv("GUILD_SOURCE_DIR");
+    ck_assert_msg(bin && src, "GUILD_GUILD_BIN and GUILD_SOURCE_DIR must be set (ctest sets them)");
+    char cmd[2048], path[2048];
+    snprintf(cmd, sizeof cmd, "%s docs api", bin);
+    snprintf(path, sizeof path, "%s/docs/api.md", src);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t glen, flen;
+    char *generated = slurp(p, &glen);
+    ck_assert_int_eq(pclose(p), 0);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "docs/api.md is missing: run `build/guild docs api > docs/api.md`");
+    char *committed = slurp(f, &flen);
+    fclose(f);
+    ck_assert_msg(glen > 1000, "the generated API page is suspiciously short");
+    ck_assert_msg(glen == flen && memcmp(generated, committed, glen) == 0,
+                  "docs/api.md differs from the schema tables: run "
+                  "`build/guild docs api > docs/api.md`");
+    free(generated);
+    free(committed);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cmd/docs");
+    TCase *tc = tcase_create("api");
+    tcase_add_test(tc, test_api_md_matches_the_schema_tables);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
