@@ -129,10 +129,10 @@ static json_t *success_body(bus_runtime *rt, const es_result *res, const char *i
     char consistency[96];
     snprintf(consistency, sizeof consistency, "%s:%llu", rt->name,
              (unsigned long long)res->last_position);
-    return json_pack("{s:b, s:s, s:s, s:I, s:I, s:o, s:s, s:O}", "ok", 1, "id", id, "stream",
+    return json_pack("{s:b, s:s, s:s, s:I, s:I, s:o, s:s, s:o}", "ok", 1, "id", id, "stream",
                      res->stream, "version", (json_int_t)res->version, "position",
                      (json_int_t)res->last_position, "events", ids, "consistency", consistency,
-                     "data", data ? data : json_object());
+                     "data", data ? json_incref(data) : json_object());
 }
 
 /* Replies from a store result and the reply stored with the command: the
@@ -152,7 +152,9 @@ static void reply_result(cmd_req *r, const es_result *res)
     const char *id = json_string_value(json_object_get(stored, "id"));
     json_t *data =
         r->reply_data && !res->duplicate ? r->reply_data : json_object_get(stored, "data");
-    json_t *body = success_body(r->rt, res, id ? id : r->id, data);
+    json_t *body = r->cmd->opaque_reply ? json_pack("{s:b, s:o}", "ok", 1, "data",
+                                                    data ? json_incref(data) : json_object())
+                                        : success_body(r->rt, res, id ? id : r->id, data);
     bus_reply(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, body, 200);
     bus_endpoint_record_status(r->rt->ep_cmd, r->started, GUILD_OK, NULL);
     json_decref(body);
@@ -214,8 +216,9 @@ static void ctx_setup(dom_ctx *c, cmd_req *r, dom_env *env, env_self *self, es_w
 
 /* Encodes the decided events into the append and evolves the cached state
  * with those on the target's own stream. */
-static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *e)
+static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *entry)
 {
+    agg_entry *e = entry;
     size_t i;
     json_t *ev;
     json_array_foreach(c->events, i, ev)

@@ -35,17 +35,17 @@
 /* ---- schema tables -------------------------------------------------------- */
 
 typedef enum {
-    DOM_STRING,   /* UTF-8 string; min/max = length in characters */
-    DOM_TEXT,     /* like DOM_STRING, may hold new lines */
-    DOM_INT,      /* integer; min/max = value */
-    DOM_BOOL,     /* true or false */
-    DOM_UUID,     /* canonical lower-case UUID */
-    DOM_EMAIL,    /* an e-mail address, at most 254 characters */
-    DOM_PASSWORD, /* string checked against the password policy; never echoed */
-    DOM_DATE,     /* RFC 3339 date (2026-11-25) or date-time */
-    DOM_CURRENCY, /* ISO 4217 code (EUR, USD, ...) */
-    DOM_ENUM,     /* one of `values` */
-    DOM_NAME,     /* lower snake_case identifier [a-z][a-z0-9_:.*-]*, min/max = length */
+    DOM_STRING,      /* UTF-8 string; min/max = length in characters */
+    DOM_TEXT,        /* like DOM_STRING, may hold new lines */
+    DOM_INT,         /* integer; min/max = value */
+    DOM_BOOL,        /* true or false */
+    DOM_UUID,        /* canonical lower-case UUID */
+    DOM_EMAIL,       /* an e-mail address, at most 254 characters */
+    DOM_PASSWORD,    /* string checked against the password policy; never echoed */
+    DOM_DATE,        /* RFC 3339 date (2026-11-25) or date-time */
+    DOM_CURRENCY,    /* ISO 4217 code (EUR, USD, ...) */
+    DOM_ENUM,        /* one of `values` */
+    DOM_NAME,        /* lower snake_case identifier [a-z][a-z0-9_:.*-]*, min/max = length */
     DOM_STRING_LIST, /* array of strings; min/max = count; item_max = item length */
     DOM_NAME_LIST,   /* array of DOM_NAME */
     DOM_OBJECT_LIST, /* array of objects described by `items`; min/max = count */
@@ -56,18 +56,18 @@ typedef struct dom_field {
     const char *name;
     dom_type type;
     bool required;
-    int64_t min, max;                /* see dom_type; both 0 = no limit */
-    int64_t item_max;                /* DOM_*_LIST: longest item; 0 = 200 */
-    const char *const *values;       /* DOM_ENUM: NULL-terminated */
-    const struct dom_field *items;   /* DOM_OBJECT_LIST: item fields, {NULL}-terminated */
-    const char *doc;                 /* one line for docs/api.md */
+    int64_t min, max;              /* see dom_type; both 0 = no limit */
+    int64_t item_max;              /* DOM_*_LIST: longest item; 0 = 200 */
+    const char *const *values;     /* DOM_ENUM: NULL-terminated */
+    const struct dom_field *items; /* DOM_OBJECT_LIST: item fields, {NULL}-terminated */
+    const char *doc;               /* one line for docs/api.md */
 } dom_field;
 
 /* Who sends a command: from a verified token, or anonymous. */
 typedef struct dom_actor {
-    const char *user_id;    /* "" when anonymous */
-    const char *session_id; /* "" when none */
-    bool service;           /* a client-credentials token */
+    const char *user_id;       /* "" when anonymous */
+    const char *session_id;    /* "" when none */
+    bool service;              /* a client-credentials token */
     const json_t *permissions; /* array of strings (borrowed); may be NULL */
 } dom_actor;
 
@@ -128,9 +128,9 @@ typedef struct dom_ctx {
     bool dev_mode; /* development: secrets meant for e-mail may be shown in replies */
 
     /* outputs, through the functions below */
-    json_t *events;  /* [{stream?, type, data}] */
-    json_t *reply;   /* object: the reply's data */
-    json_t *prep;    /* prepare's output */
+    json_t *events;            /* [{stream?, type, data}] */
+    json_t *reply;             /* object: the reply's data */
+    json_t *prep;              /* prepare's output */
     guild_status reply_status; /* an error reply with committed events (failed login) */
     guild_error error;
 } dom_ctx;
@@ -170,11 +170,13 @@ typedef struct dom_command {
     const char *summary;
     const dom_field *fields;        /* {NULL}-terminated */
     const dom_aggregate *aggregate; /* the aggregate it acts on */
-    const char *permission; /* needed permission; NULL = any authenticated actor */
-    bool is_public;         /* no token needed */
-    const char *id_field;   /* body field naming the aggregate id */
-    bool creates;           /* no id field: a new aggregate with a fresh id */
-    bool secret_reply;      /* reply data holds secrets: not kept for idempotent repeats */
+    const char *permission;         /* needed permission; NULL = any authenticated actor */
+    bool is_public;                 /* no token needed */
+    const char *id_field;           /* body field naming the aggregate id */
+    bool creates;                   /* no id field: a new aggregate with a fresh id */
+    bool secret_reply;              /* reply data holds secrets: not kept for idempotent repeats */
+    bool opaque_reply;              /* reply only {ok, data}: stream, version and events would tell
+                                       what the caller must not learn (whether an e-mail exists) */
     /* Optional: finds the aggregate id (login finds the user by e-mail). */
     guild_status (*resolve)(const json_t *cmd, dom_ctx *ctx, char *id_out, size_t id_size);
     /* Optional: slow or random work before decide (see above). */

@@ -8,6 +8,7 @@
 
 #include "common/uuid.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,11 +30,16 @@ static const char *const currencies[] = {
     "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES",
     "VND", "VUV", "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWL", NULL};
 
-static guild_status fail(guild_error *err, const char *field, const char *fmt, const char *a,
-                         long long x, long long y)
+static guild_status fail(guild_error *err, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static guild_status fail(guild_error *err, const char *field, const char *fmt, ...)
 {
     char msg[256];
-    snprintf(msg, sizeof msg, fmt, a, x, y);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     return guild_error_field(err, GUILD_VALIDATION_FAILED, field, "%s", msg);
 }
 
@@ -146,45 +152,44 @@ static guild_status check_string(const dom_field *f, const char *path, const jso
 {
     const char *s = json_string_value(v);
     if (!s)
-        return fail(err, path, "%s must be a string", path, 0, 0);
+        return fail(err, path, "%s must be a string", path);
     size_t n = utf8_chars(s);
     int64_t max = f->max ? f->max : DEFAULT_STRING_MAX;
     if (f->type == DOM_PASSWORD) {
         const char *why = dom_password_problem(s);
-        return why ? fail(err, path, "%s", why, 0, 0) : GUILD_OK;
+        return why ? fail(err, path, "%s", why) : GUILD_OK;
     }
     if ((int64_t)n < f->min || (int64_t)n > max)
         return fail(err, path, "%s must have %lld to %lld characters", path, (long long)f->min,
                     (long long)max);
     if (f->required && n == 0)
-        return fail(err, path, "%s must not be empty", path, 0, 0);
+        return fail(err, path, "%s must not be empty", path);
     if (has_control(s, f->type == DOM_TEXT))
-        return fail(err, path, "%s must not hold control characters", path, 0, 0);
+        return fail(err, path, "%s must not hold control characters", path);
     switch (f->type) {
     case DOM_UUID:
         if (!guild_uuid_valid(s, (unsigned)strlen(s)))
-            return fail(err, path, "%s must be a lower-case UUID", path, 0, 0);
+            return fail(err, path, "%s must be a lower-case UUID", path);
         break;
     case DOM_EMAIL:
         if (!email_ok(s))
-            return fail(err, path, "%s must be an e-mail address", path, 0, 0);
+            return fail(err, path, "%s must be an e-mail address", path);
         break;
     case DOM_DATE:
         if (!date_ok(s))
-            return fail(err, path, "%s must be an RFC 3339 date", path, 0, 0);
+            return fail(err, path, "%s must be an RFC 3339 date", path);
         break;
     case DOM_CURRENCY:
         if (!in_list(s, currencies))
-            return fail(err, path, "%s must be an ISO 4217 currency code", path, 0, 0);
+            return fail(err, path, "%s must be an ISO 4217 currency code", path);
         break;
     case DOM_ENUM:
         if (!in_list(s, f->values))
-            return fail(err, path, "%s has a value that is not allowed", path, 0, 0);
+            return fail(err, path, "%s has a value that is not allowed", path);
         break;
     case DOM_NAME:
         if (!name_ok(s))
-            return fail(err, path, "%s must be lower case: letters, digits and _ : . - *", path,
-                        0, 0);
+            return fail(err, path, "%s must be lower case: letters, digits and _ : . - *", path);
         break;
     default:
         break;
@@ -199,7 +204,7 @@ static guild_status check_list(const dom_field *f, const char *path, const json_
                                guild_error *err)
 {
     if (!json_is_array(v))
-        return fail(err, path, "%s must be an array", path, 0, 0);
+        return fail(err, path, "%s must be an array", path);
     int64_t n = (int64_t)json_array_size(v);
     int64_t max = f->max ? f->max : 100;
     if (n < f->min || n > max)
@@ -219,14 +224,14 @@ static guild_status check_list(const dom_field *f, const char *path, const json_
         guild_status s;
         if (f->type == DOM_OBJECT_LIST) {
             if (!json_is_object(x))
-                return fail(err, sub, "%s must be an object", sub, 0, 0);
+                return fail(err, sub, "%s must be an object", sub);
             for (const dom_field *g = f->items; g && g->name; g++) {
                 char leaf[192];
                 snprintf(leaf, sizeof leaf, "%s.%s", sub, g->name);
                 json_t *gv = json_object_get(x, g->name);
                 if (!gv || json_is_null(gv)) {
                     if (g->required)
-                        return fail(err, leaf, "%s is required", leaf, 0, 0);
+                        return fail(err, leaf, "%s is required", leaf);
                     continue;
                 }
                 if ((s = check_field(g, leaf, gv, err)) != GUILD_OK)
@@ -240,7 +245,7 @@ static guild_status check_list(const dom_field *f, const char *path, const json_
                 for (const dom_field *g = f->items; g && g->name && !known; g++)
                     known = strcmp(g->name, key) == 0;
                 if (!known)
-                    return fail(err, sub, "%s has an unknown field", sub, 0, 0);
+                    return fail(err, sub, "%s has an unknown field", sub);
             }
         } else if ((s = check_field(&item, sub, x, err)) != GUILD_OK) {
             return s;
@@ -255,7 +260,7 @@ static guild_status check_field(const dom_field *f, const char *path, const json
     switch (f->type) {
     case DOM_INT: {
         if (!json_is_integer(v))
-            return fail(err, path, "%s must be an integer", path, 0, 0);
+            return fail(err, path, "%s must be an integer", path);
         int64_t x = (int64_t)json_integer_value(v);
         if ((f->min || f->max) && (x < f->min || x > f->max))
             return fail(err, path, "%s must be an integer from %lld to %lld", path,
@@ -263,7 +268,7 @@ static guild_status check_field(const dom_field *f, const char *path, const json
         return GUILD_OK;
     }
     case DOM_BOOL:
-        return json_is_boolean(v) ? GUILD_OK : fail(err, path, "%s must be true or false", path, 0, 0);
+        return json_is_boolean(v) ? GUILD_OK : fail(err, path, "%s must be true or false", path);
     case DOM_STRING_LIST:
     case DOM_NAME_LIST:
     case DOM_OBJECT_LIST:
@@ -283,7 +288,7 @@ guild_status dom_validate(const dom_field *fields, const json_t *body, guild_err
         json_t *v = json_object_get(body, f->name);
         if (!v || json_is_null(v)) {
             if (f->required)
-                return fail(err, f->name, "%s is required", f->name, 0, 0);
+                return fail(err, f->name, "%s is required", f->name);
             continue;
         }
         guild_status s = check_field(f, f->name, v, err);

@@ -64,11 +64,12 @@
 typedef struct es_store es_store;
 
 typedef struct es_options {
-    const char *domain;   /* written into every record; required unless read_only */
-    size_t map_size;      /* initial map size in bytes; 0 = 256 MiB. It grows by itself. */
-    bool read_only;       /* open for reading only (another process may write) */
-    unsigned max_batch;   /* most appends in one commit; 0 = 4096 */
-    uint64_t index_every; /* events between index checkpoints; 0 = 1,000,000 */
+    const char *domain;        /* written into every record; required unless read_only */
+    size_t map_size;           /* initial map size in bytes; 0 = 256 MiB. It grows by itself. */
+    bool read_only;            /* open for reading only (another process may write) */
+    unsigned max_batch;        /* most appends in one commit; 0 = 4096 */
+    uint64_t index_every;      /* unindexed events that start a checkpoint slice; 0 = 1,000,000 */
+    uint64_t checkpoint_slice; /* events one checkpoint slice indexes at most; 0 = 8192 */
     /* Called on the writer thread after each batch's commit (committed =
      * true) or its failure, before the next batch's decide functions run:
      * a caller caching state built inside decide drops it on failure. */

@@ -66,13 +66,18 @@ int es__tail_replay(es_store *st, MDB_txn *txn, es_tail *t, uint64_t from, const
         }
         es_tail_stream *e = es_tail_find(t, rec.stream.p, rec.stream.n);
         if (!e) {
-            char name[ES_STREAM_MAX + 1];
-            memcpy(name, rec.stream.p, rec.stream.n);
-            name[rec.stream.n] = 0;
             uint64_t base;
-            if ((rc = es__head_db_get(st, txn, name, rec.stream.n, &base, NULL)))
+            if ((rc = es__head_db_get(st, txn, rec.stream.p, rec.stream.n, &base, NULL)))
                 break;
+            if (rec.version <= base) {
+                t->last_position = pos; /* indexed by a later slice already */
+                continue;
+            }
             e = es_tail_upsert(t, rec.stream.p, rec.stream.n, base);
+        }
+        if (rec.version <= e->version) {
+            t->last_position = pos;
+            continue;
         }
         if (rec.version != e->version + 1) {
             guild_error("event store: %.*s has version %llu at position %llu after %llu",
@@ -90,71 +95,167 @@ int es__tail_replay(es_store *st, MDB_txn *txn, es_tail *t, uint64_t from, const
 
 /* ---- checkpointing (writer thread) ---------------------------------------- */
 
-typedef struct flush_ctx {
-    es_store *st;
-    MDB_txn *txn;
-    int rc;
-} flush_ctx;
+/* Index checkpoints go in slices so no single one holds the writer for
+ * long. A slice walks the log from the checkpoint, takes the streams it
+ * meets (oldest unindexed event first) until its budget of events is spent,
+ * writes their index entries and heads, and moves the checkpoint to just
+ * before the first event it did not take. The log order makes the new
+ * checkpoint exact: every event at or before it is indexed. */
 
-static void flush_stream(void *arg, const es_tail_stream *e)
+static int flush_stream(es_store *st, MDB_txn *txn, const es_tail_stream *e)
 {
-    flush_ctx *f = arg;
-    if (f->rc || e->committed == e->base)
-        return;
-    for (uint64_t ver = e->base + 1; ver <= e->committed && !f->rc; ver++) {
+    int rc = 0;
+    for (uint64_t ver = e->base + 1; ver <= e->committed && !rc; ver++) {
         uint8_t skey[ES_STREAM_KEY_MAX], pos[8];
         es__u64_put(pos, e->positions[ver - e->base - 1]);
         MDB_val k = {es__stream_key(skey, e->stream, e->len, ver), skey}, v = {8, pos};
-        f->rc = mdb_put(f->txn, f->st->db_streams, &k, &v, 0);
+        rc = mdb_put(txn, st->db_streams, &k, &v, 0);
     }
-    if (f->rc)
-        return;
+    if (rc)
+        return rc;
     uint8_t head[8 + ES_HASH_LEN];
     es__u64_put(head, e->committed);
     memcpy(head + 8, e->committed_hash, ES_HASH_LEN);
     MDB_val k = {e->len, e->stream}, v = {sizeof head, head};
-    f->rc = mdb_put(f->txn, f->st->db_heads, &k, &v, 0);
+    return mdb_put(txn, st->db_heads, &k, &v, 0);
 }
 
-static int checkpoint_txn(es_store *st)
+typedef struct slice {
+    es_tail_stream **taken;
+    size_t n, cap;
+    uint64_t events;
+    uint64_t checkpoint;
+    uint8_t hash[ES_HASH_LEN];
+} slice;
+
+static void take(slice *sl, es_tail_stream *e)
+{
+    if (sl->n == sl->cap) {
+        sl->cap = sl->cap ? sl->cap * 2 : 64;
+        sl->taken = guild_xrealloc(sl->taken, sl->cap * sizeof *sl->taken);
+    }
+    sl->taken[sl->n++] = e;
+    e->touched = true; /* "taken" while the slice runs; no batch is open */
+    sl->events += e->committed - e->base;
+}
+
+/* Chooses the slice's streams and its new checkpoint by walking the log. */
+static int slice_plan(es_store *st, MDB_txn *txn, uint64_t budget, slice *sl)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->db_log, &cur);
+    if (rc)
+        return rc;
+    uint8_t key[8];
+    es__u64_put(key, st->tail_checkpoint + 1);
+    MDB_val k = {8, key}, v;
+    sl->checkpoint = st->chain.next_position - 1;
+    memcpy(sl->hash, st->chain.last_hash, ES_HASH_LEN);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        es_record rec;
+        if (es_record_decode(v.mv_data, v.mv_size, &rec) != GUILD_OK) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        es_tail_stream *e = es_tail_find(&st->tail, rec.stream.p, rec.stream.n);
+        if (!e || rec.version <= e->base || e->touched)
+            continue; /* indexed already, or taken */
+        if (sl->events >= budget) {
+            /* The first event left out: the checkpoint stops just before it. */
+            sl->checkpoint = rec.position - 1;
+            if (sl->checkpoint == 0) {
+                memset(sl->hash, 0, ES_HASH_LEN);
+                break;
+            }
+            MDB_val pk = {8, key}, pv;
+            es__u64_put(key, sl->checkpoint);
+            es_record prev;
+            rc = mdb_get(txn, st->db_log, &pk, &pv);
+            if (rc == 0 && es_record_decode(pv.mv_data, pv.mv_size, &prev) != GUILD_OK)
+                rc = MDB_CORRUPTED;
+            if (rc == 0)
+                memcpy(sl->hash, prev.hash, ES_HASH_LEN);
+            break;
+        }
+        take(sl, e);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int slice_txn(es_store *st, uint64_t budget, slice *sl)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc)
         return rc;
-    flush_ctx f = {st, txn, 0};
-    es_tail_each(&st->tail, flush_stream, &f);
-    if (f.rc == 0) {
+    rc = slice_plan(st, txn, budget, sl);
+    for (size_t i = 0; i < sl->n && !rc; i++)
+        rc = flush_stream(st, txn, sl->taken[i]);
+    if (rc == 0) {
         uint8_t cp[8 + ES_HASH_LEN];
-        es__u64_put(cp, st->chain.next_position - 1);
-        memcpy(cp + 8, st->chain.last_hash, ES_HASH_LEN);
+        es__u64_put(cp, sl->checkpoint);
+        memcpy(cp + 8, sl->hash, ES_HASH_LEN);
         MDB_val k = {strlen(ES_META_CHECKPOINT), (void *)ES_META_CHECKPOINT}, v = {sizeof cp, cp};
-        f.rc = mdb_put(txn, st->db_meta, &k, &v, 0);
+        rc = mdb_put(txn, st->db_meta, &k, &v, 0);
     }
-    if (f.rc) {
+    if (rc) {
         mdb_txn_abort(txn);
-        return f.rc;
+        return rc;
     }
     return mdb_txn_commit(txn);
 }
 
-int es__checkpoint(es_store *st)
+static void slice_reset(slice *sl)
+{
+    for (size_t i = 0; i < sl->n; i++)
+        sl->taken[i]->touched = false;
+    sl->n = 0;
+    sl->events = 0;
+}
+
+int es__checkpoint_slice(es_store *st, uint64_t budget)
 {
     if (st->tail.events == 0)
         return 0;
+    slice sl = {0};
     int rc;
-    while ((rc = checkpoint_txn(st)) == MDB_MAP_FULL)
+    for (;;) {
+        rc = slice_txn(st, budget, &sl);
+        if (rc != MDB_MAP_FULL)
+            break;
+        slice_reset(&sl);
         if ((rc = es__grow_map(st)))
             break;
+    }
     if (rc) {
+        slice_reset(&sl);
+        free(sl.taken);
         guild_error("event store: index checkpoint failed: %s", mdb_strerror(rc));
         return rc;
     }
     pthread_mutex_lock(&st->tail_lock);
-    es_tail_clear(&st->tail);
-    st->tail_checkpoint = st->chain.next_position - 1;
+    for (size_t i = 0; i < sl.n; i++) {
+        es_tail_stream *e = sl.taken[i];
+        st->tail.events -= e->committed - e->base;
+        e->base = e->version = e->committed;
+        e->touched = false;
+    }
+    st->tail_checkpoint = sl.checkpoint;
+    if (st->tail.events == 0)
+        es_tail_clear(&st->tail);
     pthread_mutex_unlock(&st->tail_lock);
+    free(sl.taken);
     return 0;
+}
+
+int es__checkpoint(es_store *st)
+{
+    int rc = 0;
+    while (rc == 0 && st->tail.events > 0)
+        rc = es__checkpoint_slice(st, st->checkpoint_slice);
+    return rc;
 }
 
 /* ---- reader views --------------------------------------------------------- */

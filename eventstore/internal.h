@@ -15,6 +15,7 @@
 #define ES_META_FORMAT "es.format"
 #define ES_META_CHECKPOINT "es.checkpoint" /* position u64 BE, hash[32]: index complete to here */
 #define ES_DEFAULT_INDEX_EVERY 1000000
+#define ES_CHECKPOINT_SLICE 8192 /* events one checkpoint slice indexes at most */
 #define ES_STREAM_KEY_MAX (ES_STREAM_MAX + 1 + 8)
 
 typedef struct es_req es_req;
@@ -79,6 +80,7 @@ struct es_store {
     pthread_mutex_t tail_lock;
     uint64_t tail_checkpoint; /* checkpoint the tail continues */
     uint64_t index_every;
+    uint64_t checkpoint_slice;
 
     /* Writer thread only. */
     es_chain chain;
@@ -131,8 +133,11 @@ int es__checkpoint_get(es_store *st, MDB_txn *txn, uint64_t *position, uint8_t *
 int es__tail_replay(es_store *st, MDB_txn *txn, es_tail *t, uint64_t from, const char *only,
                     size_t only_len);
 
-/* Writes the tail into the streams and heads databases and clears it
- * (writer thread, between batches). */
+/* Indexes the oldest part of the tail, about `budget` events, in one
+ * transaction (writer thread, between batches). */
+int es__checkpoint_slice(es_store *st, uint64_t budget);
+
+/* Indexes the whole tail, slice by slice. */
 int es__checkpoint(es_store *st);
 
 /* A reader's view of `stream` consistent with txn (release it). */

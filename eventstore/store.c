@@ -189,6 +189,7 @@ guild_status es_store_open(const char *dir, const es_options *opt, es_store **ou
     st->batch_hook = opt->batch_hook;
     st->batch_hook_ctx = opt->batch_hook_ctx;
     st->index_every = opt->index_every ? opt->index_every : ES_DEFAULT_INDEX_EVERY;
+    st->checkpoint_slice = opt->checkpoint_slice ? opt->checkpoint_slice : ES_CHECKPOINT_SLICE;
     es_tail_init(&st->tail);
     pthread_mutex_init(&st->tail_lock, NULL);
     pthread_rwlock_init(&st->resize_lock, NULL);
@@ -542,7 +543,8 @@ guild_status es_list_streams(es_store *st, const char *after, size_t limit, es_s
         free(tail);
         return es__lmdb_status(NULL, rc, "beginning a read");
     }
-    qsort(tail, nt, sizeof *tail, ref_cmp);
+    if (nt)
+        qsort(tail, nt, sizeof *tail, ref_cmp);
     while (after && ti < nt && strcmp(tail[ti].stream, after) <= 0)
         ti++;
 

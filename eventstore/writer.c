@@ -194,8 +194,7 @@ guild_status es_wctx_read_stream(es_wctx *w, const char *stream, uint64_t from_v
         return GUILD_INVALID_REQUEST;
     es_view view;
     es__view_writer(w->st, stream, n, &view);
-    return es__read_stream_txn(w->st, w->txn, stream, from_version, SIZE_MAX, &view, fn, ctx,
-                               NULL);
+    return es__read_stream_txn(w->st, w->txn, stream, from_version, SIZE_MAX, &view, fn, ctx, NULL);
 }
 
 uint64_t es_wctx_head(es_wctx *w, const char *stream)
@@ -373,8 +372,9 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     for (size_t i = 0; i < events->n; i++) {
         owned_event *e = &events->items[i];
         es_tail_stream *target = entry;
-        if (e->stream && (strlen(e->stream) != entry->len ||
-                          memcmp(e->stream, entry->stream, entry->len) != 0) &&
+        if (e->stream &&
+            (strlen(e->stream) != entry->len ||
+             memcmp(e->stream, entry->stream, entry->len) != 0) &&
             (rc = tail_entry(st, txn, e->stream, strlen(e->stream), &target)))
             return rc;
         if ((rc = write_event(st, txn, req, target, e, time, res->event_ids[i])))
@@ -526,11 +526,13 @@ static void *writer_main(void *arg)
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += IDLE_CHECKPOINT_SECONDS;
-            if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until) == ETIMEDOUT &&
-                !st->q_head) {
-                pthread_mutex_unlock(&st->q_lock);
-                es__checkpoint(st);
-                pthread_mutex_lock(&st->q_lock);
+            if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until) == ETIMEDOUT) {
+                /* Slice by slice, so an append arriving meanwhile waits little. */
+                while (!st->q_head && st->tail.events > 0) {
+                    pthread_mutex_unlock(&st->q_lock);
+                    es__checkpoint_slice(st, st->checkpoint_slice);
+                    pthread_mutex_lock(&st->q_lock);
+                }
             }
         }
         if (!st->q_head) {
@@ -562,7 +564,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&st->q_lock);
         hand_off(st, batch, last);
         if (st->tail.events >= st->index_every)
-            es__checkpoint(st);
+            es__checkpoint_slice(st, st->checkpoint_slice);
     }
     return NULL;
 }

@@ -222,6 +222,7 @@ static const dom_command commands[] = {
      .aggregate = &identity_email,
      .is_public = true,
      .secret_reply = true,
+     .opaque_reply = true,
      .resolve = identity__resolve_reset_request,
      .prepare = identity__prepare_reset_request,
      .decide = identity__request_password_reset},
