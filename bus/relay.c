@@ -13,7 +13,8 @@
  * read at the latest sync. The server refuses any message that would not
  * land right after its predecessor, so an ack for P proves that every
  * position before it is in the stream, and a failure anywhere makes the
- * relay re-sync instead of leaving a hole. The only unguarded publish is
+ * relay re-sync instead of leaving a hole (as long as nothing else publishes
+ * into the stream: see relay_gap). The only unguarded publish is
  * position 1 into a stream that never held a message (an expected last
  * sequence of 0 is not checked by the server); nothing can precede it.
  *
@@ -132,7 +133,7 @@ static void put_token(char *buf, size_t *at, const char *s, size_t n)
 static void event_subject(const bus_relay *r, const es_record *rec, char buf[SUBJECT_MAX])
 {
     size_t at = (size_t)snprintf(buf, SUBJECT_MAX, "%s%s.", BUS_RELAY_SUBJECT_PREFIX, r->domain);
-    put_token(buf, &at, rec->type.p, rec->type.n);
+    put_token(buf, &at, rec->type.p, rec->type.n); /* ES_TYPE_MAX keeps it far from the end */
     buf[at++] = '.';
     const char *dash = memchr(rec->stream.p, '-', rec->stream.n);
     const char *agg = dash ? dash + 1 : rec->stream.p;
@@ -239,6 +240,53 @@ static uint64_t resume_after(bus_relay *r, uint64_t last_seq, bool have_g, uint6
     return cursor > acked ? cursor : acked;
 }
 
+static uint64_t msg_position(natsMsg *m)
+{
+    const char *v = NULL;
+    if (natsMsgHeader_Get(m, BUS_HDR_POSITION, &v) != NATS_OK || !v)
+        return 0;
+    return strtoull(v, NULL, 10);
+}
+
+/* Position `refused_at` was refused for following the wrong sequence, yet
+ * `pos` after it was stored: the only way is that something else published
+ * into the stream in between, which took the refused position's place. The
+ * stream now lacks that position; the relay goes on from its tail and says
+ * so, since publishing the missing event later would put it out of order.
+ * Under mu. */
+static void relay_gap(bus_relay *r, uint64_t pos)
+{
+    guild_error("relay: stream %s lacks position %" PRIu64 " (holds %" PRIu64
+                " after it): something else publishes into it; it no longer mirrors the log",
+                r->stream_name, r->refused_at, pos);
+    r->gaps++;
+    r->errors++;
+    r->refused_at = 0;
+}
+
+/* The other way to see a gap: the acks of the publishes after the refused
+ * one were dropped by a re-sync, but the stream went on to position g. The
+ * message at the sequence the refused position was meant to take tells. */
+static void check_refused(bus_relay *r, uint64_t g)
+{
+    pthread_mutex_lock(&r->mu);
+    uint64_t p = r->refused_at;
+    pthread_mutex_unlock(&r->mu);
+    if (!p || g < p)
+        return;
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s =
+        js_GetMsg(&m, r->js, r->stream_name, r->base_seq + (p - r->base_pos), NULL, &jerr);
+    bool gap =
+        s == NATS_OK ? msg_position(m) != p : s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr;
+    natsMsg_Destroy(m);
+    pthread_mutex_lock(&r->mu);
+    if (gap)
+        relay_gap(r, g);
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* Reads the stream's state and sets where publishing resumes. */
 static guild_status relay_sync(bus_relay *r, guild_error *err)
 {
@@ -262,6 +310,8 @@ static guild_status relay_sync(bus_relay *r, guild_error *err)
     if ((gs = es_log_head(r->st, &head, NULL)) != GUILD_OK)
         return guild_error_set(err, gs, 0, "relay: reading the log head failed");
 
+    if (have_g)
+        check_refused(r, g);
     uint64_t done = resume_after(r, last_seq, have_g, g, cursor);
     if (done > head) {
         guild_error("relay: stream %s holds position %" PRIu64 " but the log ends at %" PRIu64
@@ -283,30 +333,6 @@ static guild_status relay_sync(bus_relay *r, guild_error *err)
 }
 
 /* ---- acks ------------------------------------------------------------------ */
-
-static uint64_t msg_position(natsMsg *m)
-{
-    const char *v = NULL;
-    if (natsMsgHeader_Get(m, BUS_HDR_POSITION, &v) != NATS_OK || !v)
-        return 0;
-    return strtoull(v, NULL, 10);
-}
-
-/* Position `refused_at` was refused for following the wrong sequence, yet
- * `pos` after it was stored: the only way is that something else published
- * into the stream in between, which took the refused position's place. The
- * stream now lacks that position; the relay goes on from its tail and says
- * so, since publishing the missing event later would put it out of order.
- * Under mu. */
-static void relay_gap(bus_relay *r, uint64_t pos)
-{
-    guild_error("relay: stream %s lacks position %" PRIu64 " (stored %" PRIu64
-                " after it): something else publishes into it; it no longer mirrors the log",
-                r->stream_name, r->refused_at, pos);
-    r->gaps++;
-    r->errors++;
-    r->refused_at = 0;
-}
 
 /* Runs on a cnats thread for every publish, acked or failed. */
 static void relay_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)

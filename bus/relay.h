@@ -14,7 +14,8 @@
  *                become '_' so that it stays one token)
  *       payload  the record's msgpack bytes exactly as stored (es_record.raw)
  *       headers  Nats-Msg-Id: <domain>:<P>, Guild-Stream, Guild-Version,
- *                Guild-Position, Guild-Correlation-Id (when the record has one)
+ *                Guild-Position, Guild-Correlation-Id (when the record has one);
+ *                no traceparent yet: records carry no trace context
  *
  *     so the stream holds the log: same count, same order, no gap, no
  *     duplicate, also across crashes of the relay and restarts of the broker.
@@ -56,8 +57,9 @@
  * any thread, except that bus_relay_stop must be called once and last.
  *
  * Errors: GUILD_INVALID_REQUEST (bad argument, domain differs from the
- * store's), GUILD_UNAVAILABLE (JetStream refused or did not answer; the
- * NATS status is in guild_error.origin), GUILD_TIMEOUT.
+ * store's), GUILD_UNAVAILABLE (JetStream refused the stream; the NATS
+ * status is in guild_error.origin, the JetStream error in the message),
+ * GUILD_TIMEOUT and GUILD_CLOSED (bus_relay_wait_caught_up).
  */
 #ifndef GUILD_BUS_RELAY_H
 #define GUILD_BUS_RELAY_H

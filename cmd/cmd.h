@@ -28,5 +28,6 @@ int cmd_up(int argc, char **argv);
 int cmd_request(int argc, char **argv, bool query);
 int cmd_admin(int argc, char **argv);
 int cmd_docs(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 
 #endif

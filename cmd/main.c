@@ -21,6 +21,7 @@ static int usage(FILE *out)
             "  docs api                                         print docs/api.md from the schema "
             "tables\n"
             "  bench store [--seconds S] [--quick] [--dir DIR]   event store benchmark\n"
+            "  bench commands [--seconds S] [--quick]           commands over NATS, vs an echo\n"
             "  version                                          print the version\n");
     return out == stdout ? 0 : 2;
 }
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
         return cmd_request(argc - 1, argv + 1, false);
     if (strcmp(cmd, "qry") == 0)
         return cmd_request(argc - 1, argv + 1, true);
+    if (strcmp(cmd, "events") == 0)
+        return cmd_events(argc - 1, argv + 1);
     if (strcmp(cmd, "docs") == 0)
         return cmd_docs(argc - 1, argv + 1);
     if (strcmp(cmd, "admin") == 0)
@@ -51,6 +54,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "bench") == 0) {
         if (argc >= 3 && strcmp(argv[2], "store") == 0)
             return bench_store_main(argc - 2, argv + 2);
+        if (argc >= 3 && strcmp(argv[2], "commands") == 0)
+            return bench_commands_main(argc - 2, argv + 2);
         fprintf(stderr, "guild bench: unknown benchmark (try: store)\n");
         return 2;
     }
