@@ -36,8 +36,21 @@ static bool acts_for(const dom_actor *a, const char *user_id)
     return a && a->user_id && a->user_id[0] && user_id && strcmp(a->user_id, user_id) == 0;
 }
 
-/* The live profile a command acts on: it exists, the actor may act on it
- * and it is not archived; else the refusal, already set in ctx. */
+/* The profile a command acts on: it exists and the actor may act on it
+ * (archived or not); else the refusal, already set in ctx. */
+static guild_status own_profile(const void *state, dom_ctx *ctx, const talent_profile **out)
+{
+    const talent_profile *p = state;
+    if (!talent_profile_exists(p))
+        return dom_fail(ctx, GUILD_NOT_FOUND, "talent_id", "no talent profile %.64s",
+                        ctx->aggregate_id ? ctx->aggregate_id : "");
+    if (!acts_for(ctx->actor, p->user_id))
+        return dom_fail(ctx, GUILD_FORBIDDEN, NULL, "only its owner may change a profile");
+    *out = p;
+    return GUILD_OK;
+}
+
+/* The live profile a command acts on: as own_profile, and not archived. */
 static guild_status open_profile(const void *state, dom_ctx *ctx, const talent_profile **out)
 {
     const talent_profile *p = state;
@@ -147,7 +160,7 @@ static guild_status decide_update_profile(const void *state, const json_t *cmd, 
     if (!given)
         return dom_fail(ctx, GUILD_VALIDATION_FAILED, NULL,
                         "give at least one of headline, bio, location, timezone");
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -175,7 +188,7 @@ static json_t *skill_data(const char *name, int64_t level, int64_t years)
 
 static guild_status decide_add_skill(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -199,7 +212,7 @@ static guild_status decide_add_skill(const void *state, const json_t *cmd, dom_c
 
 static guild_status decide_remove_skill(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -217,7 +230,7 @@ static guild_status decide_add_certification(const void *state, const json_t *cm
     if (expires_on && instant_cmp(expires_on, issued_on) <= 0)
         return dom_fail(ctx, GUILD_VALIDATION_FAILED, "expires_on",
                         "expires_on must be after issued_on");
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -237,7 +250,7 @@ static guild_status decide_add_certification(const void *state, const json_t *cm
 
 static guild_status decide_remove_certification(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -250,7 +263,7 @@ static guild_status decide_remove_certification(const void *state, const json_t 
 
 static guild_status decide_set_rate(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -269,7 +282,7 @@ static guild_status decide_set_rate(const void *state, const json_t *cmd, dom_ct
 
 static guild_status decide_set_availability(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -285,7 +298,7 @@ static guild_status decide_set_availability(const void *state, const json_t *cmd
 
 static guild_status decide_reserve_capacity(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
@@ -308,8 +321,10 @@ static guild_status decide_reserve_capacity(const void *state, const json_t *cmd
 
 static guild_status decide_release_capacity(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
-    guild_status s = open_profile(state, ctx, &p);
+    /* Allowed on an archived profile: a saga's compensation must still be
+     * able to give back what it reserved. */
+    const talent_profile *p = NULL;
+    guild_status s = own_profile(state, ctx, &p);
     if (s != GUILD_OK)
         return s;
     const talent_reservation *have =
@@ -323,7 +338,7 @@ static guild_status decide_release_capacity(const void *state, const json_t *cmd
 
 static guild_status decide_archive_profile(const void *state, const json_t *cmd, dom_ctx *ctx)
 {
-    const talent_profile *p;
+    const talent_profile *p = NULL;
     (void)cmd;
     guild_status s = open_profile(state, ctx, &p);
     if (s != GUILD_OK)

@@ -484,6 +484,24 @@ START_TEST(test_command_on_archived_profile_refused)
 }
 END_TEST
 
+START_TEST(test_release_capacity_on_archived_profile_still_releases)
+{
+    given_profile();
+    given(&g_owner, "set_availability", json_pack("{s:i}", "hours_per_week", 40));
+    given(&g_owner, "reserve_capacity",
+          json_pack("{s:s, s:i}", "reservation_id", "r", "hours_per_week", 10));
+    given(&g_owner, "archive_profile", json_object());
+    dom_ctx ctx;
+    ck_assert_status(
+        run(&ctx, &g_owner, "release_capacity", json_pack("{s:s}", "reservation_id", "r")),
+        GUILD_OK);
+    assert_count(&ctx, 1);
+    assert_event(&ctx, 0, NULL, TALENT_EV_CAPACITY_RELEASED,
+                 json_pack("{s:s, s:i}", "reservation_id", "r", "hours_per_week", 10));
+    dom_ctx_release(&ctx);
+}
+END_TEST
+
 /* ---- create_profile ---------------------------------------------------------------- */
 
 START_TEST(test_create_profile_emits_profile_and_claim)
@@ -1035,6 +1053,7 @@ static Suite *talent_suite(void)
     tcase_add_test(tc, test_command_by_admin_allowed);
     tcase_add_test(tc, test_command_on_missing_profile_not_found);
     tcase_add_test(tc, test_command_on_archived_profile_refused);
+    tcase_add_test(tc, test_release_capacity_on_archived_profile_still_releases);
     tcase_add_test(tc, test_create_profile_emits_profile_and_claim);
     tcase_add_test(tc, test_create_profile_when_user_has_one_conflict);
     tcase_add_test(tc, test_update_profile_emits_only_fields_that_change);
