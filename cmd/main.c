@@ -4,6 +4,11 @@
 #include "bench.h"
 #include "cmd.h"
 
+#include "common/alloc.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +33,9 @@ static int usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* jansson allocates through the checked allocator: out of memory aborts
+     * in one place instead of surfacing as NULL deep in a handler. */
+    json_set_alloc_funcs(guild_xmalloc, free);
     if (argc < 2)
         return usage(stderr);
     const char *cmd = argv[1];
