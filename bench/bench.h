@@ -24,6 +24,9 @@
 /* `guild bench store [options]`; argv[0] is "store". Returns the exit code. */
 int bench_store_main(int argc, char **argv);
 
+/* `guild bench commands [options]`; argv[0] is "commands". Returns the exit code. */
+int bench_commands_main(int argc, char **argv);
+
 /* ---- latency histogram ---------------------------------------------------- */
 
 /* Counts of nanosecond values in buckets whose width is 1/64 of their power
