@@ -99,8 +99,7 @@ bool dom_actor_can(const dom_actor *a, const char *permission)
 void dom_stream_name(const char *domain, const dom_aggregate *agg, const char *id, char *out,
                      size_t size)
 {
-    snprintf(out, size, "%s-%s%s", domain, agg && agg->stream_prefix ? agg->stream_prefix : "",
-             id);
+    snprintf(out, size, "%s-%s%s", domain, agg && agg->stream_prefix ? agg->stream_prefix : "", id);
 }
 
 const char *dom_password_problem(const char *pw)
