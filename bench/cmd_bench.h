@@ -111,8 +111,8 @@ typedef struct cmdb_spec {
 typedef struct cmdb_outcome {
     bench_result res;      /* ops: replies in the window; lat: requests sent in it */
     uint64_t timeouts;     /* requests unanswered for CMDB_TIMEOUT_MS (not in errors) */
+    uint64_t replies;      /* every reply of the runs, warm-up and drain too */
     uint64_t max_position; /* highest `position` in an ok reply */
-    uint64_t events_acked; /* ok replies that carried a position */
     double client_cpu;     /* this process's CPU seconds during the runs */
     struct {
         char code[32];
@@ -150,8 +150,7 @@ typedef struct cmdb_service_stats {
     uint64_t requests, errors; /* the commands endpoint */
     uint64_t processing_ns;    /* its requests' time inside the service, summed */
     uint64_t batches, appends; /* the event store's group commits */
-    uint64_t relay_published, relay_lag;
-    bool has_relay;
+    uint64_t relay_lag;        /* events committed but not yet acknowledged by JetStream */
 } cmdb_service_stats;
 
 /* A connection of its own for looking. Returns 0 and *out, or -1. */

@@ -424,9 +424,11 @@ int cmdb_cluster_profiles(cmdb_cluster *c, cmdb_client *cl, unsigned n, unsigned
     cmdb_client_run(cl, &spec, &o, keep_talent, c);
     printf("%s in %.2f s (%s/s)\n", bench_fmt_count(c->n_talents, a, sizeof a), o.res.seconds,
            bench_fmt_count(o.res.seconds > 0 ? c->n_talents / o.res.seconds : 0, b, sizeof b));
+    fflush(stdout);
     int rc = 0;
     if (c->n_talents == 0 && code_count(&o, "forbidden") > 0) {
         printf("[setup] %s may not create others' profiles: using its own\n", c->email);
+        fflush(stdout);
         rc = own_profile(c);
     } else if (c->n_talents == 0 || o.res.errors || o.timeouts) {
         fprintf(stderr,

@@ -5,9 +5,9 @@
  *
  * Map
  *   - outcomes
- *   - the client: slots, building and publishing a request, the reply
- *     handler, the run loop
+ *   - the client: slots, building and publishing a request, the reply handler
  *   - the echo responder
+ *   - creating the client, the run loop
  *   - the probe
  *
  * How the client keeps N in flight
@@ -70,7 +70,9 @@ static void count_code(cmdb_outcome *o, const char *code)
             return;
         }
     }
-    o->codes[CMDB_CODES - 1].n++; /* the last row takes the rest */
+    /* the table is full: its last row takes the rest */
+    snprintf(o->codes[CMDB_CODES - 1].code, sizeof o->codes[0].code, "%s", "other");
+    o->codes[CMDB_CODES - 1].n++;
 }
 
 /* ---- the client --------------------------------------------------------------- */
@@ -345,16 +347,14 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     if (cl->spec == sp && s->busy && s->gen == gen) {
         cmdb_outcome *o = cl->out;
         slot_release(cl, i);
+        o->replies++;
         if (v.ok) {
             if (now >= cl->m_start && now < cl->m_end)
                 o->res.ops++;
             if (s->sent_ns >= cl->m_start && s->sent_ns < cl->m_end)
                 bench_hist_record(&o->res.lat, now - s->sent_ns);
-            if (v.position) {
-                o->events_acked++;
-                if (v.position > o->max_position)
-                    o->max_position = v.position;
-            }
+            if (v.position > o->max_position)
+                o->max_position = v.position;
             if (v.talent_id[0] && cl->created)
                 cl->created(cl->created_ctx, v.talent_id);
         } else {
@@ -695,8 +695,6 @@ void cmdb_probe_service_stats(cmdb_probe *p, cmdb_service_stats *out)
             out->processing_ns = json_u64(ep, "processing_time");
             out->batches = json_u64(d, "batches");
             out->appends = json_u64(d, "appends");
-            out->has_relay = json_object_get(d, "relay_lag") != NULL;
-            out->relay_published = json_u64(d, "relay_published");
             out->relay_lag = json_u64(d, "relay_lag");
         }
         json_decref(doc);

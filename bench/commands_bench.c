@@ -196,12 +196,26 @@ static phase *find_phase(phase_kind kind, unsigned in_flight)
 
 /* What the runs share. */
 typedef struct bench_ctx {
+    double load_before, load_after; /* 1-minute load average; < 0 unknown */
     const options *opt;
     cmdb_cluster *cluster;
     cmdb_client *client;
     cmdb_probe *probe;
     bench_lmdb *lmdb;
 } bench_ctx;
+
+/* The 1-minute load average, or -1. */
+static double load_average(void)
+{
+    double v = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
 
 static double rate(const bench_result *r)
 {
@@ -388,17 +402,24 @@ static void print_summary(const bench_ctx *b)
     char a[32], p50[32], p99[32], mx[32], e[32], f[32], g[32], h[32], k[32], sv[32];
     printf("\nguild bench commands: summary\n");
     printf("  %.1f s a phase, %ld CPUs, %s talent profiles, set_rate and add_skill in turn,\n"
-           "  guild %s (NATS %s)\n\n",
+           "  guild %s (NATS %s)\n",
            b->opt->seconds, sysconf(_SC_NPROCESSORS_ONLN),
            bench_fmt_count(c->n_talents, a, sizeof a),
            c->own ? "started by the bench" : "already running", c->url);
+    if (b->load_before >= 0)
+        printf("  load average (1 min): %.2f before the phases, %.2f after\n", b->load_before,
+               b->load_after);
+    if (b->load_before >= 1.0)
+        printf("  (other work was running on this machine: these figures are worth less\n"
+               "  than those of a quiet run)\n");
+    printf("\n");
     printf("  %-16s %6s %9s %9s %9s %9s %6s %8s %7s %8s %8s %8s\n", "phase", "flight", "per s",
            "p50", "p99", "max", "errors", "in svc", "cmd/cmt", "talent", "nats", "bench");
     for (size_t i = 0; i < N_PHASES; i++) {
         const phase *ph = &phases[i];
         const bench_result *r = &ph->o.res;
         bool lat = r->lat.count > 0, client = ph->kind != P_LMDB;
-        uint64_t n = r->ops;
+        uint64_t n = ph->o.replies; /* the CPU times cover whole runs */
         snprintf(e, sizeof e, "-");
         if (ph->kind == P_COMMANDS && ph->batches)
             snprintf(e, sizeof e, "%.1f", (double)ph->appends / (double)ph->batches);
@@ -407,14 +428,15 @@ static void print_summary(const bench_ctx *b)
         snprintf(sv, sizeof sv, "-");
         if (ph->srv_requests)
             bench_fmt_ns(ph->srv_ns / ph->srv_requests, sv, sizeof sv);
-        printf("  %-16s %6u %9s %9s %9s %9s %6s %8s %7s %8s %8s %8s\n", ph->label, ph->in_flight,
+        printf("  %-16s %6u %9s %9s %9s %9s %6s %8s %7s %8s %8s %8s%s\n", ph->label, ph->in_flight,
                ph->ran ? bench_fmt_count(rate(r), a, sizeof a) : "-",
                lat ? bench_fmt_ns(bench_hist_quantile(&r->lat, 0.50), p50, sizeof p50) : "-",
                lat ? bench_fmt_ns(bench_hist_quantile(&r->lat, 0.99), p99, sizeof p99) : "-",
                lat ? bench_fmt_ns(r->lat.max, mx, sizeof mx) : "-", k, sv, e,
                ph->kind == P_COMMANDS ? fmt_per(ph->talent_cpu, n, f, sizeof f) : "-",
                client ? fmt_per(ph->nats_cpu, n, g, sizeof g) : "-",
-               client ? fmt_per(ph->o.client_cpu, n, h, sizeof h) : "-");
+               client ? fmt_per(ph->o.client_cpu, n, h, sizeof h) : "-",
+               r->errors || ph->o.timeouts ? "  ERRORS" : "");
     }
     printf("\n  per s: replies (or commits) per second in the measured window; latency from\n"
            "  publishing a request to its reply. in svc: the service's own mean time from\n"
@@ -660,7 +682,9 @@ int bench_commands_main(int argc, char **argv)
     printf("guild bench commands: %.1f s a phase, work directory %s\n", o.seconds, cluster.root);
     int rc = 1;
     if (setup(&b, &o) == 0) {
+        b.load_before = load_average();
         run_phases(&b);
+        b.load_after = load_average();
         if (cmdb_interrupted) {
             printf("\ninterrupted: stopping\n");
         } else {

@@ -25,6 +25,7 @@
 
 #define KEYS_SUBJECT "guild.qry.identity.public_keys"
 #define WATCH_BACK_S (BUS_TOKEN_TTL_S + 60)
+#define VERIFIED_MAX 20000 /* tokens remembered as verified */
 
 struct bus_auth {
     natsConnection *nc;
@@ -34,8 +35,13 @@ struct bus_auth {
     char kid[GUILD_KEY_ID_LEN + 1];
     unsigned char sk[crypto_sign_SECRETKEYBYTES];
     int64_t last_fetch_s;
+    bool last_fetch_ok;
+    pthread_t watcher;
+    bool watcher_started;
+    volatile bool stopping;
     json_t *ended_sessions; /* session id -> time (s) it ended */
     json_t *deactivated;    /* user id -> time (s) */
+    json_t *verified;       /* BLAKE2b of a token -> its claims, until it expires */
     jsCtx *js;
     natsSubscription *watch;
 };
@@ -56,6 +62,7 @@ guild_status bus_auth_create(natsConnection *nc, bus_auth **out)
     guild_jwt_keyring_init(&a->ring);
     a->ended_sessions = json_object();
     a->deactivated = json_object();
+    a->verified = json_object();
     *out = a;
     return GUILD_OK;
 }
@@ -64,6 +71,9 @@ void bus_auth_destroy(bus_auth *a)
 {
     if (!a)
         return;
+    a->stopping = true;
+    if (a->watcher_started)
+        pthread_join(a->watcher, NULL);
     if (a->watch) {
         natsSubscription_Unsubscribe(a->watch);
         natsSubscription_Destroy(a->watch);
@@ -71,6 +81,7 @@ void bus_auth_destroy(bus_auth *a)
     jsCtx_Destroy(a->js);
     json_decref(a->ended_sessions);
     json_decref(a->deactivated);
+    json_decref(a->verified);
     sodium_memzero(a->sk, sizeof a->sk);
     pthread_mutex_destroy(&a->lock);
     free(a);
@@ -159,14 +170,20 @@ static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
 {
     pthread_mutex_lock(&a->lock);
     bool recent = now_s - a->last_fetch_s < 1;
+    bool ok = a->last_fetch_ok;
     if (!recent)
         a->last_fetch_s = now_s;
     pthread_mutex_unlock(&a->lock);
-    if (recent)
-        return GUILD_OK;
+    if (recent) /* a failed fetch a moment ago still means: cannot tell */
+        return ok ? GUILD_OK
+                  : guild_error_set(err, GUILD_UNAVAILABLE, 0,
+                                    "identity's public keys are not available");
 
     natsMsg *reply = NULL;
     natsStatus ns = natsConnection_RequestString(&reply, a->nc, KEYS_SUBJECT, "{}", 2000);
+    pthread_mutex_lock(&a->lock);
+    a->last_fetch_ok = ns == NATS_OK;
+    pthread_mutex_unlock(&a->lock);
     if (ns != NATS_OK)
         return guild_error_set(err, GUILD_UNAVAILABLE, (int)ns,
                                "identity's public keys are not available: %s",
@@ -209,6 +226,11 @@ static bool revoked(bus_auth *a, const char *sub, const char *sid)
     return r;
 }
 
+static guild_status verify_signature(bus_auth *a, const char *token, int64_t now_s, json_t **out,
+                                     guild_error *err);
+static guild_status caller_from_claims(bus_auth *a, json_t *claims, bus_caller *caller,
+                                       guild_error *err);
+
 guild_status bus_auth_verify(bus_auth *a, const char *authorization, int64_t now_s,
                              bus_caller *caller, guild_error *err)
 {
@@ -220,6 +242,37 @@ guild_status bus_auth_verify(bus_auth *a, const char *authorization, int64_t now
                                "Authorization must be 'Bearer <token>'");
     const char *token = authorization + 7;
 
+    /* An Ed25519 check costs ~70 us: a token verified once is remembered
+     * (keyed by a hash of all of it) until it expires. Revocation is still
+     * checked on every request below. */
+    uint8_t h[16];
+    char key[33];
+    crypto_generichash(h, sizeof h, (const uint8_t *)token, strlen(token), NULL, 0);
+    sodium_bin2hex(key, sizeof key, h, sizeof h);
+    json_t *claims = NULL;
+    pthread_mutex_lock(&a->lock);
+    json_t *hit = json_object_get(a->verified, key);
+    if (hit && json_integer_value(json_object_get(hit, "exp")) > now_s)
+        claims = json_incref(hit);
+    pthread_mutex_unlock(&a->lock);
+    if (!claims) {
+        guild_status v = verify_signature(a, token, now_s, &claims, err);
+        if (v != GUILD_OK)
+            return v;
+        pthread_mutex_lock(&a->lock);
+        if (json_object_size(a->verified) >= VERIFIED_MAX)
+            json_object_clear(a->verified);
+        json_object_set(a->verified, key, claims);
+        pthread_mutex_unlock(&a->lock);
+    }
+    return caller_from_claims(a, claims, caller, err);
+}
+
+/* Checks a token's signature and times, fetching identity's keys when it
+ * names one not known yet. */
+static guild_status verify_signature(bus_auth *a, const char *token, int64_t now_s, json_t **out,
+                                     guild_error *err)
+{
     guild_jwt_keyring ring;
     pthread_mutex_lock(&a->lock);
     ring = a->ring;
@@ -238,7 +291,15 @@ guild_status bus_auth_verify(bus_auth *a, const char *authorization, int64_t now
     }
     if (s != GUILD_OK)
         return s;
+    *out = claims;
+    return GUILD_OK;
+}
 
+/* Fills the caller from verified claims (taken over), refusing tokens of
+ * the wrong kind and revoked sessions. */
+static guild_status caller_from_claims(bus_auth *a, json_t *claims, bus_caller *caller,
+                                       guild_error *err)
+{
     const char *sub = json_string_value(json_object_get(claims, "sub"));
     const char *sid = json_string_value(json_object_get(claims, "sid"));
     const char *typ = json_string_value(json_object_get(claims, "typ"));
@@ -338,4 +399,21 @@ guild_status bus_auth_watch(bus_auth *a, guild_error *err)
                                "cannot follow identity's events: %s", natsStatus_GetText(ns));
     }
     return GUILD_OK;
+}
+
+/* Tries to follow identity's stream until it can (the stream appears when
+ * identity's relay first runs, which may be after this service started). */
+static void *watcher_main(void *arg)
+{
+    bus_auth *a = arg;
+    while (!a->stopping && bus_auth_watch(a, NULL) != GUILD_OK)
+        for (int i = 0; i < 10 && !a->stopping; i++)
+            usleep(50 * 1000);
+    return NULL;
+}
+
+void bus_auth_watch_start(bus_auth *a)
+{
+    if (!a->watcher_started && pthread_create(&a->watcher, NULL, watcher_main, a) == 0)
+        a->watcher_started = true;
 }

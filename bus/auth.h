@@ -60,4 +60,8 @@ void bus_auth_observe(bus_auth *a, const char *type, const json_t *data, int64_t
  * caller may retry later. */
 guild_status bus_auth_watch(bus_auth *a, guild_error *err);
 
+/* Calls bus_auth_watch on a thread of its own until it succeeds (or the
+ * auth is destroyed). */
+void bus_auth_watch_start(bus_auth *a);
+
 #endif

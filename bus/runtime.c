@@ -126,19 +126,41 @@ static json_t *success_body(bus_runtime *rt, const es_result *res, const char *i
     json_t *ids = json_array();
     for (uint32_t i = 0; i < res->n_events; i++)
         json_array_append_new(ids, json_string(res->event_ids[i]));
+    /* A command that changed nothing still hands out a usable token: the
+     * log's head now, which a query can wait for. */
+    uint64_t position = res->last_position;
+    if (!position)
+        es_log_head(rt->store, &position, NULL);
     char consistency[96];
-    snprintf(consistency, sizeof consistency, "%s:%llu", rt->name,
-             (unsigned long long)res->last_position);
+    snprintf(consistency, sizeof consistency, "%s:%llu", rt->name, (unsigned long long)position);
     return json_pack("{s:b, s:s, s:s, s:I, s:I, s:o, s:s, s:o}", "ok", 1, "id", id, "stream",
                      res->stream, "version", (json_int_t)res->version, "position",
-                     (json_int_t)res->last_position, "events", ids, "consistency", consistency,
-                     "data", data ? json_incref(data) : json_object());
+                     (json_int_t)position, "events", ids, "consistency", consistency, "data",
+                     data ? json_incref(data) : json_object());
 }
 
-/* Replies from a store result and the reply stored with the command: the
- * same bytes for the first answer and every repeat (except secret data). */
+static void reply_success(cmd_req *r, const es_result *res, const char *id, json_t *data)
+{
+    json_t *body = r->cmd->opaque_reply ? json_pack("{s:b, s:o}", "ok", 1, "data",
+                                                    data ? json_incref(data) : json_object())
+                                        : success_body(r->rt, res, id, data);
+    bus_reply(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, body, 200);
+    bus_endpoint_record_status(r->rt->ep_cmd, r->started, GUILD_OK, NULL);
+    json_decref(body);
+}
+
+/* Replies from a store result. The first answer uses what decide produced;
+ * a repeat rebuilds the same answer from the reply stored with the command
+ * id (all but secret data). */
 static void reply_result(cmd_req *r, const es_result *res)
 {
+    if (!res->duplicate) {
+        if (r->reply_status != GUILD_OK)
+            reply_error(r, r->reply_status, NULL, r->reply_error.message);
+        else
+            reply_success(r, res, r->id, r->reply_data);
+        return;
+    }
     json_t *stored = NULL;
     if (res->reply_len)
         guild_codec_decode(res->reply, res->reply_len, GUILD_FMT_MSGPACK, &stored, NULL);
@@ -146,18 +168,10 @@ static void reply_result(cmd_req *r, const es_result *res)
     if (err) {
         guild_status s = guild_status_from_code(json_string_value(json_object_get(err, "code")));
         reply_error(r, s, NULL, json_string_value(json_object_get(err, "message")));
-        json_decref(stored);
-        return;
+    } else {
+        const char *id = json_string_value(json_object_get(stored, "id"));
+        reply_success(r, res, id ? id : r->id, json_object_get(stored, "data"));
     }
-    const char *id = json_string_value(json_object_get(stored, "id"));
-    json_t *data =
-        r->reply_data && !res->duplicate ? r->reply_data : json_object_get(stored, "data");
-    json_t *body = r->cmd->opaque_reply ? json_pack("{s:b, s:o}", "ok", 1, "data",
-                                                    data ? json_incref(data) : json_object())
-                                        : success_body(r->rt, res, id ? id : r->id, data);
-    bus_reply(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, body, 200);
-    bus_endpoint_record_status(r->rt->ep_cmd, r->started, GUILD_OK, NULL);
-    json_decref(body);
     json_decref(stored);
 }
 
@@ -462,7 +476,7 @@ static bool read_headers(cmd_req *r)
         char *end = NULL;
         errno = 0;
         unsigned long long v = strtoull(ev, &end, 10);
-        if (!*ev || *end || errno || ev[0] == '-' || v >= ES_ANY_VERSION) {
+        if (!*ev || *end || errno || ev[0] < '0' || ev[0] > '9' || v >= ES_ANY_VERSION) {
             reply_error(r, GUILD_INVALID_REQUEST, BUS_H_EXPECTED,
                         "Guild-Expected-Version must be a non-negative integer");
             return false;
@@ -691,10 +705,10 @@ guild_status bus_runtime_start(const bus_runtime_options *opt, bus_runtime **out
     }
     if (s == GUILD_OK)
         s = bus_relay_start(rt->nc, rt->store, rt->name, NULL, &rt->relay, err);
-    if (s == GUILD_OK && strcmp(rt->name, "identity") != 0 &&
-        bus_auth_watch(rt->auth, NULL) != GUILD_OK)
-        guild_warn("identity's events are not followed yet; revoked sessions are checked "
-                   "once its stream exists");
+    /* Every service follows identity's revocations, identity too: after a
+     * restart its memory of ended sessions comes back from the stream. */
+    if (s == GUILD_OK)
+        bus_auth_watch_start(rt->auth);
     unsigned want = opt->workers ? opt->workers : 2;
     rt->workers = guild_xcalloc(want, sizeof *rt->workers);
     while (s == GUILD_OK && rt->n_workers < want) {

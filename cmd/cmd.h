@@ -29,5 +29,6 @@ int cmd_request(int argc, char **argv, bool query);
 int cmd_admin(int argc, char **argv);
 int cmd_docs(int argc, char **argv);
 int cmd_events(int argc, char **argv);
+int cmd_project(int argc, char **argv);
 
 #endif

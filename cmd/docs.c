@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "domain/dom.h"
+#include "projections/prj.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -119,13 +120,37 @@ static void write_domain(FILE *out, const dom_domain *d)
             fprintf(out, "Access: any valid token (rules in the summary).\n\n");
         field_table(out, c->fields);
     }
-    if (d->queries && d->queries->name) {
-        fprintf(out, "### Queries\n\n");
-        for (const dom_query_doc *q = d->queries; q->name; q++) {
-            fprintf(out, "#### `%s`\n\nSubject `guild.qry.%s.%s`. %s\n\n", q->name, d->name,
-                    q->name, q->summary ? q->summary : "");
+    /* Queries: the read models' own tables, then what a service answers itself. */
+    bool heading = false;
+    for (const prj_model *const *m = prj_models(); *m; m++) {
+        if (strcmp((*m)->domain, d->name) != 0)
+            continue;
+        for (const prj_query *q = (*m)->queries; q && q->name; q++) {
+            if (!heading)
+                fprintf(out, "### Queries\n\n");
+            heading = true;
+            fprintf(out,
+                    "#### `%s`\n\nSubject `guild.qry.%s.%s`, answered by the `%s` read model. "
+                    "%s\n\n",
+                    q->name, d->name, q->name, (*m)->name, q->summary ? q->summary : "");
+            if (q->is_public)
+                fprintf(out, "Access: public (no token).\n\n");
+            else if (q->permission)
+                fprintf(out, "Access: a token with the permission `%s`.\n\n", q->permission);
+            else
+                fprintf(out, "Access: any valid token.\n\n");
             field_table(out, q->fields);
         }
+    }
+    for (const dom_query_doc *q = d->queries; q && q->name; q++) {
+        if (strcmp(q->name, "public_keys") != 0)
+            continue; /* the rest are answered by read models, listed above */
+        if (!heading)
+            fprintf(out, "### Queries\n\n");
+        heading = true;
+        fprintf(out, "#### `%s`\n\nSubject `guild.qry.%s.%s`, answered by the %s service. %s\n\n",
+                q->name, d->name, q->name, d->name, q->summary ? q->summary : "");
+        field_table(out, q->fields);
     }
     fprintf(out,
             "### Events\n\nPublished on `guild.evt.%s.<type>.<aggregate id>` in the "

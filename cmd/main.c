@@ -53,6 +53,8 @@ int main(int argc, char **argv)
         return cmd_request(argc - 1, argv + 1, false);
     if (strcmp(cmd, "qry") == 0)
         return cmd_request(argc - 1, argv + 1, true);
+    if (strcmp(cmd, "project") == 0)
+        return cmd_project(argc - 1, argv + 1);
     if (strcmp(cmd, "events") == 0)
         return cmd_events(argc - 1, argv + 1);
     if (strcmp(cmd, "docs") == 0)

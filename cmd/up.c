@@ -275,6 +275,15 @@ int cmd_up(int argc, char **argv)
         else
             say("%s did not answer within 20 s (pid %d); still trying", services[i], ch->pid);
     }
+    child *prj = add_child("projector");
+    const char *pargs[] = {self, "project", "all", "--data", c.data, "--nats", c.nats, NULL};
+    for (int j = 0; pargs[j]; j++)
+        arg(prj, pargs[j]);
+    spawn(prj);
+    if (wait_ready(nc, "projector", 20000))
+        say("projector ready (pid %d): read models and queries", prj->pid);
+    else
+        say("projector did not answer within 20 s (pid %d); still trying", prj->pid);
     bootstrap_admin(nc);
     say("up: NATS %s, data in %s. Ctrl-C stops.", c.nats, c.data);
 

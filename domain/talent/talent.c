@@ -374,7 +374,6 @@ static guild_status decide_archive_profile(const void *state, const json_t *cmd,
     .name = "hours_per_week", .type = DOM_INT, .required = true, .min = (min_), .max = 80
 #define F_RESERVATION_ID                                                                           \
     .name = "reservation_id", .type = DOM_STRING, .required = true, .min = 1, .max = 128
-#define F_LIMIT .name = "limit", .type = DOM_INT, .min = 1, .max = 100, .doc = "default 20"
 
 static const dom_field create_profile_fields[] = {
     {.name = "user_id", .type = DOM_UUID, .required = true, .doc = "who the profile is of"},
@@ -534,47 +533,7 @@ static const dom_event_doc talent_events[] = {
     {0},
 };
 
-static const char *const match_values[] = {"any", "all", NULL};
-
-static const dom_field q_get_profile[] = {{F_TALENT_ID}, {0}};
-static const dom_field q_search[] = {
-    {.name = "skills",
-     .type = DOM_STRING_LIST,
-     .max = 20,
-     .item_max = 64,
-     .doc = "skill names, matched case-insensitively"},
-    {.name = "match",
-     .type = DOM_ENUM,
-     .values = match_values,
-     .doc = "any (default): one of the skills; all: every one"},
-    {.name = "min_level", .type = DOM_INT, .min = 1, .max = 5, .doc = "of each skill matched"},
-    {F_RATE("max_rate", false)},
-    {F_CURRENCY(false), .doc = "of max_rate; profiles priced in another are left out"},
-    {.name = "location", .type = DOM_STRING, .max = 200, .doc = "part of the location"},
-    {.name = "min_hours", .type = DOM_INT, .min = 1, .max = 80, .doc = "free hours per week"},
-    {F_LIMIT},
-    {.name = "cursor", .type = DOM_STRING, .max = 512, .doc = "from the previous page"},
-    {0},
-};
-static const dom_field q_match_job[] = {
-    {.name = "job_id", .type = DOM_UUID, .required = true},
-    {F_LIMIT},
-    {0},
-};
-
-static const dom_query_doc talent_queries[] = {
-    {"get_profile", "One profile, with its skills, certifications, rate history and capacity",
-     q_get_profile, NULL},
-    {"search", "Live profiles by skills, level, rate, location and free hours; paged", q_search,
-     NULL},
-    {"match_job", "Live profiles ranked by how well they fit a job's skills, rate and hours",
-     q_match_job, NULL},
-    {0},
-};
-
 const dom_domain dom_talent = {
-    .name = TALENT_DOMAIN,
-    .commands = talent_commands,
-    .events = talent_events,
-    .queries = talent_queries,
+    .name = TALENT_DOMAIN, .commands = talent_commands, .events = talent_events,
+    /* queries: answered by the talent read model (projections/talent) */
 };

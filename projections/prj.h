@@ -1,0 +1,158 @@
+/*
+ * prj.h — read models built from a domain's events (the projector kernel).
+ *
+ * A read model is a table row (prj_model): the named LMDB databases it
+ * keeps, an `apply` function that folds one event into them, and the
+ * queries it answers. The projector store (prj_store) owns one LMDB
+ * environment per model, applies events in batches — one transaction per
+ * batch, which also stores the checkpoint, so each event takes effect
+ * exactly once — parks events that cannot be applied in a dead-letter table,
+ * and keeps a digest of the model's whole state next to the checkpoint.
+ *
+ * Models touch LMDB only through prj_put/prj_get/prj_del/prj_scan, which
+ * keep the digest: the sum (per 64-bit lane, mod 2^64) of BLAKE2b-256(db ‖
+ * key ‖ value) over every entry, independent of the order things were
+ * written in, so a rebuild proves it reproduced the same state.
+ *
+ * The checkpoint is the domain log position of the last applied event;
+ * the relay keeps JetStream's stream sequence equal to it.
+ */
+#ifndef GUILD_PROJECTIONS_PRJ_H
+#define GUILD_PROJECTIONS_PRJ_H
+
+#include "common/status.h"
+#include "domain/dom.h"
+#include "eventstore/es.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PRJ_DIGEST_LEN 32
+
+/* ---- what a model sees ---------------------------------------------------- */
+
+/* A model's write access during apply (inside the batch's transaction). */
+typedef struct prj_txn prj_txn;
+
+/* A model's read access during a query (one read transaction). */
+typedef struct prj_read prj_read;
+
+/* One event to apply. Everything is borrowed for the call. */
+typedef struct prj_event {
+    const es_record *rec;     /* the record as stored in the log */
+    const char *type;         /* rec->type as a C string */
+    const char *stream;       /* rec->stream as a C string */
+    const char *aggregate_id; /* the stream id after "<domain>-" */
+    const json_t *data;       /* rec->data decoded */
+} prj_event;
+
+/* Writes (key and value copied). `db` is one of the model's names. */
+guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, const void *val,
+                     size_t vlen);
+
+/* Deletes; GUILD_OK also when absent. */
+guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen);
+
+/* Reads inside the write transaction: *val borrowed until apply returns.
+ * GUILD_NOT_FOUND when absent. */
+guild_status prj_get(prj_txn *t, const char *db, const void *key, size_t klen, const void **val,
+                     size_t *vlen);
+
+/* JSON values, stored as msgpack. prj_get_json returns a new reference. */
+guild_status prj_put_json(prj_txn *t, const char *db, const void *key, size_t klen,
+                          const json_t *val);
+guild_status prj_get_json(prj_txn *t, const char *db, const void *key, size_t klen, json_t **val);
+
+/* Visits keys starting with `prefix`, from `start` (NULL: from the prefix)
+ * in key order; fn returns 0 to go on. Key and value are borrowed for the
+ * call. Must not write while scanning. */
+typedef int (*prj_kv_fn)(void *ctx, const void *key, size_t klen, const void *val, size_t vlen);
+guild_status prj_scan(prj_txn *t, const char *db, const void *prefix, size_t plen,
+                      const void *start, size_t slen, prj_kv_fn fn, void *ctx);
+
+/* The same for queries. */
+guild_status prj_rget(prj_read *r, const char *db, const void *key, size_t klen, const void **val,
+                      size_t *vlen);
+guild_status prj_rget_json(prj_read *r, const char *db, const void *key, size_t klen, json_t **val);
+guild_status prj_rscan(prj_read *r, const char *db, const void *prefix, size_t plen,
+                       const void *start, size_t slen, prj_kv_fn fn, void *ctx);
+
+/* Folds one event into the model. GUILD_OK; or a failure (with err) that
+ * parks the event as a dead letter — its writes are undone, later events
+ * still apply. Unknown event types are simply ignored (GUILD_OK). */
+typedef guild_status (*prj_apply_fn)(prj_txn *t, const prj_event *ev, guild_error *err);
+
+/* A query: validated against `fields`, then run on a read transaction.
+ * *data (new reference) is the reply's data. */
+typedef struct prj_query {
+    const char *name;
+    const char *summary;
+    const dom_field *fields; /* {NULL}-terminated */
+    const char *permission;  /* NULL: any valid token */
+    bool is_public;
+    guild_status (*run)(prj_read *r, const json_t *args, const dom_actor *actor, json_t **data,
+                        guild_error *err);
+} prj_query;
+
+typedef struct prj_model {
+    const char *name;       /* "talent" */
+    const char *domain;     /* the domain whose events it reads */
+    const char *const *dbs; /* NULL-terminated database names, at most 12 */
+    prj_apply_fn apply;
+    const prj_query *queries; /* {NULL}-terminated */
+} prj_model;
+
+/* The models this build knows (projections/models.c). */
+const prj_model *const *prj_models(void); /* NULL-terminated */
+const prj_model *prj_model_find(const char *name);
+const prj_query *prj_query_find(const prj_model *m, const char *name);
+
+/* ---- the projector store -------------------------------------------------- */
+
+typedef struct prj_store prj_store;
+
+/* Opens (creating) the model's environment in `dir` (which must exist). */
+guild_status prj_store_open(const char *dir, const prj_model *m, prj_store **out, guild_error *err);
+void prj_store_close(prj_store *s);
+
+typedef struct prj_batch_stats {
+    uint64_t applied; /* events that took effect */
+    uint64_t skipped; /* at or below the checkpoint: applied before */
+    uint64_t parked;  /* went to the dead letters */
+} prj_batch_stats;
+
+/* Applies records (in log order) in one transaction with the checkpoint,
+ * durably. Records at or below the checkpoint are skipped. */
+guild_status prj_store_apply(prj_store *s, const es_record *const *recs, size_t n,
+                             prj_batch_stats *stats);
+
+/* Last applied log position (0 before any), the time (Unix ns) of that
+ * event, and the digest of the state. */
+uint64_t prj_store_position(prj_store *s);
+int64_t prj_store_event_time(prj_store *s);
+void prj_store_digest(prj_store *s, uint8_t out[PRJ_DIGEST_LEN]);
+
+/* Position and digest of the same moment. */
+void prj_store_snapshot(prj_store *s, uint64_t *position, uint8_t digest[PRJ_DIGEST_LEN]);
+
+/* Waits until the model has applied `position`, at most timeout_ms; true
+ * if it has. */
+bool prj_store_wait(prj_store *s, uint64_t position, int64_t timeout_ms);
+
+/* Runs a query (args validated here). The position the answer reflects is
+ * written to *position. */
+guild_status prj_store_query(prj_store *s, const char *query, const json_t *args,
+                             const dom_actor *actor, json_t **data, uint64_t *position,
+                             guild_error *err);
+
+/* Dead letters: each with its position, reason and the raw record. */
+typedef int (*prj_dead_fn)(void *ctx, uint64_t position, const char *reason, const es_record *rec);
+guild_status prj_store_dead_letters(prj_store *s, prj_dead_fn fn, void *ctx);
+
+/* Applies parked events again (in position order); those that apply leave
+ * the table. retried and left say how it went. */
+guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left);
+
+#endif

@@ -1,0 +1,492 @@
+/*
+ * projector.c — the projector process (see projector.h).
+ *
+ * Sections: one model's feed (consumer thread), queries, control requests,
+ * stats, start and stop.
+ */
+#include "projections/projector.h"
+
+#include "bus/auth.h"
+#include "bus/conn.h"
+#include "bus/service.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/codec.h"
+#include "common/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FETCH_BATCH 1024
+#define FETCH_WAIT_MS 500
+#define DEFAULT_QUERY_WAIT_MS 2000
+#define MAX_MODELS 8
+
+typedef struct feed {
+    prj_projector *p;
+    const prj_model *m;
+    prj_store *store;
+    pthread_mutex_t store_lock; /* readers vs the swap after a rebuild */
+    char dir[1024];
+    char stream[64];
+    pthread_t thread;
+    bool started;
+    bus_endpoint *ep;
+    prj_store *retired[8]; /* replaced by swaps; closed at stop, as a query may still wait */
+    int n_retired;
+    uint64_t stream_last; /* last sequence of the stream, refreshed now and then */
+    uint64_t applied, skipped, parked, batches;
+    pthread_mutex_t stats_lock;
+} feed;
+
+struct prj_projector {
+    char *data_dir;
+    natsConnection *nc;
+    jsCtx *js;
+    bus_service *svc;
+    bus_auth *auth;
+    feed feeds[MAX_MODELS];
+    int n_feeds;
+    volatile bool stopping;
+};
+
+void prj_model_dir(const char *data_dir, const char *model, char *out, size_t size)
+{
+    snprintf(out, size, "%s/projections/%s", data_dir, model);
+}
+
+static void upper(const char *in, char *out, size_t size)
+{
+    size_t i = 0;
+    for (; in[i] && i + 1 < size; i++)
+        out[i] = (char)toupper((unsigned char)in[i]);
+    out[i] = '\0';
+}
+
+/* ---- one model's feed ------------------------------------------------------ */
+
+static natsSubscription *subscribe(feed *f)
+{
+    char subject[128], durable[96];
+    snprintf(subject, sizeof subject, "guild.evt.%s.>", f->m->domain);
+    snprintf(durable, sizeof durable, "prj_%s", f->m->name);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = f->stream;
+    so.Config.AckPolicy = js_AckAll;
+    so.Config.MaxAckPending = 1000000;
+    so.Config.AckWait = (int64_t)30 * 1000000000;
+    uint64_t pos = prj_store_position(f->store);
+    if (pos > 0) {
+        so.Config.DeliverPolicy = js_DeliverByStartSequence;
+        so.Config.OptStartSeq = pos + 1; /* used only when the consumer is created */
+    }
+    natsSubscription *sub = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PullSubscribe(&sub, f->p->js, subject, durable, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        guild_debug("%s: cannot subscribe to %s yet: %s", f->m->name, f->stream,
+                    natsStatus_GetText(s));
+        return NULL;
+    }
+    return sub;
+}
+
+static void refresh_stream_last(feed *f)
+{
+    jsStreamInfo *si = NULL;
+    if (js_GetStreamInfo(&si, f->p->js, f->stream, NULL, NULL) == NATS_OK) {
+        pthread_mutex_lock(&f->stats_lock);
+        f->stream_last = si->State.LastSeq;
+        pthread_mutex_unlock(&f->stats_lock);
+        jsStreamInfo_Destroy(si);
+    }
+}
+
+/* Applies one fetched batch and acknowledges it. */
+static void apply_list(feed *f, natsMsgList *list)
+{
+    es_record *recs = guild_xcalloc((size_t)list->Count, sizeof *recs);
+    const es_record **ptrs = guild_xcalloc((size_t)list->Count, sizeof *ptrs);
+    for (int i = 0; i < list->Count; i++) {
+        natsMsg *m = list->Msgs[i];
+        const char *data = natsMsg_GetData(m);
+        size_t len = (size_t)natsMsg_GetDataLength(m);
+        if (es_record_decode(data, len, &recs[i]) != GUILD_OK) {
+            /* Poison: parked by the store under its stream sequence. */
+            jsMsgMetaData *meta = NULL;
+            memset(&recs[i], 0, sizeof recs[i]);
+            if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+                recs[i].position = meta->Sequence.Stream;
+                jsMsgMetaData_Destroy(meta);
+            }
+            recs[i].raw = (const uint8_t *)data;
+            recs[i].raw_len = len;
+        }
+        ptrs[i] = &recs[i];
+    }
+    prj_batch_stats st = {0};
+    pthread_mutex_lock(&f->store_lock);
+    guild_status s = prj_store_apply(f->store, ptrs, (size_t)list->Count, &st);
+    pthread_mutex_unlock(&f->store_lock);
+    if (s == GUILD_OK) {
+        natsMsg_Ack(list->Msgs[list->Count - 1], NULL); /* ack-all: the whole batch */
+        pthread_mutex_lock(&f->stats_lock);
+        f->applied += st.applied;
+        f->skipped += st.skipped;
+        f->parked += st.parked;
+        f->batches++;
+        pthread_mutex_unlock(&f->stats_lock);
+    } else {
+        guild_error("%s: applying a batch failed (%s); it will be delivered again", f->m->name,
+                    guild_status_code(s));
+    }
+    free(ptrs);
+    free(recs);
+}
+
+static void *feed_main(void *arg)
+{
+    feed *f = arg;
+    natsSubscription *sub = NULL;
+    uint64_t last_info = 0;
+    while (!f->p->stopping) {
+        if (!sub && !(sub = subscribe(f))) {
+            usleep(250 * 1000);
+            continue;
+        }
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
+        if (s == NATS_OK && list.Count > 0)
+            apply_list(f, &list);
+        natsMsgList_Destroy(&list);
+        if (s != NATS_OK && s != NATS_TIMEOUT) {
+            if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
+                jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
+                natsSubscription_Destroy(sub);
+                sub = NULL;
+            }
+            usleep(100 * 1000);
+        }
+        uint64_t now = guild_mono_ns();
+        if (now - last_info > 1000000000ull) {
+            refresh_stream_last(f);
+            last_info = now;
+        }
+    }
+    if (sub) {
+        natsSubscription_Unsubscribe(sub); /* keeps the durable consumer */
+        natsSubscription_Destroy(sub);
+    }
+    return NULL;
+}
+
+static prj_store *current(feed *f)
+{
+    pthread_mutex_lock(&f->store_lock);
+    prj_store *st = f->store;
+    pthread_mutex_unlock(&f->store_lock);
+    return st;
+}
+
+/* ---- queries ---------------------------------------------------------------- */
+
+static bool parse_consistency(const char *token, const char *domain, uint64_t *position)
+{
+    size_t dl = strlen(domain);
+    if (strncmp(token, domain, dl) != 0 || token[dl] != ':')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(token + dl + 1, &end, 10);
+    if (errno || !end || *end || token[dl + 1] == '\0')
+        return false;
+    *position = v;
+    return true;
+}
+
+static void on_query(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    feed *f = closure;
+    prj_projector *p = f->p;
+    uint64_t started = guild_mono_ns();
+    const char *data = natsMsg_GetData(msg);
+    size_t len = (size_t)natsMsg_GetDataLength(msg);
+    guild_format fmt = guild_format_detect(bus_header(msg, BUS_H_CONTENT_TYPE), data, len);
+    const char *reply = natsMsg_GetReply(msg);
+    const char *name = strrchr(natsMsg_GetSubject(msg), '.') + 1;
+    json_t *args = NULL, *out = NULL;
+    bus_caller caller = {0};
+    guild_error err = {0};
+    guild_status s = GUILD_OK;
+    uint64_t position = 0;
+
+    if (len > BUS_MAX_BODY)
+        s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0, "the body is over 1 MiB");
+    else if (len == 0)
+        args = json_object();
+    else
+        s = guild_codec_decode(data, len, fmt, &args, &err);
+    const prj_query *q = s == GUILD_OK ? prj_query_find(f->m, name) : NULL;
+    if (s == GUILD_OK && !q)
+        s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0, "unknown query %.100s", name);
+    if (s == GUILD_OK && !q->is_public)
+        s = bus_auth_verify(p->auth, bus_header(msg, BUS_H_AUTH), guild_now_ns() / 1000000000,
+                            &caller, &err);
+    const char *consistency = bus_header(msg, BUS_H_CONSISTENCY);
+    if (s == GUILD_OK && consistency) {
+        uint64_t want = 0;
+        const char *wait_h = bus_header(msg, "Guild-Timeout");
+        int64_t wait_ms = wait_h ? atoll(wait_h) : DEFAULT_QUERY_WAIT_MS;
+        if (!parse_consistency(consistency, f->m->domain, &want))
+            s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0,
+                                "Guild-Consistency must be %s:<position>", f->m->domain);
+        else if (!prj_store_wait(current(f), want, wait_ms > 0 ? wait_ms : 0))
+            s = guild_error_set(&err, GUILD_UNAVAILABLE, 0,
+                                "the %s read model has not reached position %llu yet", f->m->name,
+                                (unsigned long long)want);
+    }
+    if (s == GUILD_OK) {
+        dom_actor anon = {.user_id = ""};
+        pthread_mutex_lock(&f->store_lock);
+        s = prj_store_query(f->store, name, args, caller.claims ? &caller.actor : &anon, &out,
+                            &position, &err);
+        pthread_mutex_unlock(&f->store_lock);
+    }
+    if (s == GUILD_OK) {
+        json_t *body = json_pack("{s:b, s:o, s:I}", "ok", 1, "data", out ? out : json_null(),
+                                 "position", (json_int_t)position);
+        bus_reply(p->nc, reply, fmt, body, 200);
+        json_decref(body);
+    } else {
+        bus_reply_error(p->nc, reply, fmt, s, err.field, err.message);
+    }
+    bus_endpoint_record_status(f->ep, started, s, err.message);
+    bus_caller_release(&caller);
+    json_decref(args);
+    natsMsg_Destroy(msg);
+}
+
+/* ---- control requests --------------------------------------------------------- */
+
+static json_t *feed_status(feed *f)
+{
+    prj_store *store = current(f);
+    pthread_mutex_lock(&f->stats_lock);
+    uint64_t last = f->stream_last, applied = f->applied, skipped = f->skipped, parked = f->parked;
+    pthread_mutex_unlock(&f->stats_lock);
+    uint64_t pos;
+    uint8_t digest[PRJ_DIGEST_LEN];
+    prj_store_snapshot(store, &pos, digest);
+    int64_t t = prj_store_event_time(store);
+    uint64_t behind = last > pos ? last - pos : 0;
+    int64_t ms_behind = behind && t ? (guild_now_ns() - t) / 1000000 : 0;
+    char hex[2 * PRJ_DIGEST_LEN + 1];
+    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "model", f->m->name,
+                     "position", (json_int_t)pos, "stream_last", (json_int_t)last, "events_behind",
+                     (json_int_t)behind, "ms_behind", (json_int_t)ms_behind, "applied",
+                     (json_int_t)applied, "skipped", (json_int_t)skipped, "parked",
+                     (json_int_t)parked, "digest", hex);
+}
+
+/* Removes an LMDB environment directory (data.mdb, lock.mdb). */
+static void remove_env_dir(const char *dir)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Swaps in a rebuilt environment: <dir>.rebuild becomes <dir>; queries
+ * wait on store_lock for the moment it takes. */
+static guild_status swap_in(feed *f, guild_error *err)
+{
+    char next[1100], old[1100];
+    snprintf(next, sizeof next, "%s.rebuild", f->dir);
+    snprintf(old, sizeof old, "%s.old", f->dir);
+    struct stat sb;
+    if (stat(next, &sb) != 0)
+        return guild_error_set(err, GUILD_NOT_FOUND, 0, "no rebuilt model at %s", next);
+    pthread_mutex_lock(&f->store_lock);
+    if (f->n_retired == 8) {
+        pthread_mutex_unlock(&f->store_lock);
+        return guild_error_set(err, GUILD_UNAVAILABLE, 0, "too many swaps; restart the projector");
+    }
+    prj_store *was = f->store;
+    guild_status s = GUILD_OK;
+    remove_env_dir(old);
+    if (rename(f->dir, old) != 0 || rename(next, f->dir) != 0)
+        s = guild_error_set(err, GUILD_IO, errno, "cannot swap %s in", next);
+    prj_store *now = NULL;
+    guild_status o = prj_store_open(f->dir, f->m, &now, err);
+    if (o == GUILD_OK) {
+        f->retired[f->n_retired++] = was;
+        f->store = now;
+    }
+    pthread_mutex_unlock(&f->store_lock);
+    if (o != GUILD_OK)
+        return o;
+    if (s == GUILD_OK)
+        remove_env_dir(old);
+    return s;
+}
+
+static void on_control(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    feed *f = closure;
+    const char *verb = strrchr(natsMsg_GetSubject(msg), '.') + 1;
+    json_t *data = NULL;
+    guild_error err = {0};
+    guild_status s = GUILD_OK;
+    if (strcmp(verb, "status") == 0) {
+        data = feed_status(f);
+    } else if (strcmp(verb, "retry") == 0) {
+        uint64_t retried = 0, left = 0;
+        pthread_mutex_lock(&f->store_lock);
+        s = prj_store_retry(f->store, &retried, &left);
+        pthread_mutex_unlock(&f->store_lock);
+        data = json_pack("{s:I, s:I}", "retried", (json_int_t)retried, "left", (json_int_t)left);
+    } else if (strcmp(verb, "swap") == 0) {
+        s = swap_in(f, &err);
+        if (s == GUILD_OK)
+            data = feed_status(f);
+    } else {
+        s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0, "unknown control %s", verb);
+    }
+    if (s == GUILD_OK) {
+        json_t *body = json_pack("{s:b, s:o}", "ok", 1, "data", data);
+        bus_reply(f->p->nc, natsMsg_GetReply(msg), GUILD_FMT_JSON, body, 200);
+        json_decref(body);
+    } else {
+        json_decref(data);
+        bus_reply_error(f->p->nc, natsMsg_GetReply(msg), GUILD_FMT_JSON, s, NULL, err.message);
+    }
+    natsMsg_Destroy(msg);
+}
+
+static json_t *stats_data(const bus_service *svc, const bus_endpoint *ep, void *ctx)
+{
+    (void)svc;
+    prj_projector *p = ctx;
+    for (int i = 0; i < p->n_feeds; i++)
+        if (p->feeds[i].ep == ep)
+            return feed_status(&p->feeds[i]);
+    return NULL;
+}
+
+/* ---- start and stop ------------------------------------------------------------ */
+
+static guild_status start_feed(prj_projector *p, const prj_model *m, guild_error *err)
+{
+    feed *f = &p->feeds[p->n_feeds++];
+    f->p = p;
+    f->m = m;
+    pthread_mutex_init(&f->store_lock, NULL);
+    pthread_mutex_init(&f->stats_lock, NULL);
+    char up[32];
+    upper(m->domain, up, sizeof up);
+    snprintf(f->stream, sizeof f->stream, "GUILD_%s", up);
+    prj_model_dir(p->data_dir, m->name, f->dir, sizeof f->dir);
+    char parent[1100];
+    snprintf(parent, sizeof parent, "%s/projections", p->data_dir);
+    mkdir(p->data_dir, 0755);
+    mkdir(parent, 0755);
+    mkdir(f->dir, 0755);
+    guild_status s = prj_store_open(f->dir, m, &f->store, err);
+    if (s != GUILD_OK)
+        return s;
+    char queue[96], subject[160], ep_name[96];
+    snprintf(queue, sizeof queue, "guild.%s.query", m->domain);
+    for (const prj_query *q = m->queries; q && q->name && s == GUILD_OK; q++) {
+        snprintf(subject, sizeof subject, "guild.qry.%s.%s", m->domain, q->name);
+        bus_endpoint *ep = NULL;
+        s = bus_service_add_endpoint(p->svc, q->name, subject, queue, on_query, f, &ep);
+        if (!f->ep)
+            f->ep = ep; /* the first query endpoint carries the model's stats */
+    }
+    snprintf(subject, sizeof subject, "guild.ctl.project.%s.*", m->name);
+    snprintf(ep_name, sizeof ep_name, "%s_control", m->name);
+    if (s == GUILD_OK)
+        s = bus_service_add_endpoint(p->svc, ep_name, subject, NULL, on_control, f, NULL);
+    if (s != GUILD_OK)
+        return guild_error_set(err, s, 0, "cannot subscribe the %s queries", m->name);
+    if (pthread_create(&f->thread, NULL, feed_main, f) != 0)
+        return guild_error_set(err, GUILD_INTERNAL, 0, "cannot start the %s feed", m->name);
+    f->started = true;
+    return GUILD_OK;
+}
+
+guild_status prj_projector_start(const prj_projector_options *opt, prj_projector **out,
+                                 guild_error *err)
+{
+    prj_projector *p = guild_xcalloc(1, sizeof *p);
+    p->data_dir = guild_xstrdup(opt->data_dir);
+    *out = p;
+    guild_status s = bus_connect(opt->nats_url, "guild-projector",
+                                 opt->connect_wait_ms ? opt->connect_wait_ms : 10000, &p->nc, err);
+    if (s == GUILD_OK && natsConnection_JetStream(&p->js, p->nc, NULL) != NATS_OK)
+        s = guild_error_set(err, GUILD_UNAVAILABLE, 0, "JetStream is not available");
+    if (s == GUILD_OK)
+        s = bus_auth_create(p->nc, &p->auth);
+    if (s == GUILD_OK)
+        bus_auth_watch_start(p->auth);
+    if (s == GUILD_OK)
+        s = bus_service_create(p->nc, "projector", GUILD_VERSION, "guild read models", &p->svc,
+                               err);
+    if (s == GUILD_OK)
+        bus_service_set_stats_handler(p->svc, stats_data, p);
+    const prj_model *const *all = prj_models();
+    for (int i = 0; s == GUILD_OK && all[i]; i++) {
+        bool wanted = !opt->models;
+        for (const char *const *n = opt->models; n && *n && !wanted; n++)
+            wanted = strcmp(*n, all[i]->name) == 0 || strcmp(*n, "all") == 0;
+        if (wanted && p->n_feeds < MAX_MODELS)
+            s = start_feed(p, all[i], err);
+    }
+    if (s == GUILD_OK && p->n_feeds == 0)
+        s = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "no such read model");
+    if (s != GUILD_OK) {
+        prj_projector_stop(p);
+        *out = NULL;
+    }
+    return s;
+}
+
+void prj_projector_stop(prj_projector *p)
+{
+    if (!p)
+        return;
+    p->stopping = true;
+    bus_service_destroy(p->svc);
+    for (int i = 0; i < p->n_feeds; i++) {
+        feed *f = &p->feeds[i];
+        if (f->started)
+            pthread_join(f->thread, NULL);
+        prj_store_close(f->store);
+        for (int r = 0; r < f->n_retired; r++)
+            prj_store_close(f->retired[r]);
+        pthread_mutex_destroy(&f->store_lock);
+        pthread_mutex_destroy(&f->stats_lock);
+    }
+    bus_auth_destroy(p->auth);
+    jsCtx_Destroy(p->js);
+    bus_close(p->nc);
+    free(p->data_dir);
+    free(p);
+}

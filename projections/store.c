@@ -1,0 +1,789 @@
+/*
+ * store.c — the projector store: one LMDB environment per read model.
+ *
+ * Databases: the model's own (named in prj_model.dbs), "prj.meta"
+ * (checkpoint, event time, digest) and "prj.dead" (position → [reason,
+ * record]). A batch is applied in one transaction together with the
+ * checkpoint and digest, so after a crash either the whole batch took
+ * effect or none of it did, and the consumer's redelivery is skipped by
+ * position.
+ *
+ * Sections: plumbing, the digest, model access (prj_put...), applying,
+ * queries, dead letters.
+ */
+#include "projections/prj.h"
+
+#include "common/alloc.h"
+#include "common/codec.h"
+#include "common/log.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_DBS 12
+#define META "prj.meta"
+#define DEAD "prj.dead"
+#define DEFAULT_MAP ((size_t)256 << 20)
+
+struct prj_store {
+    const prj_model *m;
+    MDB_env *env;
+    MDB_dbi dbs[MAX_DBS];
+    const char *names[MAX_DBS];
+    int n_dbs;
+    MDB_dbi meta, dead;
+    pthread_rwlock_t resize; /* readers shared, map growth exclusive */
+    pthread_mutex_t apply_lock;
+    pthread_mutex_t lock; /* guards the cached checkpoint below */
+    pthread_cond_t moved;
+    uint64_t position;
+    int64_t event_time;
+    uint64_t lanes[4];
+};
+
+struct prj_txn {
+    prj_store *s;
+    MDB_txn *txn;
+    uint64_t lanes[4];
+};
+
+struct prj_read {
+    prj_store *s;
+    MDB_txn *txn;
+};
+
+/* ---- plumbing ------------------------------------------------------------- */
+
+static guild_status lmdb_status(guild_error *err, int rc, const char *what)
+{
+    if (rc == 0)
+        return GUILD_OK;
+    if (rc == MDB_NOTFOUND)
+        return GUILD_NOT_FOUND;
+    return guild_error_set(err, GUILD_IO, rc, "%s: %s", what, mdb_strerror(rc));
+}
+
+static void u64_put(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+static uint64_t u64_get(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | in[i];
+    return v;
+}
+
+static int db_index(prj_store *s, const char *db)
+{
+    for (int i = 0; i < s->n_dbs; i++)
+        if (strcmp(s->names[i], db) == 0)
+            return i;
+    return -1;
+}
+
+static int read_begin(prj_store *s, MDB_txn **txn)
+{
+    for (;;) {
+        pthread_rwlock_rdlock(&s->resize);
+        int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+        if (rc != MDB_MAP_RESIZED) {
+            if (rc)
+                pthread_rwlock_unlock(&s->resize);
+            return rc;
+        }
+        pthread_rwlock_unlock(&s->resize);
+        pthread_rwlock_wrlock(&s->resize);
+        rc = mdb_env_set_mapsize(s->env, 0);
+        pthread_rwlock_unlock(&s->resize);
+        if (rc)
+            return rc;
+    }
+}
+
+static void read_end(prj_store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->resize);
+}
+
+static int grow(prj_store *s)
+{
+    MDB_envinfo info;
+    pthread_rwlock_wrlock(&s->resize);
+    mdb_env_info(s->env, &info);
+    int rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2);
+    pthread_rwlock_unlock(&s->resize);
+    return rc;
+}
+
+/* ---- the digest ----------------------------------------------------------- */
+
+static void entry_hash(const char *db, const void *k, size_t kn, const void *v, size_t vn,
+                       uint64_t out[4])
+{
+    uint8_t h[32], len[8];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const uint8_t *)db, strlen(db) + 1);
+    u64_put(len, kn);
+    crypto_generichash_update(&st, len, 8);
+    crypto_generichash_update(&st, k, kn);
+    crypto_generichash_update(&st, v, vn);
+    crypto_generichash_final(&st, h, sizeof h);
+    for (int i = 0; i < 4; i++)
+        out[i] = u64_get(h + 8 * i);
+}
+
+static void lanes_add(uint64_t lanes[4], const uint64_t h[4], bool subtract)
+{
+    for (int i = 0; i < 4; i++)
+        lanes[i] = subtract ? lanes[i] - h[i] : lanes[i] + h[i];
+}
+
+static void lanes_bytes(const uint64_t lanes[4], uint8_t out[PRJ_DIGEST_LEN])
+{
+    for (int i = 0; i < 4; i++)
+        u64_put(out + 8 * i, lanes[i]);
+}
+
+/* ---- model access ---------------------------------------------------------- */
+
+static guild_status unknown_db(const char *db)
+{
+    guild_error("read model uses an undeclared database %s", db);
+    return GUILD_INTERNAL;
+}
+
+guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, const void *val,
+                     size_t vlen)
+{
+    int i = db_index(t->s, db);
+    if (i < 0)
+        return unknown_db(db);
+    MDB_val k = {klen, (void *)key}, old;
+    uint64_t h[4];
+    if (mdb_get(t->txn, t->s->dbs[i], &k, &old) == 0) {
+        entry_hash(db, key, klen, old.mv_data, old.mv_size, h);
+        lanes_add(t->lanes, h, true);
+    }
+    MDB_val v = {vlen, (void *)val};
+    int rc = mdb_put(t->txn, t->s->dbs[i], &k, &v, 0);
+    if (rc == MDB_MAP_FULL)
+        return GUILD_UNAVAILABLE; /* the batch grows the map and runs again */
+    if (rc)
+        return lmdb_status(NULL, rc, "writing the read model");
+    entry_hash(db, key, klen, val, vlen, h);
+    lanes_add(t->lanes, h, false);
+    return GUILD_OK;
+}
+
+guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
+{
+    int i = db_index(t->s, db);
+    if (i < 0)
+        return unknown_db(db);
+    MDB_val k = {klen, (void *)key}, old;
+    if (mdb_get(t->txn, t->s->dbs[i], &k, &old) != 0)
+        return GUILD_OK;
+    uint64_t h[4];
+    entry_hash(db, key, klen, old.mv_data, old.mv_size, h);
+    int rc = mdb_del(t->txn, t->s->dbs[i], &k, NULL);
+    if (rc)
+        return lmdb_status(NULL, rc, "deleting from the read model");
+    lanes_add(t->lanes, h, true);
+    return GUILD_OK;
+}
+
+static guild_status get_in(prj_store *s, MDB_txn *txn, const char *db, const void *key, size_t klen,
+                           const void **val, size_t *vlen)
+{
+    int i = db_index(s, db);
+    if (i < 0)
+        return unknown_db(db);
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_get(txn, s->dbs[i], &k, &v);
+    if (rc)
+        return lmdb_status(NULL, rc, "reading the read model");
+    *val = v.mv_data;
+    *vlen = v.mv_size;
+    return GUILD_OK;
+}
+
+static guild_status get_json_in(prj_store *s, MDB_txn *txn, const char *db, const void *key,
+                                size_t klen, json_t **out)
+{
+    const void *v;
+    size_t n;
+    guild_status st = get_in(s, txn, db, key, klen, &v, &n);
+    if (st != GUILD_OK)
+        return st;
+    return guild_codec_decode(v, n, GUILD_FMT_MSGPACK, out, NULL) == GUILD_OK ? GUILD_OK
+                                                                              : GUILD_CORRUPT;
+}
+
+static guild_status scan_in(prj_store *s, MDB_txn *txn, const char *db, const void *prefix,
+                            size_t plen, const void *start, size_t slen, prj_kv_fn fn, void *ctx)
+{
+    int i = db_index(s, db);
+    if (i < 0)
+        return unknown_db(db);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->dbs[i], &cur);
+    if (rc)
+        return lmdb_status(NULL, rc, "scanning the read model");
+    MDB_val k, v;
+    if (start) {
+        k.mv_size = slen;
+        k.mv_data = (void *)start;
+    } else {
+        k.mv_size = plen;
+        k.mv_data = (void *)prefix;
+    }
+    rc = (k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                    : mdb_cursor_get(cur, &k, &v, MDB_FIRST));
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || (plen && memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        if (fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? GUILD_OK : lmdb_status(NULL, rc, "scanning");
+}
+
+guild_status prj_get(prj_txn *t, const char *db, const void *key, size_t klen, const void **val,
+                     size_t *vlen)
+{
+    return get_in(t->s, t->txn, db, key, klen, val, vlen);
+}
+
+guild_status prj_put_json(prj_txn *t, const char *db, const void *key, size_t klen,
+                          const json_t *val)
+{
+    char *bytes = NULL;
+    size_t len = 0;
+    guild_status s = guild_codec_encode(val, GUILD_FMT_MSGPACK, &bytes, &len);
+    if (s == GUILD_OK)
+        s = prj_put(t, db, key, klen, bytes, len);
+    free(bytes);
+    return s;
+}
+
+guild_status prj_get_json(prj_txn *t, const char *db, const void *key, size_t klen, json_t **val)
+{
+    return get_json_in(t->s, t->txn, db, key, klen, val);
+}
+
+guild_status prj_scan(prj_txn *t, const char *db, const void *prefix, size_t plen,
+                      const void *start, size_t slen, prj_kv_fn fn, void *ctx)
+{
+    return scan_in(t->s, t->txn, db, prefix, plen, start, slen, fn, ctx);
+}
+
+guild_status prj_rget(prj_read *r, const char *db, const void *key, size_t klen, const void **val,
+                      size_t *vlen)
+{
+    return get_in(r->s, r->txn, db, key, klen, val, vlen);
+}
+
+guild_status prj_rget_json(prj_read *r, const char *db, const void *key, size_t klen, json_t **val)
+{
+    return get_json_in(r->s, r->txn, db, key, klen, val);
+}
+
+guild_status prj_rscan(prj_read *r, const char *db, const void *prefix, size_t plen,
+                       const void *start, size_t slen, prj_kv_fn fn, void *ctx)
+{
+    return scan_in(r->s, r->txn, db, prefix, plen, start, slen, fn, ctx);
+}
+
+/* ---- open and close ------------------------------------------------------- */
+
+static int meta_load(prj_store *s, MDB_txn *txn)
+{
+    MDB_val k = {10, (void *)"checkpoint"}, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8 + 8 + PRJ_DIGEST_LEN)
+        return MDB_CORRUPTED;
+    const uint8_t *p = v.mv_data;
+    s->position = u64_get(p);
+    s->event_time = (int64_t)u64_get(p + 8);
+    for (int i = 0; i < 4; i++)
+        s->lanes[i] = u64_get(p + 16 + 8 * i);
+    return 0;
+}
+
+static int meta_store(prj_store *s, MDB_txn *txn, uint64_t position, int64_t time,
+                      const uint64_t lanes[4])
+{
+    uint8_t buf[8 + 8 + PRJ_DIGEST_LEN];
+    u64_put(buf, position);
+    u64_put(buf + 8, (uint64_t)time);
+    for (int i = 0; i < 4; i++)
+        u64_put(buf + 16 + 8 * i, lanes[i]);
+    MDB_val k = {10, (void *)"checkpoint"}, v = {sizeof buf, buf};
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+guild_status prj_store_open(const char *dir, const prj_model *m, prj_store **out, guild_error *err)
+{
+    if (sodium_init() < 0)
+        return GUILD_INTERNAL;
+    prj_store *s = guild_xcalloc(1, sizeof *s);
+    s->m = m;
+    pthread_rwlock_init(&s->resize, NULL);
+    pthread_mutex_init(&s->apply_lock, NULL);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->moved, NULL);
+    int rc = mdb_env_create(&s->env);
+    if (rc == 0) {
+        mdb_env_set_maxdbs(s->env, MAX_DBS + 2);
+        mdb_env_set_maxreaders(s->env, 512);
+        mdb_env_set_mapsize(s->env, DEFAULT_MAP);
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
+    }
+    MDB_txn *txn = NULL;
+    if (rc == 0)
+        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    for (const char *const *d = m->dbs; rc == 0 && d && *d; d++) {
+        if (s->n_dbs == MAX_DBS) {
+            rc = MDB_DBS_FULL;
+            break;
+        }
+        s->names[s->n_dbs] = *d;
+        rc = mdb_dbi_open(txn, *d, MDB_CREATE, &s->dbs[s->n_dbs]);
+        s->n_dbs++;
+    }
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, META, MDB_CREATE, &s->meta);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, DEAD, MDB_CREATE, &s->dead);
+    if (rc == 0)
+        rc = meta_load(s, txn);
+    if (rc == 0)
+        rc = mdb_txn_commit(txn);
+    else if (txn)
+        mdb_txn_abort(txn);
+    if (rc) {
+        guild_error_set(err, GUILD_IO, rc, "opening the %s read model in %s: %s", m->name, dir,
+                        mdb_strerror(rc));
+        prj_store_close(s);
+        return GUILD_IO;
+    }
+    *out = s;
+    return GUILD_OK;
+}
+
+void prj_store_close(prj_store *s)
+{
+    if (!s)
+        return;
+    if (s->env)
+        mdb_env_close(s->env);
+    pthread_cond_destroy(&s->moved);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->apply_lock);
+    pthread_rwlock_destroy(&s->resize);
+    free(s);
+}
+
+uint64_t prj_store_position(prj_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t p = s->position;
+    pthread_mutex_unlock(&s->lock);
+    return p;
+}
+
+int64_t prj_store_event_time(prj_store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int64_t t = s->event_time;
+    pthread_mutex_unlock(&s->lock);
+    return t;
+}
+
+void prj_store_digest(prj_store *s, uint8_t out[PRJ_DIGEST_LEN])
+{
+    prj_store_snapshot(s, NULL, out);
+}
+
+void prj_store_snapshot(prj_store *s, uint64_t *position, uint8_t digest[PRJ_DIGEST_LEN])
+{
+    pthread_mutex_lock(&s->lock);
+    if (position)
+        *position = s->position;
+    lanes_bytes(s->lanes, digest);
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool prj_store_wait(prj_store *s, uint64_t position, int64_t timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&s->lock);
+    int rc = 0;
+    while (s->position < position && rc == 0)
+        rc = pthread_cond_timedwait(&s->moved, &s->lock, &until);
+    bool ok = s->position >= position;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+/* ---- applying ------------------------------------------------------------- */
+
+/* Builds the event a model sees; false (with why) if it does not decode. */
+static bool event_of(const prj_store *s, const es_record *rec, prj_event *ev, json_t **data,
+                     char *type, char *stream, const char **why)
+{
+    if (guild_codec_decode(rec->data, rec->data_len, GUILD_FMT_MSGPACK, data, NULL) != GUILD_OK) {
+        *why = "the event's data does not decode";
+        return false;
+    }
+    snprintf(type, ES_TYPE_MAX + 1, "%.*s", (int)rec->type.n, rec->type.p);
+    snprintf(stream, ES_STREAM_MAX + 1, "%.*s", (int)rec->stream.n, rec->stream.p);
+    size_t dl = strlen(s->m->domain);
+    ev->rec = rec;
+    ev->type = type;
+    ev->stream = stream;
+    ev->aggregate_id =
+        strncmp(stream, s->m->domain, dl) == 0 && stream[dl] == '-' ? stream + dl + 1 : stream;
+    ev->data = *data;
+    return true;
+}
+
+static int park(prj_store *s, MDB_txn *txn, const es_record *rec, const char *reason)
+{
+    json_t *v = json_pack("{s:s}", "reason", reason);
+    char *bytes = NULL;
+    size_t len = 0;
+    guild_codec_encode(v, GUILD_FMT_MSGPACK, &bytes, &len);
+    json_decref(v);
+    /* value: u32 length of the reason entry, the entry, the raw record */
+    size_t total = 4 + len + rec->raw_len;
+    uint8_t *buf = guild_xmalloc(total);
+    buf[0] = (uint8_t)(len >> 24);
+    buf[1] = (uint8_t)(len >> 16);
+    buf[2] = (uint8_t)(len >> 8);
+    buf[3] = (uint8_t)len;
+    memcpy(buf + 4, bytes, len);
+    memcpy(buf + 4 + len, rec->raw, rec->raw_len);
+    /* Undecodable messages have no log position: they are filed under their
+     * stream sequence with the top bit set, apart from real positions. */
+    uint8_t key[8];
+    u64_put(key, rec->type.p ? rec->position : rec->position | (1ull << 63));
+    MDB_val k = {8, key}, v2 = {total, buf};
+    int rc = mdb_put(txn, s->dead, &k, &v2, 0);
+    free(buf);
+    free(bytes);
+    guild_warn("%s: event at position %llu parked: %s", s->m->name,
+               (unsigned long long)rec->position, reason);
+    return rc;
+}
+
+/* Applies one record; `careful` runs it in a nested transaction so a
+ * failure undoes its writes and parks it. Returns an LMDB code for the
+ * batch (MDB_MAP_FULL, or -1: a failure seen while not careful). */
+static int apply_one(prj_store *s, prj_txn *t, const es_record *rec, bool careful,
+                     prj_batch_stats *stats)
+{
+    json_t *data = NULL;
+    char type[ES_TYPE_MAX + 1], stream[ES_STREAM_MAX + 1];
+    prj_event ev;
+    const char *why = NULL;
+    if (!event_of(s, rec, &ev, &data, type, stream, &why)) {
+        if (!careful)
+            return -1;
+        stats->parked++;
+        return park(s, t->txn, rec, why);
+    }
+    MDB_txn *outer = t->txn, *child = NULL;
+    uint64_t saved[4];
+    memcpy(saved, t->lanes, sizeof saved);
+    if (careful) {
+        int rc = mdb_txn_begin(s->env, outer, 0, &child);
+        if (rc) {
+            json_decref(data);
+            return rc;
+        }
+        t->txn = child;
+    }
+    guild_error err = {0};
+    guild_status st = s->m->apply(t, &ev, &err);
+    json_decref(data);
+    t->txn = outer;
+    if (st == GUILD_UNAVAILABLE) { /* map full */
+        if (child)
+            mdb_txn_abort(child);
+        return MDB_MAP_FULL;
+    }
+    if (st != GUILD_OK) {
+        if (!careful)
+            return -1;
+        mdb_txn_abort(child);
+        memcpy(t->lanes, saved, sizeof saved);
+        stats->parked++;
+        char reason[300];
+        snprintf(reason, sizeof reason, "%s: %s", guild_status_code(st),
+                 err.message[0] ? err.message : "the read model refused the event");
+        return park(s, t->txn, rec, reason);
+    }
+    stats->applied++;
+    return child ? mdb_txn_commit(child) : 0;
+}
+
+static int apply_batch(prj_store *s, const es_record *const *recs, size_t n, bool careful,
+                       prj_batch_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    prj_txn t = {s, txn, {0}};
+    memcpy(t.lanes, s->lanes, sizeof t.lanes);
+    uint64_t position = s->position;
+    int64_t time = s->event_time;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (recs[i]->position <= position) {
+            stats->skipped++;
+            continue;
+        }
+        bool undecodable = !recs[i]->type.p;
+        rc = apply_one(s, &t, recs[i], careful || undecodable, stats);
+        if (undecodable)
+            continue; /* its "position" is a stream sequence: the checkpoint stays */
+        position = recs[i]->position;
+        time = recs[i]->time;
+    }
+    if (rc == 0)
+        rc = meta_store(s, txn, position, time, t.lanes);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc == 0) {
+        pthread_mutex_lock(&s->lock);
+        s->position = position;
+        s->event_time = time;
+        memcpy(s->lanes, t.lanes, sizeof t.lanes);
+        pthread_cond_broadcast(&s->moved);
+        pthread_mutex_unlock(&s->lock);
+    }
+    return rc;
+}
+
+guild_status prj_store_apply(prj_store *s, const es_record *const *recs, size_t n,
+                             prj_batch_stats *stats)
+{
+    prj_batch_stats local;
+    if (!stats)
+        stats = &local;
+    pthread_mutex_lock(&s->apply_lock);
+    /* Optimistic first: the whole batch in one transaction. If an event
+     * fails, the batch runs again with each event in its own nested
+     * transaction, so only the failing ones are parked. */
+    bool careful = false;
+    int rc;
+    for (;;) {
+        pthread_rwlock_rdlock(&s->resize);
+        rc = apply_batch(s, recs, n, careful, stats);
+        pthread_rwlock_unlock(&s->resize);
+        if (rc == -1 && !careful) {
+            careful = true;
+            continue;
+        }
+        if (rc == MDB_MAP_FULL && grow(s) == 0)
+            continue;
+        break;
+    }
+    pthread_mutex_unlock(&s->apply_lock);
+    return rc ? lmdb_status(NULL, rc, "applying a batch") : GUILD_OK;
+}
+
+/* ---- queries -------------------------------------------------------------- */
+
+guild_status prj_store_query(prj_store *s, const char *query, const json_t *args,
+                             const dom_actor *actor, json_t **data, uint64_t *position,
+                             guild_error *err)
+{
+    const prj_query *q = prj_query_find(s->m, query);
+    if (!q)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "unknown query %.100s", query);
+    guild_status st = dom_validate(q->fields, args, err);
+    if (st != GUILD_OK)
+        return st;
+    if (actor && !q->is_public) {
+        if (!actor->permissions && !actor->user_id[0] && !actor->service)
+            return guild_error_set(err, GUILD_UNAUTHENTICATED, 0, "a bearer token is required");
+        if (q->permission && !dom_actor_can(actor, q->permission))
+            return guild_error_set(err, GUILD_FORBIDDEN, 0, "the permission %s is needed",
+                                   q->permission);
+    }
+    prj_read r = {s, NULL};
+    int rc = read_begin(s, &r.txn);
+    if (rc)
+        return lmdb_status(err, rc, "beginning a read");
+    uint64_t at = 0;
+    MDB_val k = {10, (void *)"checkpoint"}, v;
+    if (mdb_get(r.txn, s->meta, &k, &v) == 0 && v.mv_size >= 8)
+        at = u64_get(v.mv_data);
+    *data = NULL;
+    st = q->run(&r, args, actor, data, err);
+    read_end(s, r.txn);
+    if (position)
+        *position = at;
+    return st;
+}
+
+/* ---- dead letters --------------------------------------------------------- */
+
+typedef struct dead_entry {
+    uint64_t position;
+    char *reason;
+    uint8_t *raw;
+    size_t raw_len;
+} dead_entry;
+
+static bool dead_split(const MDB_val *v, char **reason, const uint8_t **raw, size_t *raw_len)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < 4)
+        return false;
+    size_t len = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+    if (4 + len > v->mv_size)
+        return false;
+    json_t *j = NULL;
+    if (guild_codec_decode(p + 4, len, GUILD_FMT_MSGPACK, &j, NULL) != GUILD_OK)
+        return false;
+    *reason = guild_xstrdup(json_string_value(json_object_get(j, "reason"))
+                                ? json_string_value(json_object_get(j, "reason"))
+                                : "");
+    json_decref(j);
+    *raw = p + 4 + len;
+    *raw_len = v->mv_size - 4 - len;
+    return true;
+}
+
+static guild_status dead_collect(prj_store *s, dead_entry **out, size_t *n)
+{
+    MDB_txn *txn;
+    int rc = read_begin(s, &txn);
+    if (rc)
+        return lmdb_status(NULL, rc, "beginning a read");
+    MDB_cursor *cur;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    rc = mdb_cursor_open(txn, s->dead, &cur);
+    MDB_val k, v;
+    for (int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); g == 0;
+         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char *reason;
+        const uint8_t *raw;
+        size_t raw_len;
+        if (k.mv_size != 8 || !dead_split(&v, &reason, &raw, &raw_len))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = guild_xrealloc(*out, cap * sizeof **out);
+        }
+        (*out)[*n] = (dead_entry){u64_get(k.mv_data), reason, guild_xmemdup(raw, raw_len), raw_len};
+        (*n)++;
+    }
+    if (rc == 0)
+        mdb_cursor_close(cur);
+    read_end(s, txn);
+    return GUILD_OK;
+}
+
+static void dead_free(dead_entry *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(d[i].reason);
+        free(d[i].raw);
+    }
+    free(d);
+}
+
+guild_status prj_store_dead_letters(prj_store *s, prj_dead_fn fn, void *ctx)
+{
+    dead_entry *d;
+    size_t n;
+    guild_status st = dead_collect(s, &d, &n);
+    for (size_t i = 0; st == GUILD_OK && i < n; i++) {
+        es_record rec;
+        if (es_record_decode(d[i].raw, d[i].raw_len, &rec) != GUILD_OK)
+            memset(&rec, 0, sizeof rec);
+        if (fn(ctx, d[i].position, d[i].reason, &rec))
+            break;
+    }
+    dead_free(d, n);
+    return st;
+}
+
+guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left)
+{
+    dead_entry *d;
+    size_t n;
+    guild_status st = dead_collect(s, &d, &n);
+    *retried = *left = 0;
+    if (st != GUILD_OK)
+        return st;
+    pthread_mutex_lock(&s->apply_lock);
+    for (size_t i = 0; i < n; i++) {
+        es_record rec;
+        MDB_txn *txn;
+        if (es_record_decode(d[i].raw, d[i].raw_len, &rec) != GUILD_OK ||
+            mdb_txn_begin(s->env, NULL, 0, &txn) != 0) {
+            (*left)++;
+            continue;
+        }
+        prj_txn t = {s, txn, {0}};
+        memcpy(t.lanes, s->lanes, sizeof t.lanes);
+        prj_batch_stats stats = {0};
+        uint8_t key[8];
+        u64_put(key, d[i].position);
+        MDB_val k = {8, key};
+        /* Careful mode parks it again (same key) if it still fails. */
+        int rc = mdb_del(txn, s->dead, &k, NULL);
+        if (rc == 0)
+            rc = apply_one(s, &t, &rec, true, &stats);
+        if (rc == 0)
+            rc = meta_store(s, txn, s->position, s->event_time, t.lanes);
+        if (rc == 0 && (rc = mdb_txn_commit(txn)) == 0) {
+            pthread_mutex_lock(&s->lock);
+            memcpy(s->lanes, t.lanes, sizeof t.lanes);
+            pthread_mutex_unlock(&s->lock);
+        } else if (rc) {
+            mdb_txn_abort(txn);
+        }
+        if (rc == 0 && stats.applied)
+            (*retried)++;
+        else
+            (*left)++;
+    }
+    pthread_mutex_unlock(&s->apply_lock);
+    dead_free(d, n);
+    return GUILD_OK;
+}

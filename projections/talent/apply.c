@@ -1,0 +1,614 @@
+/*
+ * apply.c — how the talent read model folds each talent event into a
+ * profile row, and keeps the indexes exact (see internal.h for the layout).
+ *
+ * Sections: helpers; event fields; one fold per event type; index entries;
+ * writing the difference; the dispatcher.
+ *
+ * The fold follows the talent domain's evolve (domain/talent/profile.c):
+ * skills and certifications are found ignoring case and keep their first
+ * spelling, an event that repeats what the row holds overwrites it, and a
+ * known event whose fields are missing or of the wrong type fails with
+ * GUILD_CORRUPT before anything is written. It is stricter where the keys
+ * need it: a skill level outside 1..5, a negative rate, a skill name over
+ * TM_SKILL_MAX bytes, a talent id over TM_ID_MAX bytes and a
+ * profile_created whose talent_id is not its stream's also fail. An event
+ * for a profile the model does not have (anything before profile_created)
+ * fails the same way. A failure parks the event; the store undoes what it
+ * wrote.
+ *
+ * profile_claimed (on talent-user-<user_id>) and unknown types are ignored.
+ */
+#include "projections/talent/internal.h"
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "domain/talent/talent.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers -------------------------------------------------------------- */
+
+int prj_talent__name_cmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z')
+            x += 'a' - 'A';
+        if (y >= 'A' && y <= 'Z')
+            y += 'a' - 'A';
+        if (x != y || x == 0)
+            return x - y;
+    }
+}
+
+/* Copies n bytes of s into out, ASCII lower-cased. */
+static void lower_copy(uint8_t *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c >= 'A' && c <= 'Z' ? (uint8_t)(c - 'A' + 'a') : c;
+    }
+}
+
+size_t prj_talent__skill_prefix(const char *skill, uint8_t *out)
+{
+    size_t n = strlen(skill);
+    if (n > TM_SKILL_MAX)
+        return 0;
+    lower_copy(out, skill, n);
+    out[n] = 0;
+    return n + 1;
+}
+
+size_t prj_talent__location_prefix(const char *location, uint8_t *out)
+{
+    size_t n = strlen(location);
+    if (n > TM_LOCATION_KEY_MAX)
+        n = TM_LOCATION_KEY_MAX;
+    lower_copy(out, location, n);
+    out[n] = 0;
+    return n + 1;
+}
+
+uint8_t prj_talent__hours_byte(int64_t available)
+{
+    return available < 0 ? 0 : available > 255 ? 255 : (uint8_t)available;
+}
+
+void prj_talent__u64_put(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+uint64_t prj_talent__u64_get(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | in[i];
+    return v;
+}
+
+int64_t prj_talent__int(const json_t *row, const char *key, int64_t dflt)
+{
+    json_t *v = json_object_get(row, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+/* Index in array `list` of the object whose `key` equals name, ignoring
+ * case (exactly when !fold); -1 when none. */
+static long entry_index(const json_t *list, const char *key, const char *name, bool fold)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        const char *s = json_string_value(json_object_get(e, key));
+        if (s && (fold ? prj_talent__name_cmp(s, name) : strcmp(s, name)) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+json_t *prj_talent__skill_find(const json_t *row, const char *name)
+{
+    const json_t *skills = json_object_get(row, "skills");
+    long i = entry_index(skills, "skill", name, true);
+    return i < 0 ? NULL : json_array_get(skills, (size_t)i);
+}
+
+static json_t *event_time(const prj_event *ev)
+{
+    char buf[48];
+    return json_string(guild_time_format(ev->rec->time, buf, sizeof buf));
+}
+
+/* ---- event fields ----------------------------------------------------------
+ * As the domain's evolve reads them: a null value counts as absent. Each
+ * reader returns false, with err naming the field, when the event cannot be
+ * applied. */
+
+static bool bad_field(const prj_event *ev, const char *key, guild_error *err)
+{
+    guild_error_field(err, GUILD_CORRUPT, key, "%s: %s is missing or of the wrong type", ev->type,
+                      key);
+    return false;
+}
+
+static bool req_str(const prj_event *ev, const char *key, const char **out, guild_error *err)
+{
+    *out = json_string_value(json_object_get(ev->data, key));
+    return *out ? true : bad_field(ev, key, err);
+}
+
+static bool opt_str(const prj_event *ev, const char *key, const char *dflt, const char **out,
+                    guild_error *err)
+{
+    json_t *v = json_object_get(ev->data, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return true;
+    }
+    return req_str(ev, key, out, err);
+}
+
+static bool req_int(const prj_event *ev, const char *key, int64_t *out, guild_error *err)
+{
+    json_t *v = json_object_get(ev->data, key);
+    if (!json_is_integer(v))
+        return bad_field(ev, key, err);
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+static bool opt_int(const prj_event *ev, const char *key, int64_t dflt, int64_t *out,
+                    guild_error *err)
+{
+    json_t *v = json_object_get(ev->data, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return true;
+    }
+    return req_int(ev, key, out, err);
+}
+
+/* ---- one fold per event type ------------------------------------------------
+ * Each reads every field before it changes the row. */
+
+static const char *const text_names[] = {"headline", "bio", "location", "timezone", NULL};
+
+typedef guild_status (*fold_fn)(json_t *row, const prj_event *ev, guild_error *err);
+
+static json_t *row_new(const char *talent_id)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:[], s:n, s:n, s:[], s:i, s:i, s:[], "
+                     "s:b, s:n}",
+                     "talent_id", talent_id, "user_id", "", "headline", "", "bio", "", "location",
+                     "", "timezone", "", "skills", "certifications", "currency", "hourly_rate",
+                     "pricing_history", "hours_per_week", 0, "reserved_hours", 0, "reservations",
+                     "archived", 0, "created");
+}
+
+static guild_status fold_created(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *talent_id, *user_id, *text[4];
+    if (!req_str(ev, "talent_id", &talent_id, err) || !req_str(ev, "user_id", &user_id, err))
+        return GUILD_CORRUPT;
+    for (int i = 0; text_names[i]; i++)
+        if (!opt_str(ev, text_names[i], "", &text[i], err))
+            return GUILD_CORRUPT;
+    if (strcmp(talent_id, ev->aggregate_id) != 0)
+        return guild_error_field(err, GUILD_CORRUPT, "talent_id",
+                                 "profile_created names %.64s on the stream of %.64s", talent_id,
+                                 ev->aggregate_id);
+    json_object_set_new(row, "user_id", json_string(user_id));
+    for (int i = 0; text_names[i]; i++)
+        json_object_set_new(row, text_names[i], json_string(text[i]));
+    json_object_set_new(row, "created", event_time(ev));
+    return GUILD_OK;
+}
+
+static guild_status fold_updated(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *text[4];
+    for (int i = 0; text_names[i]; i++)
+        if (!opt_str(ev, text_names[i], NULL, &text[i], err))
+            return GUILD_CORRUPT;
+    for (int i = 0; text_names[i]; i++)
+        if (text[i])
+            json_object_set_new(row, text_names[i], json_string(text[i]));
+    return GUILD_OK;
+}
+
+/* skill_added and skill_updated: both leave the skill as the event says
+ * (years left out clears them, as in the domain). */
+static guild_status fold_skill_set(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *name;
+    int64_t level, years;
+    if (!req_str(ev, "skill", &name, err) || !req_int(ev, "level", &level, err) ||
+        !opt_int(ev, "years", -1, &years, err))
+        return GUILD_CORRUPT;
+    if (level < 1 || level > TM_LEVEL_MAX)
+        return guild_error_field(err, GUILD_CORRUPT, "level", "%s: level %lld is not 1 to 5",
+                                 ev->type, (long long)level);
+    if (strlen(name) > TM_SKILL_MAX)
+        return guild_error_field(err, GUILD_CORRUPT, "skill", "%s: the skill name is too long",
+                                 ev->type);
+    json_t *skill = prj_talent__skill_find(row, name);
+    if (!skill) {
+        skill = json_pack("{s:s}", "skill", name);
+        json_array_append_new(json_object_get(row, "skills"), skill);
+    }
+    json_object_set_new(skill, "level", json_integer(level));
+    if (years >= 0)
+        json_object_set_new(skill, "years", json_integer(years));
+    else
+        json_object_del(skill, "years");
+    return GUILD_OK;
+}
+
+static guild_status fold_skill_removed(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *name;
+    if (!req_str(ev, "skill", &name, err))
+        return GUILD_CORRUPT;
+    json_t *skills = json_object_get(row, "skills");
+    long i = entry_index(skills, "skill", name, true);
+    if (i >= 0)
+        json_array_remove(skills, (size_t)i);
+    return GUILD_OK;
+}
+
+static guild_status fold_certification_added(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *name, *issuer, *issued_on, *expires_on;
+    if (!req_str(ev, "name", &name, err) || !req_str(ev, "issuer", &issuer, err) ||
+        !req_str(ev, "issued_on", &issued_on, err) ||
+        !opt_str(ev, "expires_on", NULL, &expires_on, err))
+        return GUILD_CORRUPT;
+    json_t *certs = json_object_get(row, "certifications");
+    long i = entry_index(certs, "name", name, true);
+    json_t *cert = i >= 0 ? json_array_get(certs, (size_t)i) : NULL;
+    if (!cert) {
+        cert = json_pack("{s:s}", "name", name);
+        json_array_append_new(certs, cert);
+    }
+    json_object_set_new(cert, "issuer", json_string(issuer));
+    json_object_set_new(cert, "issued_on", json_string(issued_on));
+    if (expires_on)
+        json_object_set_new(cert, "expires_on", json_string(expires_on));
+    else
+        json_object_del(cert, "expires_on");
+    return GUILD_OK;
+}
+
+static guild_status fold_certification_removed(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *name;
+    if (!req_str(ev, "name", &name, err))
+        return GUILD_CORRUPT;
+    json_t *certs = json_object_get(row, "certifications");
+    long i = entry_index(certs, "name", name, true);
+    if (i >= 0)
+        json_array_remove(certs, (size_t)i);
+    return GUILD_OK;
+}
+
+static guild_status fold_rate_set(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *currency;
+    int64_t rate;
+    if (!req_str(ev, "currency", &currency, err) || !req_int(ev, "hourly_rate", &rate, err))
+        return GUILD_CORRUPT;
+    if (strlen(currency) != 3)
+        return guild_error_field(err, GUILD_CORRUPT, "currency", "rate_set: bad currency");
+    if (rate < 0)
+        return guild_error_field(err, GUILD_CORRUPT, "hourly_rate", "rate_set: negative rate");
+    json_object_set_new(row, "currency", json_string(currency));
+    json_object_set_new(row, "hourly_rate", json_integer(rate));
+    json_array_append_new(json_object_get(row, "pricing_history"),
+                          json_pack("{s:s, s:I, s:o}", "currency", currency, "hourly_rate",
+                                    (json_int_t)rate, "since", event_time(ev)));
+    return GUILD_OK;
+}
+
+static guild_status fold_availability_set(json_t *row, const prj_event *ev, guild_error *err)
+{
+    int64_t hours;
+    if (!req_int(ev, "hours_per_week", &hours, err))
+        return GUILD_CORRUPT;
+    json_object_set_new(row, "hours_per_week", json_integer(hours));
+    return GUILD_OK;
+}
+
+static void recount_reserved(json_t *row)
+{
+    int64_t sum = 0;
+    size_t i;
+    const json_t *r;
+    json_array_foreach(json_object_get(row, "reservations"), i, r) sum +=
+        prj_talent__int(r, "hours_per_week", 0);
+    json_object_set_new(row, "reserved_hours", json_integer(sum));
+}
+
+static guild_status fold_capacity_reserved(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *id;
+    int64_t hours;
+    if (!req_str(ev, "reservation_id", &id, err) || !req_int(ev, "hours_per_week", &hours, err))
+        return GUILD_CORRUPT;
+    json_t *list = json_object_get(row, "reservations");
+    long i = entry_index(list, "reservation_id", id, false);
+    if (i >= 0)
+        json_object_set_new(json_array_get(list, (size_t)i), "hours_per_week", json_integer(hours));
+    else
+        json_array_append_new(list, json_pack("{s:s, s:I}", "reservation_id", id, "hours_per_week",
+                                              (json_int_t)hours));
+    recount_reserved(row);
+    return GUILD_OK;
+}
+
+static guild_status fold_capacity_released(json_t *row, const prj_event *ev, guild_error *err)
+{
+    const char *id;
+    if (!req_str(ev, "reservation_id", &id, err))
+        return GUILD_CORRUPT;
+    json_t *list = json_object_get(row, "reservations");
+    long i = entry_index(list, "reservation_id", id, false);
+    if (i >= 0)
+        json_array_remove(list, (size_t)i);
+    recount_reserved(row);
+    return GUILD_OK;
+}
+
+static guild_status fold_archived(json_t *row, const prj_event *ev, guild_error *err)
+{
+    (void)ev, (void)err;
+    json_object_set_new(row, "archived", json_true());
+    return GUILD_OK;
+}
+
+static const struct {
+    const char *type;
+    fold_fn fold;
+} folds[] = {
+    {TALENT_EV_PROFILE_CREATED, fold_created},
+    {TALENT_EV_PROFILE_UPDATED, fold_updated},
+    {TALENT_EV_SKILL_ADDED, fold_skill_set},
+    {TALENT_EV_SKILL_UPDATED, fold_skill_set},
+    {TALENT_EV_SKILL_REMOVED, fold_skill_removed},
+    {TALENT_EV_CERTIFICATION_ADDED, fold_certification_added},
+    {TALENT_EV_CERTIFICATION_REMOVED, fold_certification_removed},
+    {TALENT_EV_RATE_SET, fold_rate_set},
+    {TALENT_EV_AVAILABILITY_SET, fold_availability_set},
+    {TALENT_EV_CAPACITY_RESERVED, fold_capacity_reserved},
+    {TALENT_EV_CAPACITY_RELEASED, fold_capacity_released},
+    {TALENT_EV_PROFILE_ARCHIVED, fold_archived},
+};
+
+/* ---- index entries -----------------------------------------------------------
+ * The entries of one row: each an index key and the counts key it adds one
+ * to. Bytes live in an arena; pointers are set once the arena is full. */
+
+typedef struct ix_entry {
+    const char *db;
+    size_t key_at, key_len, count_at, count_len;
+    const uint8_t *key, *count;
+} ix_entry;
+
+typedef struct ix_set {
+    ix_entry *v;
+    size_t n, cap;
+    uint8_t *arena;
+    size_t used, size;
+} ix_set;
+
+static size_t arena_put(ix_set *s, const void *bytes, size_t n)
+{
+    if (s->used + n > s->size) {
+        s->size = (s->used + n) * 2;
+        s->arena = guild_xrealloc(s->arena, s->size);
+    }
+    memcpy(s->arena + s->used, bytes, n);
+    s->used += n;
+    return s->used - n;
+}
+
+/* Adds the entry db: key ‖ talent id, counted under tag ‖ count. */
+static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, const char *tid,
+                   char tag, const uint8_t *count, size_t clen)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 8;
+        s->v = guild_xrealloc(s->v, s->cap * sizeof *s->v);
+    }
+    ix_entry *e = &s->v[s->n++];
+    e->db = db;
+    e->key_at = arena_put(s, key, klen);
+    arena_put(s, tid, strlen(tid));
+    e->key_len = klen + strlen(tid);
+    e->count_at = arena_put(s, &tag, 1);
+    arena_put(s, count, clen);
+    e->count_len = clen + 1;
+}
+
+static int ix_cmp(const void *a, const void *b)
+{
+    const ix_entry *x = a, *y = b;
+    int c = strcmp(x->db, y->db);
+    if (c)
+        return c;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    c = memcmp(x->key, y->key, n);
+    if (c)
+        return c;
+    return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+}
+
+static void ix_skills(ix_set *s, const json_t *row, const char *tid)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(json_object_get(row, "skills"), i, e)
+    {
+        uint8_t key[TM_SKILL_MAX + 3];
+        const char *name = json_string_value(json_object_get(e, "skill"));
+        int64_t level = prj_talent__int(e, "level", 0);
+        size_t n = name ? prj_talent__skill_prefix(name, key) : 0;
+        if (!n || level < 1 || level > TM_LEVEL_MAX)
+            continue; /* the fold lets neither in */
+        key[n] = (uint8_t)level;
+        key[n + 1] = 0;
+        ix_add(s, TM_BY_SKILL, key, n + 2, tid, TM_COUNT_SKILL, key, n + 1);
+    }
+}
+
+/* The index entries of a row: none when there is no row or it is archived.
+ * Sorted, without duplicates. */
+static void ix_collect(ix_set *s, const json_t *row, const char *tid)
+{
+    if (!row || json_is_true(json_object_get(row, "archived")))
+        return;
+    ix_skills(s, row, tid);
+
+    uint8_t key[TM_LOCATION_KEY_MAX + 1];
+    const char *location = json_string_value(json_object_get(row, "location"));
+    size_t n = prj_talent__location_prefix(location ? location : "", key);
+    ix_add(s, TM_BY_LOCATION, key, n, tid, TM_COUNT_LOCATION, key, n - 1);
+
+    const char *currency = json_string_value(json_object_get(row, "currency"));
+    int64_t rate = prj_talent__int(row, "hourly_rate", -1);
+    if (currency && strlen(currency) == 3 && rate >= 0) {
+        memcpy(key, currency, 3);
+        key[3] = 0;
+        prj_talent__u64_put(key + 4, (uint64_t)rate);
+        key[12] = 0;
+        ix_add(s, TM_BY_RATE, key, 13, tid, TM_COUNT_CURRENCY, key, 3);
+    }
+
+    key[0] = prj_talent__hours_byte(prj_talent__int(row, "hours_per_week", 0) -
+                                    prj_talent__int(row, "reserved_hours", 0));
+    ix_add(s, TM_BY_HOURS, key, 1, tid, TM_COUNT_HOURS, key, 1);
+
+    for (size_t i = 0; i < s->n; i++) {
+        s->v[i].key = s->arena + s->v[i].key_at;
+        s->v[i].count = s->arena + s->v[i].count_at;
+    }
+    qsort(s->v, s->n, sizeof *s->v, ix_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (w == 0 || ix_cmp(&s->v[w - 1], &s->v[i]) != 0)
+            s->v[w++] = s->v[i];
+    s->n = w;
+}
+
+static void ix_release(ix_set *s)
+{
+    free(s->v);
+    free(s->arena);
+}
+
+/* ---- writing the difference ------------------------------------------------- */
+
+static guild_status count_add(prj_txn *t, const ix_entry *e, int delta, guild_error *err)
+{
+    const void *v;
+    size_t n;
+    uint64_t count = 0;
+    guild_status s = prj_get(t, TM_COUNTS, e->count, e->count_len, &v, &n);
+    if (s == GUILD_OK && n == 8)
+        count = prj_talent__u64_get(v);
+    else if (s != GUILD_NOT_FOUND)
+        return s == GUILD_OK ? guild_error_set(err, GUILD_CORRUPT, 0, "a count is not 8 bytes") : s;
+    if (delta < 0 && count == 0)
+        return guild_error_set(err, GUILD_CORRUPT, 0, "an index count would go below zero");
+    count = delta < 0 ? count - 1 : count + 1;
+    if (count == 0)
+        return prj_del(t, TM_COUNTS, e->count, e->count_len);
+    uint8_t buf[8];
+    prj_talent__u64_put(buf, count);
+    return prj_put(t, TM_COUNTS, e->count, e->count_len, buf, sizeof buf);
+}
+
+/* Deletes the entries of `old` missing from `now`, then puts those of `now`
+ * missing from `old`, each with its count. */
+static guild_status ix_write(prj_txn *t, const ix_set *old, const ix_set *now, guild_error *err)
+{
+    guild_status s = GUILD_OK;
+    for (int pass = 0; pass < 2 && s == GUILD_OK; pass++) {
+        const ix_set *from = pass == 0 ? old : now, *other = pass == 0 ? now : old;
+        size_t j = 0;
+        for (size_t i = 0; i < from->n && s == GUILD_OK; i++) {
+            while (j < other->n && ix_cmp(&other->v[j], &from->v[i]) < 0)
+                j++;
+            if (j < other->n && ix_cmp(&other->v[j], &from->v[i]) == 0)
+                continue;
+            const ix_entry *e = &from->v[i];
+            s = pass == 0 ? prj_del(t, e->db, e->key, e->key_len)
+                          : prj_put(t, e->db, e->key, e->key_len, "", 0);
+            if (s == GUILD_OK)
+                s = count_add(t, e, pass == 0 ? -1 : 1, err);
+        }
+    }
+    return s;
+}
+
+static guild_status reindex(prj_txn *t, const char *tid, const json_t *old, const json_t *now,
+                            guild_error *err)
+{
+    ix_set a = {0}, b = {0};
+    ix_collect(&a, old, tid);
+    ix_collect(&b, now, tid);
+    guild_status s = ix_write(t, &a, &b, err);
+    ix_release(&a);
+    ix_release(&b);
+    return s;
+}
+
+/* ---- the dispatcher --------------------------------------------------------- */
+
+guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err)
+{
+    fold_fn fold = NULL;
+    for (size_t i = 0; i < sizeof folds / sizeof folds[0] && !fold; i++)
+        if (strcmp(ev->type, folds[i].type) == 0)
+            fold = folds[i].fold;
+    if (!fold)
+        return GUILD_OK;
+    const char *tid = ev->aggregate_id;
+    size_t tlen = strlen(tid);
+    if (tlen == 0 || tlen > TM_ID_MAX)
+        return guild_error_set(err, GUILD_CORRUPT, 0, "%s on %.100s: not a talent profile's stream",
+                               ev->type, ev->stream);
+    if (ev->data && !json_is_object(ev->data))
+        return guild_error_set(err, GUILD_CORRUPT, 0, "%s: the data is not a map", ev->type);
+
+    json_t *old = NULL;
+    guild_status s = prj_get_json(t, TM_PROFILES, tid, tlen, &old);
+    if (s == GUILD_NOT_FOUND && fold != fold_created)
+        return guild_error_set(err, GUILD_CORRUPT, 0,
+                               "%s for talent profile %s, which does not exist", ev->type, tid);
+    if (s != GUILD_OK && s != GUILD_NOT_FOUND)
+        return guild_error_set(err, s, 0, "reading talent profile %s", tid);
+
+    prj_event local = *ev;
+    json_t *empty = json_object();
+    if (!local.data)
+        local.data = empty;
+    json_t *row = old ? json_deep_copy(old) : row_new(tid);
+    s = fold(row, &local, err);
+    if (s == GUILD_OK) {
+        json_object_set_new(row, "updated", event_time(ev));
+        json_object_set_new(row, "version", json_integer((json_int_t)ev->rec->version));
+        s = reindex(t, tid, old, row, err);
+    }
+    if (s == GUILD_OK)
+        s = prj_put_json(t, TM_PROFILES, tid, tlen, row);
+    json_decref(empty);
+    json_decref(row);
+    json_decref(old);
+    return s;
+}
