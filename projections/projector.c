@@ -422,8 +422,9 @@ static guild_status start_feed(prj_projector *p, const prj_model *m, guild_error
     }
     snprintf(subject, sizeof subject, "guild.ctl.project.%s.*", m->name);
     snprintf(ep_name, sizeof ep_name, "%s_control", m->name);
+    bus_endpoint *control_ep = NULL;
     if (s == GUILD_OK)
-        s = bus_service_add_endpoint(p->svc, ep_name, subject, NULL, on_control, f, NULL);
+        s = bus_service_add_endpoint(p->svc, ep_name, subject, NULL, on_control, f, &control_ep);
     if (s != GUILD_OK)
         return guild_error_set(err, s, 0, "cannot subscribe the %s queries", m->name);
     if (pthread_create(&f->thread, NULL, feed_main, f) != 0)
