@@ -315,7 +315,8 @@ static void add_skill_runs(tm_ids *ids, const char *skill, int64_t min_level)
 
 static guild_status plan_source(const plan *p, const search_q *q, tm_ids *ids)
 {
-    uint8_t prefix[TM_LOCATION_KEY_MAX + 1];
+    uint8_t prefix[TM_LOCATION_KEY_MAX + 1] = {0};
+    size_t plen;
     switch (p->chosen.source) {
     case SRC_SKILL:
         add_skill_runs(ids, q->skills[p->chosen.skill], q->min_level);
@@ -325,8 +326,8 @@ static guild_status plan_source(const plan *p, const search_q *q, tm_ids *ids)
             add_skill_runs(ids, q->skills[i], q->min_level);
         return GUILD_OK;
     case SRC_LOCATION:
-        prj_talent__ids_add_run(ids, TM_BY_LOCATION, prefix,
-                                prj_talent__location_prefix(q->location, prefix));
+        plen = prj_talent__location_prefix(q->location, prefix);
+        prj_talent__ids_add_run(ids, TM_BY_LOCATION, prefix, plen);
         return GUILD_OK;
     case SRC_RATE:
         return prj_talent__ids_collect_rate(ids, q->ph.currency, q->ph.has_max,
