@@ -157,6 +157,12 @@ static int retry(const cmd_common *c, const prj_model *m)
         json_t *d = json_object_get(r, "data");
         retried = (uint64_t)json_integer_value(json_object_get(d, "retried"));
         left = (uint64_t)json_integer_value(json_object_get(d, "left"));
+    } else if (r) {
+        fprintf(stderr, "guild project retry: the projector answered: %s\n",
+                json_string_value(json_object_get(json_object_get(r, "error"), "message")));
+        json_decref(r);
+        bus_close(nc);
+        return 2;
     } else {
         /* No projector running: retry in place. */
         prj_store *s = open_model(c, m, "");

@@ -42,6 +42,9 @@ typedef struct feed {
     prj_store *retired[8]; /* replaced by swaps; closed at stop, as a query may still wait */
     int n_retired;
     uint64_t stream_last; /* last sequence of the stream, refreshed now and then */
+    char consumer[96];    /* this projector's consumer of the stream */
+    unsigned generation;  /* bumped by a swap: batches fetched before it are dropped */
+    bool resubscribe;     /* start the consumer again from the store's position */
     uint64_t applied, skipped, parked, batches;
     pthread_mutex_t stats_lock;
 } feed;
@@ -72,28 +75,36 @@ static void upper(const char *in, char *out, size_t size)
 
 /* ---- one model's feed ------------------------------------------------------ */
 
+/* (Re)creates this projector's consumer so that it delivers from the
+ * store's checkpoint + 1. The consumer is only a delivery pipe: where to
+ * start is always the model's own checkpoint, so a crash, a failed batch or
+ * a swap never skips or repeats an event. */
 static natsSubscription *subscribe(feed *f)
 {
-    char subject[128], durable[96];
+    char subject[128];
     snprintf(subject, sizeof subject, "guild.evt.%s.>", f->m->domain);
-    snprintf(durable, sizeof durable, "prj_%s", f->m->name);
+    js_DeleteConsumer(f->p->js, f->stream, f->consumer, NULL, NULL);
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = f->stream;
     so.Config.AckPolicy = js_AckAll;
     so.Config.MaxAckPending = 1000000;
     so.Config.AckWait = (int64_t)30 * 1000000000;
-    uint64_t pos = prj_store_position(f->store);
+    uint64_t pos;
+    pthread_mutex_lock(&f->store_lock);
+    pos = prj_store_position(f->store);
+    f->resubscribe = false;
+    pthread_mutex_unlock(&f->store_lock);
     if (pos > 0) {
         so.Config.DeliverPolicy = js_DeliverByStartSequence;
-        so.Config.OptStartSeq = pos + 1; /* used only when the consumer is created */
+        so.Config.OptStartSeq = pos + 1;
     }
     natsSubscription *sub = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&sub, f->p->js, subject, durable, NULL, &so, &jerr);
+    natsStatus s = js_PullSubscribe(&sub, f->p->js, subject, f->consumer, NULL, &so, &jerr);
     if (s != NATS_OK) {
-        guild_debug("%s: cannot subscribe to %s yet: %s", f->m->name, f->stream,
-                    natsStatus_GetText(s));
+        guild_debug("%s: cannot subscribe to %s yet: %s (%d)", f->m->name, f->stream,
+                    natsStatus_GetText(s), (int)jerr);
         return NULL;
     }
     return sub;
@@ -110,44 +121,73 @@ static void refresh_stream_last(feed *f)
     }
 }
 
-/* Applies one fetched batch and acknowledges it. */
-static void apply_list(feed *f, natsMsgList *list)
+/* The log position of a fetched message: the record's, or for a message
+ * that does not decode, its stream sequence (the relay keeps them equal). */
+static uint64_t message_position(natsMsg *m, es_record *rec)
+{
+    const char *data = natsMsg_GetData(m);
+    size_t len = (size_t)natsMsg_GetDataLength(m);
+    if (es_record_decode(data, len, rec) == GUILD_OK)
+        return rec->position;
+    memset(rec, 0, sizeof *rec);
+    jsMsgMetaData *meta = NULL;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        rec->position = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+    }
+    rec->raw = (const uint8_t *)data;
+    rec->raw_len = len;
+    return rec->position;
+}
+
+/* Applies one fetched batch and acknowledges it. Only the part that
+ * follows the checkpoint without a gap is applied; a gap (messages the
+ * consumer delivered out of turn) or a batch fetched before a swap makes
+ * the consumer start again from the checkpoint. */
+static void apply_list(feed *f, natsMsgList *list, unsigned generation)
 {
     es_record *recs = guild_xcalloc((size_t)list->Count, sizeof *recs);
     const es_record **ptrs = guild_xcalloc((size_t)list->Count, sizeof *ptrs);
+    pthread_mutex_lock(&f->store_lock);
+    if (generation != f->generation) {
+        pthread_mutex_unlock(&f->store_lock);
+        free(ptrs);
+        free(recs);
+        return; /* the dropped messages come again from the new checkpoint */
+    }
+    uint64_t expect = prj_store_position(f->store) + 1;
+    size_t n = 0;
     for (int i = 0; i < list->Count; i++) {
-        natsMsg *m = list->Msgs[i];
-        const char *data = natsMsg_GetData(m);
-        size_t len = (size_t)natsMsg_GetDataLength(m);
-        if (es_record_decode(data, len, &recs[i]) != GUILD_OK) {
-            /* Poison: parked by the store under its stream sequence. */
-            jsMsgMetaData *meta = NULL;
-            memset(&recs[i], 0, sizeof recs[i]);
-            if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-                recs[i].position = meta->Sequence.Stream;
-                jsMsgMetaData_Destroy(meta);
-            }
-            recs[i].raw = (const uint8_t *)data;
-            recs[i].raw_len = len;
+        uint64_t pos = message_position(list->Msgs[i], &recs[n]);
+        if (pos < expect)
+            continue; /* applied before */
+        if (pos != expect) {
+            guild_warn("%s: expected position %llu, the consumer delivered %llu; restarting it",
+                       f->m->name, (unsigned long long)expect, (unsigned long long)pos);
+            f->resubscribe = true;
+            break;
         }
-        ptrs[i] = &recs[i];
+        ptrs[n] = &recs[n];
+        n++;
+        expect++;
     }
     prj_batch_stats st = {0};
-    pthread_mutex_lock(&f->store_lock);
-    guild_status s = prj_store_apply(f->store, ptrs, (size_t)list->Count, &st);
+    guild_status s = n ? prj_store_apply(f->store, ptrs, n, &st) : GUILD_OK;
+    if (s != GUILD_OK)
+        f->resubscribe = true; /* deliver again from the checkpoint */
     pthread_mutex_unlock(&f->store_lock);
-    if (s == GUILD_OK) {
+    if (s == GUILD_OK && !f->resubscribe) {
         natsMsg_Ack(list->Msgs[list->Count - 1], NULL); /* ack-all: the whole batch */
-        pthread_mutex_lock(&f->stats_lock);
-        f->applied += st.applied;
-        f->skipped += st.skipped;
-        f->parked += st.parked;
-        f->batches++;
-        pthread_mutex_unlock(&f->stats_lock);
-    } else {
+    } else if (s != GUILD_OK) {
         guild_error("%s: applying a batch failed (%s); it will be delivered again", f->m->name,
                     guild_status_code(s));
     }
+    pthread_mutex_lock(&f->stats_lock);
+    f->applied += st.applied;
+    f->skipped += st.skipped;
+    f->parked += st.parked;
+    f->batches++;
+    pthread_mutex_unlock(&f->stats_lock);
     free(ptrs);
     free(recs);
 }
@@ -162,11 +202,20 @@ static void *feed_main(void *arg)
             usleep(250 * 1000);
             continue;
         }
+        pthread_mutex_lock(&f->store_lock);
+        unsigned generation = f->generation;
+        bool again = f->resubscribe;
+        pthread_mutex_unlock(&f->store_lock);
+        if (again) {
+            natsSubscription_Destroy(sub);
+            sub = NULL;
+            continue;
+        }
         natsMsgList list = {0};
         jsErrCode jerr = 0;
         natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
         if (s == NATS_OK && list.Count > 0)
-            apply_list(f, &list);
+            apply_list(f, &list, generation);
         natsMsgList_Destroy(&list);
         if (s != NATS_OK && s != NATS_TIMEOUT) {
             if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
@@ -183,7 +232,7 @@ static void *feed_main(void *arg)
         }
     }
     if (sub) {
-        natsSubscription_Unsubscribe(sub); /* keeps the durable consumer */
+        natsSubscription_Unsubscribe(sub); /* deletes the consumer */
         natsSubscription_Destroy(sub);
     }
     return NULL;
@@ -195,6 +244,21 @@ static prj_store *current(feed *f)
     prj_store *st = f->store;
     pthread_mutex_unlock(&f->store_lock);
     return st;
+}
+
+/* Waits until the model reaches `position`, in short steps so a swap in
+ * the meantime is followed. */
+static bool wait_for(feed *f, uint64_t position, int64_t timeout_ms)
+{
+    uint64_t until = guild_mono_ns() + (uint64_t)timeout_ms * 1000000;
+    for (;;) {
+        uint64_t now = guild_mono_ns();
+        int64_t left_ms = now >= until ? 0 : (int64_t)((until - now) / 1000000);
+        if (prj_store_wait(current(f), position, left_ms < 50 ? left_ms : 50))
+            return true;
+        if (left_ms == 0)
+            return false;
+    }
 }
 
 /* ---- queries ---------------------------------------------------------------- */
@@ -251,7 +315,7 @@ static void on_query(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
         if (!parse_consistency(consistency, f->m->domain, &want))
             s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0,
                                 "Guild-Consistency must be %s:<position>", f->m->domain);
-        else if (!prj_store_wait(current(f), want, wait_ms > 0 ? wait_ms : 0))
+        else if (!wait_for(f, want, wait_ms > 0 ? wait_ms : 0))
             s = guild_error_set(&err, GUILD_UNAVAILABLE, 0,
                                 "the %s read model has not reached position %llu yet", f->m->name,
                                 (unsigned long long)want);
@@ -336,6 +400,8 @@ static guild_status swap_in(feed *f, guild_error *err)
     if (o == GUILD_OK) {
         f->retired[f->n_retired++] = was;
         f->store = now;
+        f->generation++;
+        f->resubscribe = true; /* deliver from the rebuilt model's position */
     }
     pthread_mutex_unlock(&f->store_lock);
     if (o != GUILD_OK)
@@ -403,6 +469,18 @@ static guild_status start_feed(prj_projector *p, const prj_model *m, guild_error
     upper(m->domain, up, sizeof up);
     snprintf(f->stream, sizeof f->stream, "GUILD_%s", up);
     prj_model_dir(p->data_dir, m->name, f->dir, sizeof f->dir);
+    /* One consumer per model and data directory: two projectors with their
+     * own stores each get every event. */
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    uint8_t h[4];
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, sizeof h);
+    crypto_generichash_update(&hs, (const uint8_t *)host, strlen(host));
+    crypto_generichash_update(&hs, (const uint8_t *)f->dir, strlen(f->dir));
+    crypto_generichash_final(&hs, h, sizeof h);
+    snprintf(f->consumer, sizeof f->consumer, "prj_%s_%02x%02x%02x%02x", m->name, h[0], h[1], h[2],
+             h[3]);
     char parent[1100];
     snprintf(parent, sizeof parent, "%s/projections", p->data_dir);
     mkdir(p->data_dir, 0755);

@@ -487,10 +487,8 @@ static int park(prj_store *s, MDB_txn *txn, const es_record *rec, const char *re
     buf[3] = (uint8_t)len;
     memcpy(buf + 4, bytes, len);
     memcpy(buf + 4 + len, rec->raw, rec->raw_len);
-    /* Undecodable messages have no log position: they are filed under their
-     * stream sequence with the top bit set, apart from real positions. */
     uint8_t key[8];
-    u64_put(key, rec->type.p ? rec->position : rec->position | (1ull << 63));
+    u64_put(key, rec->position);
     MDB_val k = {8, key}, v2 = {total, buf};
     int rc = mdb_put(txn, s->dead, &k, &v2, 0);
     free(buf);
@@ -568,12 +566,13 @@ static int apply_batch(prj_store *s, const es_record *const *recs, size_t n, boo
             stats->skipped++;
             continue;
         }
+        /* An undecodable message is parked under its stream sequence, which
+         * the relay keeps equal to the log position, and counts as applied. */
         bool undecodable = !recs[i]->type.p;
         rc = apply_one(s, &t, recs[i], careful || undecodable, stats);
-        if (undecodable)
-            continue; /* its "position" is a stream sequence: the checkpoint stays */
         position = recs[i]->position;
-        time = recs[i]->time;
+        if (!undecodable)
+            time = recs[i]->time;
     }
     if (rc == 0)
         rc = meta_store(s, txn, position, time, t.lanes);
