@@ -27,6 +27,9 @@ int bench_store_main(int argc, char **argv);
 /* `guild bench commands [options]`; argv[0] is "commands". Returns the exit code. */
 int bench_commands_main(int argc, char **argv);
 
+/* `guild bench project [options]`; argv[0] is "project". Returns the exit code. */
+int bench_project_main(int argc, char **argv);
+
 /* ---- latency histogram ---------------------------------------------------- */
 
 /* Counts of nanosecond values in buckets whose width is 1/64 of their power

@@ -27,6 +27,7 @@ static int usage(FILE *out)
             "tables\n"
             "  bench store [--seconds S] [--quick] [--dir DIR]   event store benchmark\n"
             "  bench commands [--seconds S] [--quick]           commands over NATS, vs an echo\n"
+            "  bench project [--quick] [--no-lag]               read model rebuild, queries, lag\n"
             "  version                                          print the version\n");
     return out == stdout ? 0 : 2;
 }
@@ -66,6 +67,8 @@ int main(int argc, char **argv)
             return bench_store_main(argc - 2, argv + 2);
         if (argc >= 3 && strcmp(argv[2], "commands") == 0)
             return bench_commands_main(argc - 2, argv + 2);
+        if (argc >= 3 && strcmp(argv[2], "project") == 0)
+            return bench_project_main(argc - 2, argv + 2);
         fprintf(stderr, "guild bench: unknown benchmark (try: store)\n");
         return 2;
     }
