@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 #include <unistd.h>
 
 #define FETCH_BATCH 1024
-#define FETCH_WAIT_MS 500
+#define FETCH_WAIT_MS 50 /* also how often parked queries are looked at when idle */
 #define DEFAULT_QUERY_WAIT_MS 2000
 #define MAX_MODELS 8
 
@@ -33,7 +34,7 @@ typedef struct feed {
     prj_projector *p;
     const prj_model *m;
     prj_store *store;
-    pthread_mutex_t store_lock; /* readers vs the swap after a rebuild */
+    pthread_rwlock_t store_lock; /* shared by apply and queries; exclusive for a swap */
     char dir[1024];
     char stream[64];
     pthread_t thread;
@@ -41,10 +42,12 @@ typedef struct feed {
     bus_endpoint *ep;
     prj_store *retired[8]; /* replaced by swaps; closed at stop, as a query may still wait */
     int n_retired;
-    uint64_t stream_last; /* last sequence of the stream, refreshed now and then */
-    char consumer[96];    /* this projector's consumer of the stream */
-    unsigned generation;  /* bumped by a swap: batches fetched before it are dropped */
-    bool resubscribe;     /* start the consumer again from the store's position */
+    uint64_t stream_last;    /* last sequence of the stream, refreshed now and then */
+    char consumer[96];       /* this projector's consumer of the stream */
+    unsigned generation;     /* bumped by a swap: batches fetched before it are dropped */
+    atomic_bool resubscribe; /* start the consumer again from the store's position */
+    pthread_mutex_t waiting_lock;
+    struct query_req *waiting; /* queries waiting for a position */
     uint64_t applied, skipped, parked, batches;
     pthread_mutex_t stats_lock;
 } feed;
@@ -91,10 +94,10 @@ static natsSubscription *subscribe(feed *f)
     so.Config.MaxAckPending = 1000000;
     so.Config.AckWait = (int64_t)30 * 1000000000;
     uint64_t pos;
-    pthread_mutex_lock(&f->store_lock);
+    pthread_rwlock_rdlock(&f->store_lock);
     pos = prj_store_position(f->store);
-    f->resubscribe = false;
-    pthread_mutex_unlock(&f->store_lock);
+    atomic_store(&f->resubscribe, false);
+    pthread_rwlock_unlock(&f->store_lock);
     if (pos > 0) {
         so.Config.DeliverPolicy = js_DeliverByStartSequence;
         so.Config.OptStartSeq = pos + 1;
@@ -148,9 +151,9 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
 {
     es_record *recs = guild_xcalloc((size_t)list->Count, sizeof *recs);
     const es_record **ptrs = guild_xcalloc((size_t)list->Count, sizeof *ptrs);
-    pthread_mutex_lock(&f->store_lock);
+    pthread_rwlock_rdlock(&f->store_lock);
     if (generation != f->generation) {
-        pthread_mutex_unlock(&f->store_lock);
+        pthread_rwlock_unlock(&f->store_lock);
         free(ptrs);
         free(recs);
         return; /* the dropped messages come again from the new checkpoint */
@@ -164,7 +167,7 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
         if (pos != expect) {
             guild_warn("%s: expected position %llu, the consumer delivered %llu; restarting it",
                        f->m->name, (unsigned long long)expect, (unsigned long long)pos);
-            f->resubscribe = true;
+            atomic_store(&f->resubscribe, true);
             break;
         }
         ptrs[n] = &recs[n];
@@ -174,9 +177,9 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
     prj_batch_stats st = {0};
     guild_status s = n ? prj_store_apply(f->store, ptrs, n, &st) : GUILD_OK;
     if (s != GUILD_OK)
-        f->resubscribe = true; /* deliver again from the checkpoint */
-    pthread_mutex_unlock(&f->store_lock);
-    if (s == GUILD_OK && !f->resubscribe) {
+        atomic_store(&f->resubscribe, true); /* deliver again from the checkpoint */
+    pthread_rwlock_unlock(&f->store_lock);
+    if (s == GUILD_OK && !atomic_load(&f->resubscribe)) {
         natsMsg_Ack(list->Msgs[list->Count - 1], NULL); /* ack-all: the whole batch */
     } else if (s != GUILD_OK) {
         guild_error("%s: applying a batch failed (%s); it will be delivered again", f->m->name,
@@ -192,6 +195,8 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
     free(recs);
 }
 
+static void serve_waiting(feed *f, bool all_unavailable);
+
 static void *feed_main(void *arg)
 {
     feed *f = arg;
@@ -202,10 +207,10 @@ static void *feed_main(void *arg)
             usleep(250 * 1000);
             continue;
         }
-        pthread_mutex_lock(&f->store_lock);
+        pthread_rwlock_rdlock(&f->store_lock);
         unsigned generation = f->generation;
-        bool again = f->resubscribe;
-        pthread_mutex_unlock(&f->store_lock);
+        bool again = atomic_load(&f->resubscribe);
+        pthread_rwlock_unlock(&f->store_lock);
         if (again) {
             natsSubscription_Destroy(sub);
             sub = NULL;
@@ -217,6 +222,7 @@ static void *feed_main(void *arg)
         if (s == NATS_OK && list.Count > 0)
             apply_list(f, &list, generation);
         natsMsgList_Destroy(&list);
+        serve_waiting(f, false);
         if (s != NATS_OK && s != NATS_TIMEOUT) {
             if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
                 jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
@@ -240,25 +246,10 @@ static void *feed_main(void *arg)
 
 static prj_store *current(feed *f)
 {
-    pthread_mutex_lock(&f->store_lock);
+    pthread_rwlock_rdlock(&f->store_lock);
     prj_store *st = f->store;
-    pthread_mutex_unlock(&f->store_lock);
+    pthread_rwlock_unlock(&f->store_lock);
     return st;
-}
-
-/* Waits until the model reaches `position`, in short steps so a swap in
- * the meantime is followed. */
-static bool wait_for(feed *f, uint64_t position, int64_t timeout_ms)
-{
-    uint64_t until = guild_mono_ns() + (uint64_t)timeout_ms * 1000000;
-    for (;;) {
-        uint64_t now = guild_mono_ns();
-        int64_t left_ms = now >= until ? 0 : (int64_t)((until - now) / 1000000);
-        if (prj_store_wait(current(f), position, left_ms < 50 ? left_ms : 50))
-            return true;
-        if (left_ms == 0)
-            return false;
-    }
 }
 
 /* ---- queries ---------------------------------------------------------------- */
@@ -277,68 +268,148 @@ static bool parse_consistency(const char *token, const char *domain, uint64_t *p
     return true;
 }
 
+/* A query on its way: parsed and authorized, perhaps waiting for its
+ * consistency position. */
+typedef struct query_req {
+    struct query_req *next;
+    feed *f;
+    natsMsg *msg;
+    guild_format fmt;
+    const char *name;
+    json_t *args;
+    bus_caller caller;
+    uint64_t started;
+    uint64_t want;     /* position to wait for; 0 = none */
+    uint64_t deadline; /* monotonic ns */
+} query_req;
+
+static void query_free(query_req *q)
+{
+    bus_caller_release(&q->caller);
+    json_decref(q->args);
+    natsMsg_Destroy(q->msg);
+    free(q);
+}
+
+static void query_fail(query_req *q, guild_status s, const guild_error *err)
+{
+    bus_reply_error(q->f->p->nc, natsMsg_GetReply(q->msg), q->fmt, s, err->field, err->message);
+    bus_endpoint_record_status(q->f->ep, q->started, s, err->message);
+    query_free(q);
+}
+
+/* Runs the query on the model and replies. */
+static void query_answer(query_req *q)
+{
+    feed *f = q->f;
+    dom_actor anon = {.user_id = ""};
+    json_t *out = NULL;
+    uint64_t position = 0;
+    guild_error err = {0};
+    pthread_rwlock_rdlock(&f->store_lock);
+    guild_status s =
+        prj_store_query(f->store, q->name, q->args, q->caller.claims ? &q->caller.actor : &anon,
+                        &out, &position, &err);
+    pthread_rwlock_unlock(&f->store_lock);
+    if (s != GUILD_OK) {
+        query_fail(q, s, &err);
+        return;
+    }
+    json_t *body = json_pack("{s:b, s:o, s:I}", "ok", 1, "data", out ? out : json_null(),
+                             "position", (json_int_t)position);
+    bus_reply(f->p->nc, natsMsg_GetReply(q->msg), q->fmt, body, 200);
+    json_decref(body);
+    bus_endpoint_record_status(f->ep, q->started, GUILD_OK, NULL);
+    query_free(q);
+}
+
+/* Answers the parked queries whose position the model has reached, and
+ * those whose deadline passed. The feed thread calls it after each batch
+ * and at least every FETCH_WAIT_MS: a query waiting for its position never
+ * holds up the queries behind it. */
+static void serve_waiting(feed *f, bool all_unavailable)
+{
+    pthread_mutex_lock(&f->waiting_lock);
+    query_req *list = f->waiting;
+    f->waiting = NULL;
+    pthread_mutex_unlock(&f->waiting_lock);
+    if (!list)
+        return;
+    uint64_t at = prj_store_position(current(f)), now = guild_mono_ns();
+    query_req *keep = NULL;
+    while (list) {
+        query_req *q = list;
+        list = q->next;
+        if (!all_unavailable && at >= q->want) {
+            query_answer(q);
+        } else if (all_unavailable || now >= q->deadline) {
+            guild_error err = {0};
+            guild_error_set(&err, GUILD_UNAVAILABLE, 0,
+                            "the %s read model has not reached position %llu yet", f->m->name,
+                            (unsigned long long)q->want);
+            query_fail(q, GUILD_UNAVAILABLE, &err);
+        } else {
+            q->next = keep;
+            keep = q;
+        }
+    }
+    pthread_mutex_lock(&f->waiting_lock);
+    while (keep) {
+        query_req *q = keep;
+        keep = q->next;
+        q->next = f->waiting;
+        f->waiting = q;
+    }
+    pthread_mutex_unlock(&f->waiting_lock);
+}
+
 static void on_query(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc;
     (void)sub;
     feed *f = closure;
-    prj_projector *p = f->p;
-    uint64_t started = guild_mono_ns();
+    query_req *q = guild_xcalloc(1, sizeof *q);
+    q->f = f;
+    q->msg = msg;
+    q->started = guild_mono_ns();
     const char *data = natsMsg_GetData(msg);
     size_t len = (size_t)natsMsg_GetDataLength(msg);
-    guild_format fmt = guild_format_detect(bus_header(msg, BUS_H_CONTENT_TYPE), data, len);
-    const char *reply = natsMsg_GetReply(msg);
-    const char *name = strrchr(natsMsg_GetSubject(msg), '.') + 1;
-    json_t *args = NULL, *out = NULL;
-    bus_caller caller = {0};
+    q->fmt = guild_format_detect(bus_header(msg, BUS_H_CONTENT_TYPE), data, len);
+    q->name = strrchr(natsMsg_GetSubject(msg), '.') + 1;
     guild_error err = {0};
     guild_status s = GUILD_OK;
-    uint64_t position = 0;
 
     if (len > BUS_MAX_BODY)
         s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0, "the body is over 1 MiB");
     else if (len == 0)
-        args = json_object();
+        q->args = json_object();
     else
-        s = guild_codec_decode(data, len, fmt, &args, &err);
-    const prj_query *q = s == GUILD_OK ? prj_query_find(f->m, name) : NULL;
-    if (s == GUILD_OK && !q)
-        s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0, "unknown query %.100s", name);
-    if (s == GUILD_OK && !q->is_public)
-        s = bus_auth_verify(p->auth, bus_header(msg, BUS_H_AUTH), guild_now_ns() / 1000000000,
-                            &caller, &err);
+        s = guild_codec_decode(data, len, q->fmt, &q->args, &err);
+    const prj_query *def = s == GUILD_OK ? prj_query_find(f->m, q->name) : NULL;
+    if (s == GUILD_OK && !def)
+        s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0, "unknown query %.100s", q->name);
+    if (s == GUILD_OK && !def->is_public)
+        s = bus_auth_verify(f->p->auth, bus_header(msg, BUS_H_AUTH), guild_now_ns() / 1000000000,
+                            &q->caller, &err);
     const char *consistency = bus_header(msg, BUS_H_CONSISTENCY);
-    if (s == GUILD_OK && consistency) {
-        uint64_t want = 0;
-        const char *wait_h = bus_header(msg, "Guild-Timeout");
-        int64_t wait_ms = wait_h ? atoll(wait_h) : DEFAULT_QUERY_WAIT_MS;
-        if (!parse_consistency(consistency, f->m->domain, &want))
-            s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0,
-                                "Guild-Consistency must be %s:<position>", f->m->domain);
-        else if (!wait_for(f, want, wait_ms > 0 ? wait_ms : 0))
-            s = guild_error_set(&err, GUILD_UNAVAILABLE, 0,
-                                "the %s read model has not reached position %llu yet", f->m->name,
-                                (unsigned long long)want);
+    if (s == GUILD_OK && consistency && !parse_consistency(consistency, f->m->domain, &q->want))
+        s = guild_error_set(&err, GUILD_INVALID_REQUEST, 0,
+                            "Guild-Consistency must be %s:<position>", f->m->domain);
+    if (s != GUILD_OK) {
+        query_fail(q, s, &err);
+        return;
     }
-    if (s == GUILD_OK) {
-        dom_actor anon = {.user_id = ""};
-        pthread_mutex_lock(&f->store_lock);
-        s = prj_store_query(f->store, name, args, caller.claims ? &caller.actor : &anon, &out,
-                            &position, &err);
-        pthread_mutex_unlock(&f->store_lock);
+    if (!q->want || prj_store_position(current(f)) >= q->want) {
+        query_answer(q);
+        return;
     }
-    if (s == GUILD_OK) {
-        json_t *body = json_pack("{s:b, s:o, s:I}", "ok", 1, "data", out ? out : json_null(),
-                                 "position", (json_int_t)position);
-        bus_reply(p->nc, reply, fmt, body, 200);
-        json_decref(body);
-    } else {
-        bus_reply_error(p->nc, reply, fmt, s, err.field, err.message);
-    }
-    bus_endpoint_record_status(f->ep, started, s, err.message);
-    bus_caller_release(&caller);
-    json_decref(args);
-    natsMsg_Destroy(msg);
+    const char *wait_h = bus_header(msg, "Guild-Timeout");
+    int64_t wait_ms = wait_h ? atoll(wait_h) : DEFAULT_QUERY_WAIT_MS;
+    q->deadline = q->started + (uint64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000;
+    pthread_mutex_lock(&f->waiting_lock);
+    q->next = f->waiting;
+    f->waiting = q;
+    pthread_mutex_unlock(&f->waiting_lock);
 }
 
 /* ---- control requests --------------------------------------------------------- */
@@ -385,9 +456,9 @@ static guild_status swap_in(feed *f, guild_error *err)
     struct stat sb;
     if (stat(next, &sb) != 0)
         return guild_error_set(err, GUILD_NOT_FOUND, 0, "no rebuilt model at %s", next);
-    pthread_mutex_lock(&f->store_lock);
+    pthread_rwlock_wrlock(&f->store_lock);
     if (f->n_retired == 8) {
-        pthread_mutex_unlock(&f->store_lock);
+        pthread_rwlock_unlock(&f->store_lock);
         return guild_error_set(err, GUILD_UNAVAILABLE, 0, "too many swaps; restart the projector");
     }
     prj_store *was = f->store;
@@ -401,9 +472,9 @@ static guild_status swap_in(feed *f, guild_error *err)
         f->retired[f->n_retired++] = was;
         f->store = now;
         f->generation++;
-        f->resubscribe = true; /* deliver from the rebuilt model's position */
+        atomic_store(&f->resubscribe, true); /* deliver from the rebuilt model's position */
     }
-    pthread_mutex_unlock(&f->store_lock);
+    pthread_rwlock_unlock(&f->store_lock);
     if (o != GUILD_OK)
         return o;
     if (s == GUILD_OK)
@@ -424,9 +495,9 @@ static void on_control(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
         data = feed_status(f);
     } else if (strcmp(verb, "retry") == 0) {
         uint64_t retried = 0, left = 0;
-        pthread_mutex_lock(&f->store_lock);
+        pthread_rwlock_rdlock(&f->store_lock);
         s = prj_store_retry(f->store, &retried, &left);
-        pthread_mutex_unlock(&f->store_lock);
+        pthread_rwlock_unlock(&f->store_lock);
         data = json_pack("{s:I, s:I}", "retried", (json_int_t)retried, "left", (json_int_t)left);
     } else if (strcmp(verb, "swap") == 0) {
         s = swap_in(f, &err);
@@ -463,7 +534,8 @@ static guild_status start_feed(prj_projector *p, const prj_model *m, guild_error
     feed *f = &p->feeds[p->n_feeds++];
     f->p = p;
     f->m = m;
-    pthread_mutex_init(&f->store_lock, NULL);
+    pthread_rwlock_init(&f->store_lock, NULL);
+    pthread_mutex_init(&f->waiting_lock, NULL);
     pthread_mutex_init(&f->stats_lock, NULL);
     char up[32];
     upper(m->domain, up, sizeof up);
@@ -557,10 +629,12 @@ void prj_projector_stop(prj_projector *p)
         feed *f = &p->feeds[i];
         if (f->started)
             pthread_join(f->thread, NULL);
+        serve_waiting(f, true);
+        pthread_mutex_destroy(&f->waiting_lock);
         prj_store_close(f->store);
         for (int r = 0; r < f->n_retired; r++)
             prj_store_close(f->retired[r]);
-        pthread_mutex_destroy(&f->store_lock);
+        pthread_rwlock_destroy(&f->store_lock);
         pthread_mutex_destroy(&f->stats_lock);
     }
     bus_auth_destroy(p->auth);
