@@ -165,4 +165,11 @@ void cmdb_probe_service_stats(cmdb_probe *p, cmdb_service_stats *out);
 
 void cmdb_probe_destroy(cmdb_probe *p);
 
+/* Child processes of the benches: start argv as p (output appended to
+ * p->log; it dies with the bench), whether it still runs, and a stop
+ * (SIGTERM, then SIGKILL after a while). */
+int cmdb_spawn(cmdb_proc *p, const char *const argv[]);
+bool cmdb_alive(cmdb_proc *p);
+void cmdb_stop_proc(cmdb_proc *p);
+
 #endif

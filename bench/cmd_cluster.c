@@ -57,18 +57,18 @@ static int free_port(void)
 }
 
 /* Starts argv as p, its output appended to p->log. Returns 0 or -1. */
-static int spawn(cmdb_proc *p, const char *const argv[])
+int cmdb_spawn(cmdb_proc *p, const char *const argv[])
 {
     int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd < 0) {
-        fprintf(stderr, "guild bench commands: %s: %s\n", p->log, strerror(errno));
+        fprintf(stderr, "guild bench: %s: %s\n", p->log, strerror(errno));
         return -1;
     }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(fd);
-        fprintf(stderr, "guild bench commands: fork: %s\n", strerror(errno));
+        fprintf(stderr, "guild bench: fork: %s\n", strerror(errno));
         return -1;
     }
     if (pid == 0) {
@@ -97,7 +97,7 @@ static int spawn(cmdb_proc *p, const char *const argv[])
 }
 
 /* False (and p->pid 0) once p has exited. */
-static bool alive(cmdb_proc *p)
+bool cmdb_alive(cmdb_proc *p)
 {
     if (p->pid <= 0)
         return false;
@@ -137,14 +137,14 @@ static bool wait_ping(natsConnection *nc, const char *name, cmdb_proc *p)
             natsMsg_Destroy(reply);
             return true;
         }
-        if (p && !alive(p))
+        if (p && !cmdb_alive(p))
             return false;
         bench_sleep(0.05);
     }
     return false;
 }
 
-static void stop_proc(cmdb_proc *p)
+void cmdb_stop_proc(cmdb_proc *p)
 {
     if (p->pid <= 0)
         return;
@@ -156,8 +156,7 @@ static void stop_proc(cmdb_proc *p)
         }
         bench_sleep(0.02);
     }
-    fprintf(stderr, "guild bench commands: %s (pid %d) did not stop; killing it\n", p->name,
-            (int)p->pid);
+    fprintf(stderr, "guild bench: %s (pid %d) did not stop; killing it\n", p->name, (int)p->pid);
     kill(p->pid, SIGKILL);
     waitpid(p->pid, NULL, 0);
     p->pid = 0;
@@ -254,7 +253,7 @@ static int start_nats(cmdb_cluster *c)
     proc_init(c, &c->nats, "nats-server");
     const char *argv[] = {"nats-server", "-js", "-sd", store,       "-a", "127.0.0.1",
                           "-p",          port,  "-l",  c->nats.log, NULL};
-    return spawn(&c->nats, argv);
+    return cmdb_spawn(&c->nats, argv);
 }
 
 static int start_service(cmdb_cluster *c, cmdb_proc *p, const char *domain, natsConnection *nc)
@@ -269,7 +268,7 @@ static int start_service(cmdb_cluster *c, cmdb_proc *p, const char *domain, nats
     proc_init(c, p, domain);
     const char *argv[] = {self, "serve", domain, "--data", c->data, "--nats", c->url, NULL};
     uint64_t t0 = guild_mono_ns();
-    if (spawn(p, argv) != 0)
+    if (cmdb_spawn(p, argv) != 0)
         return -1;
     if (!wait_ping(nc, domain, p)) {
         fprintf(stderr, "guild bench commands: guild serve %s did not answer\n", domain);
@@ -444,9 +443,9 @@ int cmdb_cluster_profiles(cmdb_cluster *c, cmdb_client *cl, unsigned n, unsigned
 void cmdb_cluster_stop(cmdb_cluster *c)
 {
     if (c->own) {
-        stop_proc(&c->talent);
-        stop_proc(&c->identity);
-        stop_proc(&c->nats);
+        cmdb_stop_proc(&c->talent);
+        cmdb_stop_proc(&c->identity);
+        cmdb_stop_proc(&c->nats);
     }
     for (unsigned i = 0; i < c->n_talents; i++)
         free(c->talent_ids[i]);

@@ -66,75 +66,6 @@ static const char *const skills[] = {"c",          "rust", "sql", "nats",
  * As cmd_cluster.c starts its children (whose helpers are its own): a
  * process group of their own, dying with the bench, output to a log. */
 
-static int spawn(cmdb_proc *p, const char *const argv[])
-{
-    int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "guild bench project: %s: %s\n", p->log, strerror(errno));
-        return -1;
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd);
-        fprintf(stderr, "guild bench project: fork: %s\n", strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGPIPE, SIG_DFL);
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(1);
-        int in = open("/dev/null", O_RDONLY);
-        if (in >= 0)
-            dup2(in, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execvp(argv[0], (char *const *)argv);
-        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(fd);
-    p->pid = pid;
-    return 0;
-}
-
-static bool alive(cmdb_proc *p)
-{
-    if (p->pid <= 0)
-        return false;
-    if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
-        p->pid = 0;
-        return false;
-    }
-    return true;
-}
-
-static void stop_proc(cmdb_proc *p)
-{
-    if (p->pid <= 0)
-        return;
-    kill(p->pid, SIGTERM);
-    for (int waited = 0; waited < STOP_WAIT_MS; waited += 20) {
-        if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
-            p->pid = 0;
-            return;
-        }
-        bench_sleep(0.02);
-    }
-    fprintf(stderr, "guild bench project: %s (pid %d) did not stop; killing it\n", p->name,
-            (int)p->pid);
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, NULL, 0);
-    p->pid = 0;
-}
-
 /* The projector's status: 0 and its position (and events applied, events
  * behind), or -1 when it does not answer. */
 static int project_status(natsConnection *nc, int timeout_ms, uint64_t *position, uint64_t *applied,
@@ -176,11 +107,11 @@ static int start_projector(cmdb_cluster *c, cmdb_proc *p, natsConnection *nc)
     snprintf(p->log, sizeof p->log, "%s/projector.log", c->root);
     const char *argv[] = {self, "project", "all", "--data", c->data, "--nats", c->url, NULL};
     uint64_t t0 = guild_mono_ns();
-    if (spawn(p, argv) != 0)
+    if (cmdb_spawn(p, argv) != 0)
         return -1;
     uint64_t pos;
     while (project_status(nc, 250, &pos, NULL, NULL) != 0) {
-        if (!alive(p) || guild_mono_ns() - t0 > READY_WAIT_NS || cmdb_interrupted) {
+        if (!cmdb_alive(p) || guild_mono_ns() - t0 > READY_WAIT_NS || cmdb_interrupted) {
             fprintf(stderr, "guild bench project: guild project all did not answer (see %s)\n",
                     p->log);
             return -1;
@@ -906,7 +837,7 @@ leave:
     if (d.recs)
         driver_destroy(&d);
     bus_close(nc);
-    stop_proc(&prj);
+    cmdb_stop_proc(&prj);
     cmdb_cluster_stop(&c);
     return rc;
 }
