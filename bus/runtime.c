@@ -8,6 +8,7 @@
 #include "bus/runtime.h"
 
 #include "bus/auth.h"
+#include "bus/checkpoint.h"
 #include "bus/conn.h"
 #include "bus/relay.h"
 #include "bus/service.h"
@@ -41,7 +42,8 @@ struct bus_runtime {
     bus_endpoint *ep_cmd, *ep_qry;
     bus_relay *relay;
     bus_auth *auth;
-    agg_cache *cache; /* writer thread only */
+    bus_signer *signer; /* signs the log head now and then (checkpoint.h) */
+    agg_cache *cache;   /* writer thread only */
 
     /* prepare pool */
     pthread_mutex_t q_lock;
@@ -693,6 +695,12 @@ guild_status bus_runtime_start(const bus_runtime_options *opt, bus_runtime **out
     *out = rt;
 
     guild_status s = open_store(rt, opt, err);
+    if (s == GUILD_OK) {
+        char key[1024];
+        bus_checkpoint_key_path(opt->data_dir, rt->name, key, sizeof key);
+        bus_signer_options so = {.store = rt->store, .key_path = key};
+        s = bus_signer_start(&so, &rt->signer, err);
+    }
     if (s == GUILD_OK)
         s = bus_connect(opt->nats_url, rt->name,
                         opt->connect_wait_ms ? opt->connect_wait_ms : 10000, &rt->nc, err);
@@ -745,6 +753,8 @@ void bus_runtime_stop(bus_runtime *rt)
     for (unsigned i = 0; i < rt->n_workers; i++)
         pthread_join(rt->workers[i], NULL);
     free(rt->workers);
+    /* Nothing appends any more: vouch for the head as it is left. */
+    bus_signer_stop(rt->signer);
 
     if (rt->relay) {
         bus_relay_wait_caught_up(rt->relay, 2000);

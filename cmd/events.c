@@ -2,19 +2,55 @@
  * events.c — `guild events`: auditor tooling over a domain's LMDB store,
  * opened read-only so it runs beside the live service without slowing it.
  *
- *   guild events verify <domain> [--json]   hash chain, positions, versions, index
- *   guild events ls <domain> [--limit N]    streams with their versions
+ *   guild events ls <domain> [--limit N]            streams with their versions
+ *   guild events show <domain> <stream> [--json]    a stream's events, decoded
+ *   guild events export <domain> [filters]          JSON lines, every field of every record
+ *   guild events tail <domain> [filters]            follow new events as they commit
+ *   guild events key <domain> [--json]              the checkpoint key's public half (hex)
+ *   guild events verify <domain> [--pubkey HEX]...  hash chain, index, signed checkpoints
+ *   guild events replay <domain> --into DIR         rebuild the domain's read models from the
+ *                                                   log and compare them with the live ones
+ *
+ * Filters: --stream S, --type T, --from/--to TIME (RFC 3339 or Unix ns; from
+ * inclusive, to exclusive), --correlation ID, --actor ID.
+ *
+ * Exit status: 0 done (and intact, equal), 1 a check failed, 2 cannot run.
+ * Everything but replay only reads; replay writes only under --into (it
+ * opens each live read model as the projector store does, to read its
+ * position and digest, then reads its LMDB files directly).
+ *
+ * Sections: plumbing (opening, options, progress, record as JSON, filters),
+ * ls / show / export / tail, key and verify, replay.
  */
 #include "cmd.h"
 
+#include "bus/checkpoint.h"
+#include "common/alloc.h"
 #include "common/clock.h"
+#include "common/codec.h"
 #include "eventstore/es.h"
+#include "projections/projector.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#define PAGE 4096            /* records per read transaction */
+#define PROGRESS_EVERY 65536 /* records between progress lines */
+#define TAIL_INTERVAL_MS 200 /* default poll interval of tail */
+#define MAX_DIFFS 20         /* differing keys replay lists by default */
+#define JSON_LINE (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
+
+/* ---- plumbing ------------------------------------------------------------------ */
 
 static es_store *open_ro(const cmd_common *c, const char *domain)
 {
@@ -30,9 +66,47 @@ static es_store *open_ro(const cmd_common *c, const char *domain)
     return st;
 }
 
+/* Options each subcommand takes; anything else starting with "--" is an
+ * error, so a typo never silently widens an export. */
+static bool opts_ok(int argc, char **argv, int first, const char *const *with_value,
+                    const char *const *flags)
+{
+    for (int i = first; i < argc; i++) {
+        bool known = false;
+        for (const char *const *o = with_value; *o && !known; o++)
+            if (strcmp(argv[i], *o) == 0) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "guild events: %s needs a value\n", argv[i]);
+                    return false;
+                }
+                known = true;
+                i++;
+            }
+        for (const char *const *o = flags; *o && !known; o++)
+            known = strcmp(argv[i], *o) == 0;
+        if (!known) {
+            fprintf(stderr, "guild events: unexpected argument %s\n", argv[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || s[0] == '-')
+        return false;
+    *out = v;
+    return true;
+}
+
 typedef struct progress {
     bool tty;
     uint64_t started;
+    const char *what;
 } progress;
 
 static void show_progress(void *ctx, uint64_t done, uint64_t total)
@@ -41,52 +115,174 @@ static void show_progress(void *ctx, uint64_t done, uint64_t total)
     if (!p->tty)
         return;
     double secs = (double)(guild_mono_ns() - p->started) / 1e9;
-    fprintf(stderr, "\rverifying: %llu of %llu events (%.0f%%), %.0f events/s   ",
-            (unsigned long long)done, (unsigned long long)total,
-            total ? 100.0 * (double)done / (double)total : 100.0,
-            secs > 0 ? (double)done / secs : 0.0);
+    if (total)
+        fprintf(stderr, "\r\033[K%s: %llu of %llu (%.0f%%), %.0f/s", p->what,
+                (unsigned long long)done, (unsigned long long)total,
+                100.0 * (double)done / (double)total, secs > 0 ? (double)done / secs : 0.0);
+    else
+        fprintf(stderr, "\r\033[K%s: %llu", p->what, (unsigned long long)done);
 }
 
-static int verify(const cmd_common *c, const char *domain, bool as_json)
+static void progress_end(const progress *p)
 {
-    es_store *st = open_ro(c, domain);
-    if (!st)
-        return 2;
-    progress p = {isatty(2) && !as_json, guild_mono_ns()};
-    es_verify_report rep;
-    guild_status s = es_verify(st, &rep, show_progress, &p);
-    double secs = (double)(guild_mono_ns() - p.started) / 1e9;
-    es_store_close(st);
-    if (p.tty)
-        fprintf(stderr, "\n");
-    if (s != GUILD_OK) {
-        fprintf(stderr, "guild events verify: the store could not be read (%s)\n",
-                guild_status_code(s));
-        return 2;
-    }
-    if (as_json) {
-        json_t *out = json_pack("{s:s, s:b, s:I, s:I, s:f}", "domain", domain, "intact", rep.intact,
-                                "checked", (json_int_t)rep.checked, "last_position",
-                                (json_int_t)rep.last_position, "seconds", secs);
-        if (!rep.intact)
-            json_object_set_new(out, "break",
-                                json_pack("{s:I, s:s, s:s}", "position",
-                                          (json_int_t)rep.break_position, "stream", rep.stream,
-                                          "what", rep.what));
-        char *text = json_dumps(out, JSON_COMPACT);
-        printf("%s\n", text);
-        free(text);
-        json_decref(out);
-    } else if (rep.intact) {
-        printf("%s: intact — %llu events checked up to position %llu in %.2f s\n", domain,
-               (unsigned long long)rep.checked, (unsigned long long)rep.last_position, secs);
-    } else {
-        printf("%s: BROKEN at position %llu%s%s: %s (%llu events before it check out)\n", domain,
-               (unsigned long long)rep.break_position, rep.stream[0] ? ", stream " : "", rep.stream,
-               rep.what, (unsigned long long)rep.checked);
-    }
-    return rep.intact ? 0 : 1;
+    if (p->tty)
+        fprintf(stderr, "\r\033[K");
 }
+
+static double seconds_since(uint64_t started)
+{
+    return (double)(guild_mono_ns() - started) / 1e9;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    sodium_bin2hex(out, 2 * n + 1, p, n);
+}
+
+static json_t *jstr(es_str s)
+{
+    json_t *j = json_stringn(s.p ? s.p : "", s.n);
+    if (j)
+        return j;
+    /* Not UTF-8: shown as hex rather than hidden. */
+    char *h = guild_xmalloc(2 * (size_t)s.n + 5);
+    memcpy(h, "hex:", 4);
+    hex((const uint8_t *)s.p, s.n, h + 4);
+    j = json_string(h);
+    free(h);
+    return j;
+}
+
+/* Every field of the record, in record.h's order, plus time_utc. */
+static json_t *record_json(const es_record *r)
+{
+    char prev[2 * ES_HASH_LEN + 1], hash[2 * ES_HASH_LEN + 1], when[40];
+    hex(r->prev, ES_HASH_LEN, prev);
+    hex(r->hash, ES_HASH_LEN, hash);
+    json_t *o = json_object();
+    json_object_set_new(o, "id", jstr(r->id));
+    json_object_set_new(o, "type", jstr(r->type));
+    json_object_set_new(o, "schema", json_integer(r->schema));
+    json_object_set_new(o, "domain", jstr(r->domain));
+    json_object_set_new(o, "stream", jstr(r->stream));
+    json_object_set_new(o, "version", json_integer((json_int_t)r->version));
+    json_object_set_new(o, "position", json_integer((json_int_t)r->position));
+    json_object_set_new(o, "time", json_integer(r->time));
+    json_object_set_new(o, "time_utc", json_string(guild_time_format(r->time, when, sizeof when)));
+    json_object_set_new(o, "command_id", jstr(r->command_id));
+    json_object_set_new(o, "correlation_id", jstr(r->correlation_id));
+    json_object_set_new(o, "causation_id", jstr(r->causation_id));
+    json_object_set_new(o, "actor", jstr(r->actor));
+    json_t *data = NULL;
+    if (guild_codec_decode(r->data, r->data_len, GUILD_FMT_MSGPACK, &data, NULL) == GUILD_OK) {
+        json_object_set_new(o, "data", data);
+    } else {
+        char *h = guild_xmalloc(2 * r->data_len + 1);
+        hex(r->data, r->data_len, h);
+        json_object_set_new(o, "data", json_null());
+        json_object_set_new(o, "data_msgpack", json_string(h));
+        free(h);
+    }
+    json_object_set_new(o, "prev", json_string(prev));
+    json_object_set_new(o, "hash", json_string(hash));
+    return o;
+}
+
+static void print_json_line(json_t *j)
+{
+    char *text = json_dumps(j, JSON_LINE);
+    if (text)
+        puts(text);
+    free(text);
+}
+
+/* Unix ns, or RFC 3339: 2024-06-01, 2024-06-01T12:00:00Z, ...:00.5+02:00. */
+static bool parse_time(const char *s, int64_t *out)
+{
+    uint64_t ns;
+    if (parse_u64(s, &ns) && ns <= INT64_MAX) {
+        *out = (int64_t)ns;
+        return true;
+    }
+    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+        return false;
+    const char *p = s + 10;
+    int64_t frac = 0, offset = 0;
+    if (*p) {
+        if (*p != 'T' && *p != 't' && *p != ' ')
+            return false;
+        if (sscanf(++p, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+            return false;
+        p += 8;
+        if (*p == '.') {
+            int64_t scale = 100000000;
+            for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                frac += (*p - '0') * scale;
+        }
+        int oh, om;
+        if (*p == 'Z' || *p == 'z')
+            p++;
+        else if ((*p == '+' || *p == '-') && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
+                 n == 5) {
+            offset = (*p == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+            p += 6;
+        } else
+            return false;
+        if (*p)
+            return false;
+    }
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return false;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
+    *out = ((int64_t)timegm(&tm) - offset) * 1000000000 + frac;
+    return true;
+}
+
+typedef struct filter {
+    const char *stream, *type, *correlation, *actor;
+    bool has_from, has_to;
+    int64_t from, to;
+} filter;
+
+static const char *const filter_opts[] = {"--stream",      "--type",  "--from", "--to",
+                                          "--correlation", "--actor", NULL};
+
+static bool filter_parse(filter *f, int argc, char **argv)
+{
+    memset(f, 0, sizeof *f);
+    f->stream = cmd_opt(argc, argv, "--stream");
+    f->type = cmd_opt(argc, argv, "--type");
+    f->correlation = cmd_opt(argc, argv, "--correlation");
+    f->actor = cmd_opt(argc, argv, "--actor");
+    const char *from = cmd_opt(argc, argv, "--from"), *to = cmd_opt(argc, argv, "--to");
+    if ((from && !(f->has_from = parse_time(from, &f->from))) ||
+        (to && !(f->has_to = parse_time(to, &f->to)))) {
+        fprintf(stderr, "guild events: %s is neither RFC 3339 nor Unix nanoseconds\n",
+                from && !f->has_from ? from : to);
+        return false;
+    }
+    return true;
+}
+
+static bool str_is(es_str s, const char *z)
+{
+    return !z || (strlen(z) == s.n && memcmp(s.p, z, s.n) == 0);
+}
+
+static bool filter_match(const filter *f, const es_record *r)
+{
+    return str_is(r->stream, f->stream) && str_is(r->type, f->type) &&
+           str_is(r->correlation_id, f->correlation) && str_is(r->actor, f->actor) &&
+           (!f->has_from || r->time >= f->from) && (!f->has_to || r->time < f->to);
+}
+
+/* ---- ls, show, export, tail ---------------------------------------------------------- */
 
 static int print_stream(void *ctx, const char *stream, uint64_t version)
 {
@@ -105,22 +301,950 @@ static int list(const cmd_common *c, const char *domain, size_t limit)
     return s == GUILD_OK ? 0 : 2;
 }
 
+/* What the record callbacks of show, export and tail share. */
+typedef struct emit {
+    const filter *f;
+    bool human;
+    uint64_t scanned, printed, limit;
+    uint64_t total;
+    progress *p;
+} emit;
+
+/* A provenance field for a person: "-" when empty. */
+static int dash_n(es_str s)
+{
+    return s.n ? (int)s.n : 1;
+}
+
+static const char *dash_p(es_str s)
+{
+    return s.n ? s.p : "-";
+}
+
+static void print_human(const es_record *r)
+{
+    char when[40];
+    json_t *j = record_json(r);
+    char *data = json_dumps(json_object_get(j, "data"), JSON_LINE | JSON_ENCODE_ANY);
+    printf("#%llu  %.*s (schema %u)  position %llu  %s\n", (unsigned long long)r->version,
+           (int)r->type.n, r->type.p, r->schema, (unsigned long long)r->position,
+           guild_time_format(r->time, when, sizeof when));
+    printf("    id %.*s  actor %.*s  command %.*s  correlation %.*s  causation %.*s\n",
+           (int)r->id.n, r->id.p, dash_n(r->actor), dash_p(r->actor), dash_n(r->command_id),
+           dash_p(r->command_id), dash_n(r->correlation_id), dash_p(r->correlation_id),
+           dash_n(r->causation_id), dash_p(r->causation_id));
+    json_t *raw = json_object_get(j, "data_msgpack");
+    printf("    %s%s\n", raw ? "undecodable msgpack " : "", raw ? json_string_value(raw) : data);
+    free(data);
+    json_decref(j);
+}
+
+static int emit_record(void *ctx, const es_record *rec)
+{
+    emit *e = ctx;
+    e->scanned++;
+    if (e->p && e->scanned % PROGRESS_EVERY == 0)
+        show_progress(e->p, e->scanned, e->total);
+    if (e->f && !filter_match(e->f, rec))
+        return 0;
+    if (e->human) {
+        print_human(rec);
+    } else {
+        json_t *j = record_json(rec);
+        print_json_line(j);
+        json_decref(j);
+    }
+    e->printed++;
+    return e->limit && e->printed >= e->limit;
+}
+
+/* Reads the log from position `from` (or, when `stream` is given, that
+ * stream from version `from`) to its end, page by page; *next receives where
+ * to go on. */
+static guild_status emit_all(es_store *st, const char *stream, emit *e, uint64_t from,
+                             uint64_t *next)
+{
+    for (;;) {
+        uint64_t before = e->scanned, at = from;
+        guild_status s = stream ? es_read_stream(st, stream, from, PAGE, emit_record, e, &at)
+                                : es_read_log(st, from, PAGE, emit_record, e, &at);
+        if (s != GUILD_OK)
+            return s;
+        from = at;
+        if (next)
+            *next = from;
+        if (e->scanned == before || (e->limit && e->printed >= e->limit))
+            return GUILD_OK;
+    }
+}
+
+static int show(const cmd_common *c, const char *domain, const char *stream, bool as_json)
+{
+    es_store *st = open_ro(c, domain);
+    if (!st)
+        return 2;
+    filter f = {.stream = stream};
+    emit e = {.f = &f, .human = !as_json};
+    guild_status s = emit_all(st, stream, &e, 1, NULL);
+    es_store_close(st);
+    if (s != GUILD_OK) {
+        fprintf(stderr, "guild events show: %s\n", guild_status_code(s));
+        return 2;
+    }
+    if (e.printed == 0) {
+        fprintf(stderr, "guild events show: %s has no stream %s\n", domain, stream);
+        return 1;
+    }
+    if (!as_json)
+        printf("%s: %llu event%s\n", stream, (unsigned long long)e.printed,
+               e.printed == 1 ? "" : "s");
+    return 0;
+}
+
+static int export(const cmd_common *c, const char *domain, int argc, char **argv)
+{
+    static const char *const flags[] = {"--quiet", NULL};
+    filter f;
+    if (!opts_ok(argc, argv, 3, filter_opts, flags) || !filter_parse(&f, argc, argv))
+        return 2;
+    es_store *st = open_ro(c, domain);
+    if (!st)
+        return 2;
+    /* Progress only when the lines go elsewhere than the terminal. */
+    progress p = {isatty(2) && !isatty(1), guild_mono_ns(), "exporting: events read"};
+    emit e = {.f = &f, .p = &p};
+    es_log_head(st, &e.total, NULL);
+    guild_status s = emit_all(st, f.stream, &e, 1, NULL);
+    es_store_close(st);
+    progress_end(&p);
+    fflush(stdout);
+    if (s != GUILD_OK) {
+        fprintf(stderr, "guild events export: the store could not be read (%s)\n",
+                guild_status_code(s));
+        return 2;
+    }
+    if (!cmd_flag(argc, argv, "--quiet"))
+        fprintf(stderr, "%s: exported %llu of %llu events in %.2f s\n", domain,
+                (unsigned long long)e.printed, (unsigned long long)e.total,
+                seconds_since(p.started));
+    return 0;
+}
+
+static volatile sig_atomic_t g_stop;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static int tail(const cmd_common *c, const char *domain, int argc, char **argv)
+{
+    static const char *const with_value[] = {
+        "--stream",      "--type",  "--from-position", "--from",     "--to",
+        "--correlation", "--actor", "--limit",         "--interval", NULL};
+    static const char *const flags[] = {NULL};
+    filter f;
+    uint64_t from = 0, limit = 0, interval = TAIL_INTERVAL_MS;
+    const char *fp = cmd_opt(argc, argv, "--from-position"), *lim = cmd_opt(argc, argv, "--limit"),
+               *iv = cmd_opt(argc, argv, "--interval");
+    if (!opts_ok(argc, argv, 3, with_value, flags) || !filter_parse(&f, argc, argv))
+        return 2;
+    if ((fp && !parse_u64(fp, &from)) || (lim && !parse_u64(lim, &limit)) ||
+        (iv && (!parse_u64(iv, &interval) || interval == 0))) {
+        fprintf(stderr, "guild events tail: --from-position, --limit and --interval take "
+                        "positive integers\n");
+        return 2;
+    }
+    es_store *st = open_ro(c, domain);
+    if (!st)
+        return 2;
+    if (!fp) { /* only what commits from now on */
+        es_log_head(st, &from, NULL);
+        from++;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    /* A stream filter still follows the log: new events are found there,
+     * in commit order. */
+    emit e = {.f = &f, .limit = limit};
+    guild_status s = GUILD_OK;
+    while (!g_stop && s == GUILD_OK && !(limit && e.printed >= limit)) {
+        uint64_t before = e.scanned;
+        s = emit_all(st, NULL, &e, from, &from);
+        fflush(stdout);
+        if (e.scanned == before && !(limit && e.printed >= limit)) {
+            struct timespec ts = {(time_t)(interval / 1000), (long)(interval % 1000) * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    es_store_close(st);
+    if (s != GUILD_OK) {
+        fprintf(stderr, "guild events tail: the store could not be read (%s)\n",
+                guild_status_code(s));
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- key and verify -------------------------------------------------------------- */
+
+static int key(const cmd_common *c, const char *domain, bool as_json)
+{
+    char path[1100];
+    bus_checkpoint_key_path(c->data, domain, path, sizeof path);
+    bus_checkpoint_key k;
+    guild_error err = {0};
+    guild_status s = bus_checkpoint_key_load(path, false, &k, &err);
+    if (s == GUILD_NOT_FOUND) {
+        fprintf(stderr,
+                "guild events key: no checkpoint key at %s yet: `guild serve %s` makes one "
+                "when it first starts\n",
+                path, domain);
+        return 1;
+    }
+    if (s != GUILD_OK) {
+        fprintf(stderr, "guild events key: %s\n", err.message);
+        return 2;
+    }
+    char pk[2 * crypto_sign_PUBLICKEYBYTES + 1];
+    hex(k.pk, sizeof k.pk, pk);
+    if (as_json) {
+        json_t *out = json_pack("{s:s, s:s, s:s, s:s}", "domain", domain, "public_key", pk,
+                                "key_id", k.key_id, "path", path);
+        print_json_line(out);
+        json_decref(out);
+    } else {
+        printf("%s\n", pk);
+        if (isatty(2))
+            fprintf(stderr, "key id %s, from %s\n", k.key_id, path);
+    }
+    bus_checkpoint_key_clear(&k);
+    return 0;
+}
+
+/* The public keys signatures are checked against, and where they came from. */
+typedef struct trust {
+    guild_jwt_keyring ring;
+    bool pinned;
+    char source[1300];
+} trust;
+
+static bool trust_load(trust *t, const cmd_common *c, const char *domain, int argc, char **argv)
+{
+    memset(t, 0, sizeof *t);
+    guild_jwt_keyring_init(&t->ring);
+    for (int i = 3; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--pubkey") != 0)
+            continue;
+        unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+        if (!bus_checkpoint_pubkey_parse(argv[++i], pk)) {
+            fprintf(stderr, "guild events verify: --pubkey takes 64 hex digits, as `guild "
+                            "events key` prints them\n");
+            return false;
+        }
+        if (guild_jwt_keyring_add(&t->ring, NULL, pk) != GUILD_OK) {
+            fprintf(stderr, "guild events verify: at most %d keys\n", GUILD_JWT_MAX_KEYS);
+            return false;
+        }
+        t->pinned = true;
+    }
+    if (t->pinned) {
+        snprintf(t->source, sizeof t->source, "the pinned key%s (--pubkey)",
+                 t->ring.count > 1 ? "s" : "");
+        return true;
+    }
+    char path[1100];
+    bus_checkpoint_key_path(c->data, domain, path, sizeof path);
+    bus_checkpoint_key k;
+    guild_error err = {0};
+    if (bus_checkpoint_key_load(path, false, &k, &err) == GUILD_OK) {
+        guild_jwt_keyring_add(&t->ring, NULL, k.pk);
+        bus_checkpoint_key_clear(&k);
+        snprintf(t->source, sizeof t->source,
+                 "the key file %s (not pinned: whoever can rewrite the store may have replaced "
+                 "it too; pin the key with --pubkey)",
+                 path);
+    } else {
+        snprintf(t->source, sizeof t->source, "no public key: %s; pass --pubkey", err.message);
+    }
+    return true;
+}
+
+/* A position and hash recorded earlier, outside the machine. */
+typedef struct anchor {
+    bool given, ok;
+    uint64_t position;
+    uint8_t hash[ES_HASH_LEN];
+    char what[160];
+} anchor;
+
+static bool anchor_parse(anchor *a, const char *s)
+{
+    memset(a, 0, sizeof *a);
+    a->ok = true;
+    if (!s)
+        return true;
+    const char *colon = strchr(s, ':');
+    char pos[32];
+    size_t n = 0;
+    if (!colon || (size_t)(colon - s) >= sizeof pos)
+        return false;
+    memcpy(pos, s, (size_t)(colon - s));
+    pos[colon - s] = '\0';
+    a->given = true;
+    return parse_u64(pos, &a->position) && a->position > 0 && strlen(colon + 1) == 64 &&
+           sodium_hex2bin(a->hash, ES_HASH_LEN, colon + 1, 64, NULL, &n, NULL) == 0 &&
+           n == ES_HASH_LEN;
+}
+
+typedef struct probe {
+    bool found;
+    uint64_t position;
+    uint8_t hash[ES_HASH_LEN];
+} probe;
+
+static int probe_copy(void *ctx, const es_record *rec)
+{
+    probe *p = ctx;
+    p->found = true;
+    p->position = rec->position;
+    memcpy(p->hash, rec->hash, ES_HASH_LEN);
+    return 1;
+}
+
+static guild_status anchor_check(es_store *st, anchor *a)
+{
+    if (!a->given)
+        return GUILD_OK;
+    probe p = {0};
+    uint64_t next = 0;
+    guild_status s = es_read_log(st, a->position, 1, probe_copy, &p, &next);
+    if (s != GUILD_OK)
+        return s;
+    a->ok = p.found && next == a->position + 1 && p.position == a->position &&
+            sodium_memcmp(p.hash, a->hash, ES_HASH_LEN) == 0;
+    if (!a->ok && (!p.found || next != a->position + 1))
+        snprintf(a->what, sizeof a->what, "the log has no record at position %llu",
+                 (unsigned long long)a->position);
+    else if (!a->ok)
+        snprintf(a->what, sizeof a->what, "the record at position %llu has another hash",
+                 (unsigned long long)a->position);
+    return GUILD_OK;
+}
+
+/* Everything verify found, for either form of output. */
+typedef struct verdict {
+    const char *domain;
+    es_verify_report chain;
+    bus_checkpoint_report sigs;
+    const trust *trust;
+    anchor anchor;
+    double seconds;
+} verdict;
+
+static json_t *signatures_json(const verdict *v)
+{
+    const bus_checkpoint_report *r = &v->sigs;
+    json_t *keys = json_array();
+    for (size_t i = 0; i < v->trust->ring.count; i++)
+        json_array_append_new(keys, json_string(v->trust->ring.keys[i].kid));
+    json_t *o = json_pack("{s:I, s:I, s:b, s:b, s:s, s:o}", "found", (json_int_t)r->found,
+                          "verified", (json_int_t)r->verified, "intact", r->intact, "keys_checked",
+                          r->keys_checked, "key_source",
+                          v->trust->pinned  ? "pinned"
+                          : r->keys_checked ? "key_file"
+                                            : "none",
+                          "key_ids", keys);
+    if (r->verified) {
+        char h[2 * ES_HASH_LEN + 1], when[40];
+        hex(r->last_hash, ES_HASH_LEN, h);
+        json_object_set_new(o, "last",
+                            json_pack("{s:I, s:s, s:I, s:s, s:s}", "position",
+                                      (json_int_t)r->last_position, "hash", h, "time",
+                                      (json_int_t)r->last_time, "time_utc",
+                                      guild_time_format(r->last_time, when, sizeof when), "key_id",
+                                      r->last_key_id));
+        json_object_set_new(
+            o, "unsigned_after",
+            json_integer((json_int_t)(v->chain.last_position > r->last_position
+                                          ? v->chain.last_position - r->last_position
+                                          : 0)));
+    }
+    if (!r->intact)
+        json_object_set_new(o, "break",
+                            json_pack("{s:I, s:s, s:s}", "position", (json_int_t)r->break_position,
+                                      "key_id", r->break_key_id, "what", r->what));
+    return o;
+}
+
+static void verdict_json(const verdict *v, bool intact)
+{
+    const es_verify_report *c = &v->chain;
+    json_t *out = json_pack("{s:s, s:b, s:b, s:I, s:I, s:f}", "domain", v->domain, "intact", intact,
+                            "chain_intact", c->intact, "checked", (json_int_t)c->checked,
+                            "last_position", (json_int_t)c->last_position, "seconds", v->seconds);
+    if (!c->intact)
+        json_object_set_new(out, "break",
+                            json_pack("{s:I, s:s, s:s}", "position", (json_int_t)c->break_position,
+                                      "stream", c->stream, "what", c->what));
+    json_object_set_new(out, "signatures", signatures_json(v));
+    if (v->anchor.given)
+        json_object_set_new(out, "anchor",
+                            json_pack("{s:I, s:b, s:s}", "position", (json_int_t)v->anchor.position,
+                                      "ok", v->anchor.ok, "what", v->anchor.what));
+    print_json_line(out);
+    json_decref(out);
+}
+
+static void signatures_text(const verdict *v)
+{
+    const bus_checkpoint_report *r = &v->sigs;
+    const char *d = v->domain;
+    char when[40];
+    if (r->found == 0 && !r->intact) {
+        printf("%s: signatures BROKEN: %s\n", d, r->what);
+    } else if (r->found == 0) {
+        printf("%s: no signed checkpoints in the store (a service signs its head every %d s "
+               "and when it stops)\n",
+               d, BUS_CHECKPOINT_INTERVAL_MS / 1000);
+    } else if (!r->intact) {
+        printf("%s: signatures BROKEN at position %llu: %s (%llu signed checkpoint%s before it "
+               "check out; checked with %s)\n",
+               d, (unsigned long long)r->break_position, r->what, (unsigned long long)r->verified,
+               r->verified == 1 ? "" : "s", v->trust->source);
+    } else if (!r->keys_checked) {
+        printf("%s: %llu signed checkpoint%s match the log, but the signatures were NOT "
+               "checked: %s\n",
+               d, (unsigned long long)r->found, r->found == 1 ? "" : "s", v->trust->source);
+    } else {
+        printf("%s: signatures intact — %llu signed checkpoint%s verified with %s; the last signs "
+               "position %llu at %s (key %s)",
+               d, (unsigned long long)r->verified, r->verified == 1 ? "" : "s", v->trust->source,
+               (unsigned long long)r->last_position,
+               guild_time_format(r->last_time, when, sizeof when), r->last_key_id);
+        if (v->chain.last_position > r->last_position)
+            printf(", %llu events after it are not signed yet",
+                   (unsigned long long)(v->chain.last_position - r->last_position));
+        printf("\n");
+    }
+}
+
+static void verdict_text(const verdict *v)
+{
+    const es_verify_report *c = &v->chain;
+    if (c->intact)
+        printf("%s: chain intact — %llu events checked up to position %llu in %.2f s\n", v->domain,
+               (unsigned long long)c->checked, (unsigned long long)c->last_position, v->seconds);
+    else
+        printf("%s: chain BROKEN at position %llu%s%s: %s (%llu events before it check out)\n",
+               v->domain, (unsigned long long)c->break_position, c->stream[0] ? ", stream " : "",
+               c->stream, c->what, (unsigned long long)c->checked);
+    signatures_text(v);
+    if (v->anchor.given && v->anchor.ok)
+        printf("%s: anchor at position %llu matches\n", v->domain,
+               (unsigned long long)v->anchor.position);
+    else if (v->anchor.given)
+        printf("%s: anchor BROKEN: %s\n", v->domain, v->anchor.what);
+}
+
+static int verify(const cmd_common *c, const char *domain, int argc, char **argv)
+{
+    static const char *const with_value[] = {"--pubkey", "--anchor", NULL};
+    static const char *const flags[] = {"--json", NULL};
+    if (!opts_ok(argc, argv, 3, with_value, flags))
+        return 2;
+    bool as_json = cmd_flag(argc, argv, "--json");
+    trust t;
+    verdict v = {.domain = domain, .trust = &t};
+    if (!trust_load(&t, c, domain, argc, argv))
+        return 2;
+    if (!anchor_parse(&v.anchor, cmd_opt(argc, argv, "--anchor"))) {
+        fprintf(stderr, "guild events verify: --anchor takes POSITION:HASH (64 hex digits)\n");
+        return 2;
+    }
+    es_store *st = open_ro(c, domain);
+    if (!st)
+        return 2;
+    progress p = {isatty(2) && !as_json, guild_mono_ns(), "verifying the chain: events"};
+    guild_status s = es_verify(st, &v.chain, show_progress, &p);
+    p.what = "checking signed checkpoints";
+    if (s == GUILD_OK)
+        s = bus_checkpoint_check(st, domain, t.ring.count ? &t.ring : NULL, &v.sigs, show_progress,
+                                 &p);
+    if (s == GUILD_OK)
+        s = anchor_check(st, &v.anchor);
+    v.seconds = seconds_since(p.started);
+    es_store_close(st);
+    progress_end(&p);
+    if (s != GUILD_OK) {
+        fprintf(stderr, "guild events verify: the store could not be read (%s)\n",
+                guild_status_code(s));
+        return 2;
+    }
+    if (t.pinned && v.sigs.found == 0 && v.chain.last_position > 0) {
+        /* Whoever can write the store can delete signatures, only not make
+         * new ones: an auditor who pins a key expects to find some. */
+        v.sigs.intact = false;
+        snprintf(v.sigs.what, sizeof v.sigs.what,
+                 "the store holds no signed checkpoint though a key is pinned: signatures may "
+                 "have been removed");
+    }
+    bool intact = v.chain.intact && v.sigs.intact && v.anchor.ok;
+    if (as_json)
+        verdict_json(&v, intact);
+    else
+        verdict_text(&v);
+    return intact ? 0 : 1;
+}
+
+/* ---- replay ------------------------------------------------------------------------ */
+
+typedef struct rebuild {
+    prj_store *target;
+    const es_record **ptrs;
+    es_record *recs;
+    uint8_t **raws;
+    size_t n;
+    uint64_t stop_at;
+} rebuild;
+
+static int collect(void *ctx, const es_record *rec)
+{
+    rebuild *r = ctx;
+    if (rec->position > r->stop_at)
+        return 1;
+    /* The read transaction ends before apply: keep a copy. */
+    r->raws[r->n] = guild_xmemdup(rec->raw, rec->raw_len);
+    es_record_decode(r->raws[r->n], rec->raw_len, &r->recs[r->n]);
+    r->ptrs[r->n] = &r->recs[r->n];
+    r->n++;
+    return 0;
+}
+
+/* Applies the log into r->target from its position up to stop_at. */
+static guild_status rebuild_run(es_store *log, rebuild *r, uint64_t stop_at, progress *p)
+{
+    r->stop_at = stop_at;
+    while (prj_store_position(r->target) < stop_at) {
+        uint64_t from = prj_store_position(r->target) + 1, next = from;
+        r->n = 0;
+        guild_status s = es_read_log(log, from, PAGE, collect, r, &next);
+        if (s == GUILD_OK && r->n)
+            s = prj_store_apply(r->target, r->ptrs, r->n, NULL);
+        for (size_t i = 0; i < r->n; i++)
+            free(r->raws[i]);
+        if (s != GUILD_OK)
+            return s;
+        show_progress(p, prj_store_position(r->target), stop_at);
+        if (r->n == 0)
+            break;
+    }
+    return GUILD_OK;
+}
+
+/* Entries of the live and the rebuilt model that differ. */
+typedef struct diffs {
+    uint64_t compared, count;
+    size_t max;
+    json_t *list; /* [{db, key, what}], the first `max` */
+} diffs;
+
+/* A key for a person: printable ASCII as it is, other bytes as \xNN. */
+static void key_text(const MDB_val *k, char *out, size_t size)
+{
+    const unsigned char *p = k->mv_data;
+    size_t o = 0, i = 0;
+    for (; i < k->mv_size && o + 8 < size; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+            out[o++] = (char)p[i];
+        else
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", p[i]);
+    }
+    snprintf(out + o, size - o, "%s", i < k->mv_size ? "…" : "");
+}
+
+static void diff_add(diffs *d, const char *db, const MDB_val *k, const char *what)
+{
+    d->count++;
+    if (json_array_size(d->list) >= d->max)
+        return;
+    char text[300];
+    key_text(k, text, sizeof text);
+    json_array_append_new(d->list,
+                          json_pack("{s:s, s:s, s:s}", "db", db, "key", text, "what", what));
+}
+
+/* Walks one named database of both environments together, in key order. */
+static int diff_db(MDB_txn *lt, MDB_txn *bt, const char *db, diffs *d)
+{
+    MDB_dbi ld, bd;
+    MDB_cursor *lc = NULL, *bc = NULL;
+    MDB_val lk, lv, bk, bv;
+    int lr = MDB_NOTFOUND, br = MDB_NOTFOUND;
+    if (mdb_dbi_open(lt, db, 0, &ld) == 0 && mdb_cursor_open(lt, ld, &lc) == 0)
+        lr = mdb_cursor_get(lc, &lk, &lv, MDB_FIRST);
+    if (mdb_dbi_open(bt, db, 0, &bd) == 0 && mdb_cursor_open(bt, bd, &bc) == 0)
+        br = mdb_cursor_get(bc, &bk, &bv, MDB_FIRST);
+    while (lr == 0 || br == 0) {
+        int cmp = lr ? 1 : br ? -1 : mdb_cmp(lt, ld, &lk, &bk);
+        d->compared++;
+        if (cmp < 0) {
+            diff_add(d, db, &lk, "only in the live model");
+        } else if (cmp > 0) {
+            diff_add(d, db, &bk, "only in the rebuilt model");
+        } else if (lv.mv_size != bv.mv_size || memcmp(lv.mv_data, bv.mv_data, lv.mv_size) != 0) {
+            diff_add(d, db, &lk, "value differs");
+        }
+        if (cmp <= 0)
+            lr = mdb_cursor_get(lc, &lk, &lv, MDB_NEXT);
+        if (cmp >= 0)
+            br = mdb_cursor_get(bc, &bk, &bv, MDB_NEXT);
+    }
+    if (lc)
+        mdb_cursor_close(lc);
+    if (bc)
+        mdb_cursor_close(bc);
+    return lr != MDB_NOTFOUND ? lr : br != MDB_NOTFOUND ? br : 0;
+}
+
+static int env_open_ro(const char *dir, MDB_env **env, MDB_txn **txn)
+{
+    int rc = mdb_env_create(env);
+    if (rc)
+        return rc;
+    mdb_env_set_maxdbs(*env, 32);
+    if ((rc = mdb_env_open(*env, dir, MDB_RDONLY | MDB_NOTLS, 0644)) == 0 &&
+        (rc = mdb_txn_begin(*env, NULL, MDB_RDONLY, txn)) == 0)
+        return 0;
+    mdb_env_close(*env);
+    *env = NULL;
+    return rc;
+}
+
+/* Reads both models straight from their LMDB files, one snapshot each. */
+static int diff_models(const char *live_dir, const char *built_dir, const prj_model *m, diffs *d)
+{
+    MDB_env *le = NULL, *be = NULL;
+    MDB_txn *lt = NULL, *bt = NULL;
+    int rc = env_open_ro(live_dir, &le, &lt);
+    if (rc == 0)
+        rc = env_open_ro(built_dir, &be, &bt);
+    for (const char *const *db = m->dbs; rc == 0 && db && *db; db++)
+        rc = diff_db(lt, bt, *db, d);
+    if (lt)
+        mdb_txn_abort(lt);
+    if (bt)
+        mdb_txn_abort(bt);
+    if (le)
+        mdb_env_close(le);
+    if (be)
+        mdb_env_close(be);
+    return rc;
+}
+
+typedef struct model_report {
+    const prj_model *m;
+    char live_dir[1100], dir[1100];
+    bool live;
+    uint64_t head, live_pos, live_pos_after, built_pos;
+    uint8_t live_digest[PRJ_DIGEST_LEN], built_digest[PRJ_DIGEST_LEN];
+    bool compared, moved, equal;
+    diffs d;
+    double seconds;
+} model_report;
+
+/* Position and digest of a model's environment as prj_store keeps them. */
+static bool model_snapshot(const char *dir, const prj_model *m, uint64_t *pos,
+                           uint8_t digest[PRJ_DIGEST_LEN])
+{
+    prj_store *s = NULL;
+    guild_error err = {0};
+    if (prj_store_open(dir, m, &s, &err) != GUILD_OK) {
+        fprintf(stderr, "guild events replay: %s\n", err.message);
+        return false;
+    }
+    prj_store_snapshot(s, pos, digest);
+    prj_store_close(s);
+    return true;
+}
+
+/* Makes <into>/<model> empty, refusing to touch the live model. */
+static bool target_prepare(model_report *r)
+{
+    char a[PATH_MAX], b[PATH_MAX], path[1200];
+    mkdir(r->dir, 0755);
+    if (realpath(r->dir, a) && realpath(r->live_dir, b) && strcmp(a, b) == 0) {
+        fprintf(stderr, "guild events replay: %s is the live model; replay somewhere else\n",
+                r->dir);
+        return false;
+    }
+    snprintf(path, sizeof path, "%s/data.mdb", r->dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", r->dir);
+    unlink(path);
+    return true;
+}
+
+static guild_status model_rebuild(es_store *log, model_report *r, uint64_t stop_at, progress *p)
+{
+    rebuild rb = {0};
+    guild_error err = {0};
+    if (prj_store_open(r->dir, r->m, &rb.target, &err) != GUILD_OK) {
+        fprintf(stderr, "guild events replay: %s\n", err.message);
+        return GUILD_IO;
+    }
+    rb.ptrs = guild_xcalloc(PAGE, sizeof *rb.ptrs);
+    rb.recs = guild_xcalloc(PAGE, sizeof *rb.recs);
+    rb.raws = guild_xcalloc(PAGE, sizeof *rb.raws);
+    guild_status s = rebuild_run(log, &rb, stop_at, p);
+    prj_store_snapshot(rb.target, &r->built_pos, r->built_digest);
+    prj_store_close(rb.target);
+    free(rb.ptrs);
+    free(rb.recs);
+    free(rb.raws);
+    return s;
+}
+
+/* Rebuilds one model up to the live model's position (or the log's end
+ * when there is none) and compares the two. 0, or 2 when it cannot run. */
+static int replay_model(const cmd_common *c, es_store *log, const char *into, model_report *r,
+                        bool tty)
+{
+    snprintf(r->dir, sizeof r->dir, "%s/%s", into, r->m->name);
+    prj_model_dir(c->data, r->m->name, r->live_dir, sizeof r->live_dir);
+    if (!target_prepare(r))
+        return 2;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/data.mdb", r->live_dir);
+    r->live = access(path, F_OK) == 0;
+    if (r->live && !model_snapshot(r->live_dir, r->m, &r->live_pos, r->live_digest))
+        return 2;
+    es_log_head(log, &r->head, NULL);
+    /* Compared at the live model's position: a model still catching up is
+     * not a difference. */
+    uint64_t stop_at = r->live && r->live_pos < r->head ? r->live_pos : r->head;
+    char what[160];
+    snprintf(what, sizeof what, "replaying %s: events", r->m->name);
+    progress p = {tty, guild_mono_ns(), what};
+    guild_status s = model_rebuild(log, r, stop_at, &p);
+    progress_end(&p);
+    r->seconds = seconds_since(p.started);
+    if (s != GUILD_OK) {
+        fprintf(stderr, "guild events replay: %s: %s\n", r->m->name, guild_status_code(s));
+        return 2;
+    }
+    if (!r->live)
+        return 0;
+    r->compared = r->built_pos == r->live_pos;
+    if (r->compared) {
+        int rc = diff_models(r->live_dir, r->dir, r->m, &r->d);
+        uint8_t ignored[PRJ_DIGEST_LEN];
+        if (rc || !model_snapshot(r->live_dir, r->m, &r->live_pos_after, ignored)) {
+            fprintf(stderr, "guild events replay: cannot compare %s: %s\n", r->m->name,
+                    rc ? mdb_strerror(rc) : "the live model cannot be read");
+            return 2;
+        }
+        r->moved = r->live_pos_after != r->live_pos;
+    }
+    /* The digests decide; the walk also catches a live model changed
+     * behind its digest's back, unless the projector moved on meanwhile. */
+    r->equal = r->compared && sodium_memcmp(r->live_digest, r->built_digest, PRJ_DIGEST_LEN) == 0 &&
+               (r->moved || r->d.count == 0);
+    return 0;
+}
+
+static json_t *model_json(const model_report *r)
+{
+    char ld[2 * PRJ_DIGEST_LEN + 1], bd[2 * PRJ_DIGEST_LEN + 1];
+    hex(r->live_digest, PRJ_DIGEST_LEN, ld);
+    hex(r->built_digest, PRJ_DIGEST_LEN, bd);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:s, s:f}", "model", r->m->name, "dir",
+                          r->dir, "live_dir", r->live_dir, "live", r->live, "log_head",
+                          (json_int_t)r->head, "rebuilt_position", (json_int_t)r->built_pos,
+                          "rebuilt_digest", bd, "seconds", r->seconds);
+    if (r->live) {
+        json_object_set_new(o, "live_position", json_integer((json_int_t)r->live_pos));
+        json_object_set_new(o, "live_digest", json_string(ld));
+        json_object_set_new(o, "positions_differ", json_boolean(!r->compared));
+    }
+    if (r->compared) {
+        json_object_set_new(o, "compared_entries", json_integer((json_int_t)r->d.compared));
+        json_object_set_new(
+            o, "differences",
+            json_pack("{s:I, s:O}", "count", (json_int_t)r->d.count, "keys", r->d.list));
+        if (r->moved)
+            json_object_set_new(o, "live_moved_to", json_integer((json_int_t)r->live_pos_after));
+    }
+    json_object_set_new(o, "equal", json_boolean(r->equal));
+    return o;
+}
+
+static void model_text(const model_report *r)
+{
+    const char *name = r->m->name;
+    double secs = r->seconds;
+    printf("%s: replayed %llu events into %s in %.2f s (%.0f events/s)\n", name,
+           (unsigned long long)r->built_pos, r->dir, secs,
+           secs > 0 ? (double)r->built_pos / secs : 0.0);
+    char ld[2 * PRJ_DIGEST_LEN + 1], bd[2 * PRJ_DIGEST_LEN + 1];
+    hex(r->live_digest, PRJ_DIGEST_LEN, ld);
+    hex(r->built_digest, PRJ_DIGEST_LEN, bd);
+    if (!r->live) {
+        printf("%s: no live model at %s: nothing to compare\n", name, r->live_dir);
+        return;
+    }
+    if (!r->compared) {
+        printf("%s: positions differ: the live model is at position %llu but the log ends at "
+               "%llu — it holds events the log does not\n",
+               name, (unsigned long long)r->live_pos, (unsigned long long)r->head);
+        return;
+    }
+    if (r->equal) {
+        printf("%s: at position %llu the rebuilt model is EQUAL to the live one (digest %.16s…, "
+               "%llu entries compared)\n",
+               name, (unsigned long long)r->built_pos, bd, (unsigned long long)r->d.compared);
+    } else {
+        bool same_digest = strcmp(ld, bd) == 0;
+        printf("%s: at position %llu the rebuilt model DIFFERS from the live one (%s%.16s… %s "
+               "%.16s…)\n",
+               name, (unsigned long long)r->built_pos, same_digest ? "same digest " : "digest ", bd,
+               same_digest ? "=" : "≠", ld);
+        if (same_digest)
+            printf("%s: the live model's content does not match its own digest: it was changed "
+                   "outside the projector\n",
+                   name);
+    }
+    if (r->d.count)
+        printf("%s: %llu entries differ%s:\n", name, (unsigned long long)r->d.count,
+               r->moved ? " (the live model moved on during the comparison: some may be events "
+                          "applied since)"
+                        : "");
+    size_t i;
+    json_t *e;
+    json_array_foreach(r->d.list, i, e)
+    {
+        printf("  %-14s %-50s %s\n", json_string_value(json_object_get(e, "db")),
+               json_string_value(json_object_get(e, "key")),
+               json_string_value(json_object_get(e, "what")));
+    }
+    if (r->d.count > json_array_size(r->d.list))
+        printf("  … and %llu more (--max-diffs N lists more)\n",
+               (unsigned long long)(r->d.count - json_array_size(r->d.list)));
+}
+
+static int replay(const cmd_common *c, const char *domain, int argc, char **argv)
+{
+    static const char *const with_value[] = {"--into", "--max-diffs", NULL};
+    static const char *const flags[] = {"--json", NULL};
+    if (!opts_ok(argc, argv, 3, with_value, flags))
+        return 2;
+    const char *into = cmd_opt(argc, argv, "--into"), *md = cmd_opt(argc, argv, "--max-diffs");
+    uint64_t max = MAX_DIFFS;
+    bool as_json = cmd_flag(argc, argv, "--json");
+    if (!into || (md && !parse_u64(md, &max))) {
+        fprintf(stderr,
+                "usage: guild events replay <domain> --into DIR [--max-diffs N] [--json]\n");
+        return 2;
+    }
+    size_t n = 0;
+    for (const prj_model *const *m = prj_models(); *m; m++)
+        n += strcmp((*m)->domain, domain) == 0;
+    if (n == 0) {
+        fprintf(stderr, "guild events replay: no read model is built from %s's events\n", domain);
+        return 2;
+    }
+    if (mkdir(into, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "guild events replay: cannot create %s: %s\n", into, strerror(errno));
+        return 2;
+    }
+    es_store *log = open_ro(c, domain);
+    if (!log)
+        return 2;
+    int rc = 0;
+    json_t *models = json_array();
+    for (const prj_model *const *m = prj_models(); *m && rc < 2; m++) {
+        if (strcmp((*m)->domain, domain) != 0)
+            continue;
+        model_report r = {.m = *m, .d = {.max = (size_t)max, .list = json_array()}};
+        int mrc = replay_model(c, log, into, &r, isatty(2) && !as_json);
+        rc = mrc ? mrc : r.equal ? rc : 1;
+        if (mrc == 0 && as_json)
+            json_array_append_new(models, model_json(&r));
+        else if (mrc == 0)
+            model_text(&r);
+        json_decref(r.d.list);
+    }
+    uint64_t head = 0;
+    es_log_head(log, &head, NULL);
+    es_store_close(log);
+    if (as_json && rc < 2) {
+        json_t *out = json_pack("{s:s, s:s, s:I, s:b, s:o}", "domain", domain, "into", into,
+                                "log_head", (json_int_t)head, "equal", rc == 0, "models", models);
+        print_json_line(out);
+        json_decref(out);
+    } else {
+        json_decref(models);
+    }
+    return rc;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+
+static int usage(void)
+{
+    fprintf(
+        stderr,
+        "usage: guild events ls <domain> [--limit N]\n"
+        "       guild events show <domain> <stream> [--json]\n"
+        "       guild events export <domain> [--stream S] [--type T] [--from TIME] [--to TIME]\n"
+        "                           [--correlation ID] [--actor ID] [--quiet]\n"
+        "       guild events tail <domain> [--from-position P] [--interval MS] [--limit N]\n"
+        "                         [the filters of export]\n"
+        "       guild events key <domain> [--json]\n"
+        "       guild events verify <domain> [--pubkey HEX]... [--anchor POSITION:HASH] [--json]\n"
+        "       guild events replay <domain> --into DIR [--max-diffs N] [--json]\n"
+        "every one takes --data DIR; TIME is RFC 3339 or Unix nanoseconds\n");
+    return 2;
+}
+
 int cmd_events(int argc, char **argv)
 {
     cmd_common c;
     if ((argc = cmd_common_parse(&c, argc, argv)) < 0)
         return 2;
-    if (argc < 3) {
-        fprintf(stderr, "usage: guild events verify <domain> [--json] [--data DIR]\n"
-                        "       guild events ls <domain> [--limit N] [--data DIR]\n");
-        return 2;
+    if (argc < 3 || strncmp(argv[2], "--", 2) == 0)
+        return usage();
+    const char *verb = argv[1], *domain = argv[2];
+    static const char *const none[] = {NULL};
+    static const char *const json_flag[] = {"--json", NULL};
+    static const char *const limit_opt[] = {"--limit", NULL};
+    if (strcmp(verb, "verify") == 0)
+        return verify(&c, domain, argc, argv);
+    if (strcmp(verb, "export") == 0)
+        return export(&c, domain, argc, argv);
+    if (strcmp(verb, "tail") == 0)
+        return tail(&c, domain, argc, argv);
+    if (strcmp(verb, "replay") == 0)
+        return replay(&c, domain, argc, argv);
+    if (strcmp(verb, "key") == 0)
+        return opts_ok(argc, argv, 3, none, json_flag)
+                   ? key(&c, domain, cmd_flag(argc, argv, "--json"))
+                   : 2;
+    if (strcmp(verb, "show") == 0) {
+        if (argc < 4 || strncmp(argv[3], "--", 2) == 0 || !opts_ok(argc, argv, 4, none, json_flag))
+            return usage();
+        return show(&c, domain, argv[3], cmd_flag(argc, argv, "--json"));
     }
-    if (strcmp(argv[1], "verify") == 0)
-        return verify(&c, argv[2], cmd_flag(argc, argv, "--json"));
-    if (strcmp(argv[1], "ls") == 0) {
+    if (strcmp(verb, "ls") == 0) {
+        if (!opts_ok(argc, argv, 3, limit_opt, none))
+            return 2;
         const char *limit = cmd_opt(argc, argv, "--limit");
-        return list(&c, argv[2], limit ? (size_t)strtoull(limit, NULL, 10) : SIZE_MAX);
+        return list(&c, domain, limit ? (size_t)strtoull(limit, NULL, 10) : SIZE_MAX);
     }
-    fprintf(stderr, "guild events: unknown subcommand %s\n", argv[1]);
-    return 2;
+    fprintf(stderr, "guild events: unknown subcommand %s\n", verb);
+    return usage();
 }

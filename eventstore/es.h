@@ -304,6 +304,14 @@ guild_status es_meta_get(es_store *st, const char *name, void **value, size_t *l
 guild_status es_meta_put_u64(es_store *st, const char *name, uint64_t v);
 guild_status es_meta_get_u64(es_store *st, const char *name, uint64_t *v);
 
+/* Visits the meta entries whose name starts with `prefix` ("" or NULL: all)
+ * in name order, in one read transaction: fn receives the name
+ * (NUL-terminated) and the value, both borrowed until fn returns, and
+ * returns 0 to go on, anything else to stop. fn must not call other es_
+ * functions on the same store. GUILD_OK also when nothing matches. */
+typedef int (*es_meta_fn)(void *ctx, const char *name, const void *value, size_t len);
+guild_status es_meta_scan(es_store *st, const char *prefix, es_meta_fn fn, void *ctx);
+
 /* ---- verification --------------------------------------------------------- */
 
 typedef struct es_verify_report {

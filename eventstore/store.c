@@ -781,3 +781,34 @@ guild_status es_meta_get_u64(es_store *st, const char *name, uint64_t *v)
     free(raw);
     return s;
 }
+
+guild_status es_meta_scan(es_store *st, const char *prefix, es_meta_fn fn, void *ctx)
+{
+    size_t plen = prefix ? strlen(prefix) : 0;
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->db_meta, &cur))) {
+        es__read_end(st, txn);
+        return es__lmdb_status(NULL, rc, "opening a cursor");
+    }
+    MDB_val k = {plen, (void *)prefix}, v;
+    char name[256];
+    for (rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                   : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        if (k.mv_size >= sizeof name)
+            continue; /* es_meta_put never writes such a name */
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        if (fn(ctx, name, v.mv_data, v.mv_size))
+            break;
+    }
+    mdb_cursor_close(cur);
+    es__read_end(st, txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? GUILD_OK : es__lmdb_status(NULL, rc, "scanning meta");
+}
