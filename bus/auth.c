@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEYS_SUBJECT "guild.qry.identity.public_keys"
@@ -36,6 +37,9 @@ struct bus_auth {
     unsigned char sk[crypto_sign_SECRETKEYBYTES];
     int64_t last_fetch_s;
     bool last_fetch_ok;
+    uint64_t replay_target; /* identity's last stream sequence worth reading at subscribe */
+    uint64_t replayed;      /* highest sequence read since */
+    pthread_cond_t replay_cond;
     pthread_t watcher;
     bool watcher_started;
     volatile bool stopping;
@@ -59,6 +63,7 @@ guild_status bus_auth_create(natsConnection *nc, bus_auth **out)
     bus_auth *a = guild_xcalloc(1, sizeof *a);
     a->nc = nc;
     pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->replay_cond, NULL);
     guild_jwt_keyring_init(&a->ring);
     a->ended_sessions = json_object();
     a->deactivated = json_object();
@@ -83,6 +88,7 @@ void bus_auth_destroy(bus_auth *a)
     json_decref(a->deactivated);
     json_decref(a->verified);
     sodium_memzero(a->sk, sizeof a->sk);
+    pthread_cond_destroy(&a->replay_cond);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
@@ -357,6 +363,12 @@ static void on_identity_event(natsConnection *nc, natsSubscription *sub, natsMsg
     (void)nc;
     (void)sub;
     bus_auth *a = closure;
+    jsMsgMetaData *meta = NULL;
+    uint64_t seq = 0;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+    }
     es_record rec;
     if (es_record_decode(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &rec) ==
         GUILD_OK) {
@@ -373,6 +385,12 @@ static void on_identity_event(natsConnection *nc, natsSubscription *sub, natsMsg
             json_decref(data);
         }
     }
+    pthread_mutex_lock(&a->lock);
+    if (seq > a->replayed) {
+        a->replayed = seq;
+        pthread_cond_broadcast(&a->replay_cond);
+    }
+    pthread_mutex_unlock(&a->lock);
     natsMsg_Destroy(msg);
 }
 
@@ -390,6 +408,14 @@ guild_status bus_auth_watch(bus_auth *a, guild_error *err)
     so.Ordered = true;
     so.Config.DeliverPolicy = js_DeliverByStartTime;
     so.Config.OptStartTime = (guild_now_ns() / 1000000000 - WATCH_BACK_S) * 1000000000;
+    /* What there is to read back, so a caller can wait until it has been. */
+    jsStreamInfo *si = NULL;
+    if (js_GetStreamInfo(&si, a->js, "GUILD_IDENTITY", NULL, NULL) == NATS_OK) {
+        pthread_mutex_lock(&a->lock);
+        a->replay_target = si->State.LastTime >= so.Config.OptStartTime ? si->State.LastSeq : 0;
+        pthread_mutex_unlock(&a->lock);
+        jsStreamInfo_Destroy(si);
+    }
     jsErrCode jerr = 0;
     ns = js_Subscribe(&a->watch, a->js, "guild.evt.identity.>", on_identity_event, a, NULL, &so,
                       &jerr);
@@ -414,6 +440,22 @@ static void *watcher_main(void *arg)
 
 void bus_auth_watch_start(bus_auth *a)
 {
+    /* When identity's stream is there, read the recent revocations back
+     * before the service answers anything (a restarted service must not
+     * accept a token whose session ended while it was down). */
+    if (bus_auth_watch(a, NULL) == GUILD_OK) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&a->lock);
+        int rc = 0;
+        while (a->replayed < a->replay_target && rc == 0)
+            rc = pthread_cond_timedwait(&a->replay_cond, &a->lock, &until);
+        pthread_mutex_unlock(&a->lock);
+        if (rc)
+            guild_warn("identity's recent revocations were not all read back within 5 s");
+        return;
+    }
     if (!a->watcher_started && pthread_create(&a->watcher, NULL, watcher_main, a) == 0)
         a->watcher_started = true;
 }
