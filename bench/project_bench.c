@@ -33,7 +33,7 @@
 #define GOAL_REBUILD 200000.0 /* events/s */
 #define GOAL_LAG_P99_NS 50000000ull
 #define GOAL_RATE_SHARE 0.95 /* of the wanted rate, for the lag goal to count */
-#define WRITE_WINDOW 4096    /* appends in flight while writing the history */
+#define WRITE_WINDOW 4096u   /* appends in flight while writing the history */
 
 /* ---- options ------------------------------------------------------------------ */
 
