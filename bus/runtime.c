@@ -110,9 +110,11 @@ static void req_free(cmd_req *r)
 
 static void reply_error(cmd_req *r, guild_status s, const char *field, const char *message)
 {
-    if (s == GUILD_INTERNAL || s == GUILD_IO || s == GUILD_CORRUPT)
-        guild_error("%s.%s failed: %s (correlation %s)", r->rt->name, r->cmd ? r->cmd->name : "?",
-                    message, r->correlation_id ? r->correlation_id : "-");
+    if (s == GUILD_INTERNAL || s == GUILD_IO || s == GUILD_CORRUPT) {
+        guild_log_set_context(r->correlation_id, bus_header(r->msg, BUS_H_TRACEPARENT));
+        guild_error("%s.%s failed: %s", r->rt->name, r->cmd ? r->cmd->name : "?", message);
+        guild_log_set_context(NULL, NULL);
+    }
     /* Internal failures surface as `internal` or `unavailable` on the wire. */
     if (s == GUILD_IO || s == GUILD_CORRUPT)
         s = GUILD_INTERNAL;

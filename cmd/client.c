@@ -90,10 +90,10 @@ static int usage(bool query)
 {
     if (query)
         fprintf(stderr, "usage: guild qry <domain> <query> [JSON] [--token T] "
-                        "[--consistency TOKEN] [--msgpack] [-v]\n");
+                        "[--consistency TOKEN] [--timeout MS] [--msgpack] [-v]\n");
     else
         fprintf(stderr, "usage: guild cmd <domain> <command> [JSON] [--token T] [--id CMD_ID] "
-                        "[--expect N] [--correlation ID] [--msgpack] [-v]\n");
+                        "[--expect N] [--correlation ID] [--timeout MS] [--msgpack] [-v]\n");
     return 2;
 }
 
@@ -134,6 +134,8 @@ int cmd_request(int argc, char **argv, bool query)
     }
     if (!rq.token)
         rq.token = getenv("GUILD_TOKEN");
+    if (rq.token && !*rq.token)
+        rq.token = NULL; /* an empty GUILD_TOKEN means none */
     return send_request(&c, &rq);
 }
 

@@ -193,7 +193,7 @@ static void reap(bool stopping)
                 break;
             bool young = guild_mono_ns() - c->started_ns < 30ull * 1000000000;
             c->restarts = young ? c->restarts + 1 : 0;
-            unsigned pause_ms = c->restarts > 6 ? 5000 : 100u << c->restarts;
+            unsigned pause_ms = c->restarts > 5 ? 5000 : 100u << c->restarts;
             say("%s exited (%s %d); restarting in %u ms", c->name,
                 WIFSIGNALED(st) ? "signal" : "status",
                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), pause_ms);

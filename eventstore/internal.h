@@ -46,6 +46,7 @@ struct es_store {
     MDB_dbi db_log, db_streams, db_heads, db_commands, db_snapshots, db_meta;
     char *domain;
     bool read_only;
+    int writer_lock; /* fd holding flock on <dir>/writer.lock; -1 if none */
     unsigned max_batch;
     void (*batch_hook)(void *ctx, bool committed);
     void *batch_hook_ctx;

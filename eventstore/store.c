@@ -10,6 +10,10 @@
 #include "common/alloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,9 +130,32 @@ static guild_status check_format(es_store *st, MDB_txn *txn, guild_error *err)
     return GUILD_OK;
 }
 
+/* One writing process per store: the writer keeps the newer part of the
+ * index in memory, so a second writer would work from a stale view. An
+ * flock on <dir>/writer.lock says who writes; the kernel drops it when the
+ * process dies, however it dies. */
+static guild_status take_writer_lock(es_store *st, const char *dir, guild_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/writer.lock", dir);
+    st->writer_lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (st->writer_lock < 0)
+        return guild_error_set(err, errno == ENOENT ? GUILD_NOT_FOUND : GUILD_IO, errno,
+                               "cannot open %s", path);
+    if (flock(st->writer_lock, LOCK_EX | LOCK_NB) != 0)
+        return guild_error_set(err, GUILD_CONFLICT, errno,
+                               "another process is writing the store in %s", dir);
+    return GUILD_OK;
+}
+
 static guild_status open_env(es_store *st, const char *dir, const es_options *opt, guild_error *err)
 {
     int rc;
+    if (!st->read_only) {
+        guild_status ls = take_writer_lock(st, dir, err);
+        if (ls != GUILD_OK)
+            return ls;
+    }
     if ((rc = mdb_env_create(&st->env)))
         return es__lmdb_status(err, rc, "creating the environment");
     mdb_env_set_maxdbs(st->env, 8);
@@ -185,6 +212,7 @@ guild_status es_store_open(const char *dir, const es_options *opt, es_store **ou
     es_store *st = guild_xcalloc(1, sizeof *st);
     st->domain = guild_xstrdup(opt->domain ? opt->domain : "");
     st->read_only = opt->read_only;
+    st->writer_lock = -1;
     st->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_MAX_BATCH;
     st->batch_hook = opt->batch_hook;
     st->batch_hook_ctx = opt->batch_hook_ctx;
@@ -215,6 +243,8 @@ void es_store_close(es_store *st)
     es__writer_stop(st);
     if (st->env)
         mdb_env_close(st->env);
+    if (st->writer_lock >= 0)
+        close(st->writer_lock); /* releases the flock */
     msgpack_sbuffer_destroy(&st->enc);
     es_tail_release(&st->tail);
     pthread_mutex_destroy(&st->tail_lock);

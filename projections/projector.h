@@ -2,11 +2,13 @@
  * projector.h — the projector process: keeps read models current from
  * JetStream and answers their queries.
  *
- * For each model: a durable pull consumer `prj_<model>` on the domain's
- * stream; each fetched batch is applied in one LMDB transaction with the
- * checkpoint (prj_store_apply), then acknowledged (ack-all on the last).
- * A crash between commit and ack redelivers events the checkpoint then
- * skips: each takes effect once. Queries arrive on
+ * For each model: a pull consumer `prj_<model>_<8 hex>` (one per model and
+ * data directory) on the domain's stream, created afresh from the model's
+ * checkpoint + 1 at each start, after a failed batch and after a swap, and
+ * deleted on stop; each fetched batch is applied in one LMDB transaction
+ * with the checkpoint (prj_store_apply), then acknowledged (ack-all on the
+ * last). Only a gapless run after the checkpoint is applied, so each event
+ * takes effect exactly once whatever is killed when. Queries arrive on
  * guild.qry.<domain>.<query> (queue group guild.<domain>.query); one sent
  * with Guild-Consistency "<domain>:<position>" waits until the model has
  * applied that position, up to its deadline (Guild-Timeout in ms, default
