@@ -120,8 +120,10 @@ static void reply_error(cmd_req *r, guild_status s, const char *field, const cha
         s = GUILD_INTERNAL;
     else if (s == GUILD_CLOSED || s == GUILD_TIMEOUT)
         s = GUILD_UNAVAILABLE;
-    bus_reply_error(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, s, field, message);
+    /* Counted before the reply leaves, so a client that asks $SRV.STATS
+     * right after its reply sees its request. */
     bus_endpoint_record_status(r->rt->ep_cmd, r->started, s, message);
+    bus_reply_error(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, s, field, message);
 }
 
 /* The success reply: {ok, id, stream, version, position, events, consistency, data}. */
@@ -148,8 +150,8 @@ static void reply_success(cmd_req *r, const es_result *res, const char *id, json
     json_t *body = r->cmd->opaque_reply ? json_pack("{s:b, s:o}", "ok", 1, "data",
                                                     data ? json_incref(data) : json_object())
                                         : success_body(r->rt, res, id, data);
-    bus_reply(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, body, 200);
     bus_endpoint_record_status(r->rt->ep_cmd, r->started, GUILD_OK, NULL);
+    bus_reply(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, body, 200);
     json_decref(body);
 }
 
@@ -617,8 +619,8 @@ static void on_query(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     es_log_head(rt->store, &position, NULL);
     json_t *body = json_pack("{s:b, s:o, s:I}", "ok", 1, "data", bus_auth_jwks(rt->auth),
                              "position", (json_int_t)position);
-    bus_reply(rt->nc, natsMsg_GetReply(msg), fmt, body, 200);
     bus_endpoint_record_status(rt->ep_qry, started, GUILD_OK, NULL);
+    bus_reply(rt->nc, natsMsg_GetReply(msg), fmt, body, 200);
     json_decref(body);
     natsMsg_Destroy(msg);
 }

@@ -293,8 +293,8 @@ static void query_free(query_req *q)
 
 static void query_fail(query_req *q, guild_status s, const guild_error *err)
 {
-    bus_reply_error(q->f->p->nc, natsMsg_GetReply(q->msg), q->fmt, s, err->field, err->message);
     bus_endpoint_record_status(q->f->ep, q->started, s, err->message);
+    bus_reply_error(q->f->p->nc, natsMsg_GetReply(q->msg), q->fmt, s, err->field, err->message);
     query_free(q);
 }
 
@@ -317,9 +317,9 @@ static void query_answer(query_req *q)
     }
     json_t *body = json_pack("{s:b, s:o, s:I}", "ok", 1, "data", out ? out : json_null(),
                              "position", (json_int_t)position);
+    bus_endpoint_record_status(f->ep, q->started, GUILD_OK, NULL);
     bus_reply(f->p->nc, natsMsg_GetReply(q->msg), q->fmt, body, 200);
     json_decref(body);
-    bus_endpoint_record_status(f->ep, q->started, GUILD_OK, NULL);
     query_free(q);
 }
 
