@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 DATA       ?= $(CURDIR)/data
 SOURCES     = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common domain eventstore bus projections gateway cmd tests bench -name '*.[ch]')
 
-.PHONY: all deps build run test asan bench format format-check lint clean
+.PHONY: all deps build run test asan bench bench-peers format format-check lint clean
 
 all: build
 
@@ -33,6 +33,12 @@ asan: deps
 
 bench: build
 	$(BUILD)/guild bench store
+
+# guild beside PostgreSQL and NATS JetStream on one workload (bench/peers/):
+# installs the peers' packages if missing, builds, runs. ARGS='--quick' for a smoke run.
+bench-peers: build
+	@bash bench/peers/deps.sh
+	$(MAKE) -C bench/peers run BUILD=$(abspath $(BUILD)) ARGS='$(ARGS)'
 
 format:
 	clang-format -i $(SOURCES)

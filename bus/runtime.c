@@ -665,8 +665,8 @@ static json_t *stats_data(const bus_service *svc, const bus_endpoint *ep, void *
 static guild_status start_endpoints(bus_runtime *rt, guild_error *err)
 {
     char subject[128], queue[96];
-    guild_status s = bus_service_create(rt->nc, rt->name, GUILD_VERSION, "guild command handlers",
-                                        &rt->svc, err);
+    guild_status s = bus_service_create_quiet(rt->nc, rt->name, GUILD_VERSION,
+                                              "guild command handlers", &rt->svc, err);
     if (s != GUILD_OK)
         return s;
     bus_service_set_metadata(rt->svc, "domain", rt->name);
@@ -678,8 +678,9 @@ static guild_status start_endpoints(bus_runtime *rt, guild_error *err)
         s = bus_service_add_endpoint(rt->svc, "public_keys", "guild.qry.identity.public_keys",
                                      "guild.identity.query", on_query, rt, &rt->ep_qry);
     if (s != GUILD_OK)
-        guild_error_set(err, s, 0, "cannot subscribe the %s endpoints", rt->name);
-    return s;
+        return guild_error_set(err, s, 0, "cannot subscribe the %s endpoints", rt->name);
+    bus_service_announce(rt->svc);
+    return GUILD_OK;
 }
 
 guild_status bus_runtime_start(const bus_runtime_options *opt, bus_runtime **out, guild_error *err)

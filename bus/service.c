@@ -20,6 +20,7 @@
 #include "common/log.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,8 @@ struct bus_service {
     pthread_mutex_t stats_mu;
     bus_stats_fn stats_fn;
     void *stats_ctx;
+
+    atomic_bool quiet; /* discovery unanswered until bus_service_announce */
 };
 
 /* ---- checks ---------------------------------------------------------------- */
@@ -396,7 +399,7 @@ static void reply_with(bus_service *svc, natsConnection *nc, natsMsg *msg,
                        json_t *(*build)(bus_service *))
 {
     const char *reply = natsMsg_GetReply(msg);
-    if (reply != NULL && *reply != '\0') {
+    if (reply != NULL && *reply != '\0' && !atomic_load(&svc->quiet)) {
         json_t *doc = build(svc);
         char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
         natsStatus s = text != NULL ? natsConnection_Publish(nc, reply, text, (int)strlen(text))
@@ -457,8 +460,9 @@ static void id_generate(char out[BUS_SERVICE_ID_LEN + 1])
 
 /* ---- public calls ------------------------------------------------------------ */
 
-guild_status bus_service_create(natsConnection *nc, const char *name, const char *version,
-                                const char *description, bus_service **out, guild_error *err)
+static guild_status service_create(natsConnection *nc, const char *name, const char *version,
+                                   const char *description, bool quiet, bus_service **out,
+                                   guild_error *err)
 {
     if (nc == NULL || out == NULL)
         return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "service: no connection or out");
@@ -480,6 +484,7 @@ guild_status bus_service_create(natsConnection *nc, const char *name, const char
     id_generate(svc->id);
     svc->started_ns = guild_now_ns();
     svc->metadata = json_object();
+    atomic_init(&svc->quiet, quiet);
     pthread_mutex_init(&svc->life_mu, NULL);
     pthread_mutex_init(&svc->mu, NULL);
     pthread_mutex_init(&svc->stats_mu, NULL);
@@ -500,6 +505,27 @@ guild_status bus_service_create(natsConnection *nc, const char *name, const char
     }
     *out = svc;
     return GUILD_OK;
+}
+
+guild_status bus_service_create(natsConnection *nc, const char *name, const char *version,
+                                const char *description, bus_service **out, guild_error *err)
+{
+    return service_create(nc, name, version, description, false, out, err);
+}
+
+guild_status bus_service_create_quiet(natsConnection *nc, const char *name, const char *version,
+                                      const char *description, bus_service **out, guild_error *err)
+{
+    return service_create(nc, name, version, description, true, out, err);
+}
+
+guild_status bus_service_announce(bus_service *svc)
+{
+    /* The flush returns once the server has every subscription made so far:
+     * whoever gets a PING reply finds the endpoints there. */
+    natsStatus s = natsConnection_FlushTimeout(svc->nc, 5000);
+    atomic_store(&svc->quiet, false);
+    return s == NATS_OK ? GUILD_OK : GUILD_UNAVAILABLE;
 }
 
 static void ep_free(bus_endpoint *ep)

@@ -88,6 +88,18 @@ typedef json_t *(*bus_stats_fn)(const bus_service *svc, const bus_endpoint *ep, 
 guild_status bus_service_create(natsConnection *nc, const char *name, const char *version,
                                 const char *description, bus_service **out, guild_error *err);
 
+/* The same, but the service does not answer $SRV requests until
+ * bus_service_announce: a process that adds its endpoints after creating
+ * the service announces itself only once they are subscribed, so a client
+ * that sees it in a PING finds its endpoints. */
+guild_status bus_service_create_quiet(natsConnection *nc, const char *name, const char *version,
+                                      const char *description, bus_service **out, guild_error *err);
+
+/* Flushes the connection (every subscription made so far is at the
+ * server) and starts answering $SRV requests. GUILD_UNAVAILABLE if the
+ * flush failed; the service answers anyway. */
+guild_status bus_service_announce(bus_service *svc);
+
 /*
  * Adds an endpoint: subscribes `subject` (wildcards allowed, e.g.
  * guild.cmd.talent.*) in `queue_group`, or as a plain subscription when

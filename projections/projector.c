@@ -598,8 +598,8 @@ guild_status prj_projector_start(const prj_projector_options *opt, prj_projector
     if (s == GUILD_OK)
         bus_auth_watch_start(p->auth);
     if (s == GUILD_OK)
-        s = bus_service_create(p->nc, "projector", GUILD_VERSION, "guild read models", &p->svc,
-                               err);
+        s = bus_service_create_quiet(p->nc, "projector", GUILD_VERSION, "guild read models",
+                                     &p->svc, err);
     if (s == GUILD_OK)
         bus_service_set_stats_handler(p->svc, stats_data, p);
     const prj_model *const *all = prj_models();
@@ -612,6 +612,8 @@ guild_status prj_projector_start(const prj_projector_options *opt, prj_projector
     }
     if (s == GUILD_OK && p->n_feeds == 0)
         s = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "no such read model");
+    if (s == GUILD_OK)
+        bus_service_announce(p->svc);
     if (s != GUILD_OK) {
         prj_projector_stop(p);
         *out = NULL;
