@@ -31,8 +31,12 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# The store beside a bare LMDB loop; then a 1M-event history: verify and
+# export rates, rebuild rate and query latency (the lag phase needs more
+# of the machine: `build/guild bench project` runs it).
 bench: build
 	$(BUILD)/guild bench store
+	$(BUILD)/guild bench project --no-lag
 
 # guild beside PostgreSQL and NATS JetStream on one workload (bench/peers/):
 # installs the peers' packages if missing, builds, runs. ARGS='--quick' for a smoke run.

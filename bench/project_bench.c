@@ -204,6 +204,72 @@ static double mib(uint64_t bytes)
 
 /* ---- phases 1 and 2 -------------------------------------------------------------------- */
 
+/* The auditor's side of the same history: `guild events verify` (the chain,
+ * positions, versions and index, in one snapshot) and `guild events export`
+ * (every field of every record as JSON lines), timed. */
+static int phase_audit(run *r, const char *events)
+{
+    char a[32], b[32];
+    es_options o = {.read_only = true};
+    es_store *st = NULL;
+    guild_error err = {0};
+    if (es_store_open(events, &o, &st, &err) != GUILD_OK) {
+        fprintf(stderr, "guild bench project: %s\n", err.message);
+        return -1;
+    }
+    es_verify_report rep;
+    uint64_t t0 = guild_mono_ns();
+    guild_status s = es_verify(st, &rep, NULL, NULL);
+    double secs = (double)(guild_mono_ns() - t0) / 1e9;
+    es_store_close(st);
+    if (s != GUILD_OK || !rep.intact) {
+        fprintf(stderr, "guild bench project: verify: %s\n", rep.what);
+        return -1;
+    }
+    double rate = (double)rep.checked / secs;
+    printf("[1/3] verify: %s events in %.2f s, %s events/s, intact (goal >= 1,000,000/s: %s)\n",
+           bench_fmt_count((double)rep.checked, a, sizeof a), secs,
+           bench_fmt_count(rate, b, sizeof b), rate >= 1e6 ? "met" : "MISSED");
+
+    /* export runs the real command on the same store: <root>/audit/talent/events */
+    char link_dir[CMDB_ROOT_MAX + 32], link[CMDB_ROOT_MAX + 64], cmd[2 * CMDB_ROOT_MAX + 1200];
+    snprintf(link_dir, sizeof link_dir, "%s/audit", r->root);
+    mkdir(link_dir, 0755);
+    snprintf(link_dir, sizeof link_dir, "%s/audit/talent", r->root);
+    mkdir(link_dir, 0755);
+    snprintf(link, sizeof link, "%s/events", link_dir);
+    if (symlink(events, link) != 0 && errno != EEXIST) {
+        fprintf(stderr, "guild bench project: symlink %s: %s\n", link, strerror(errno));
+        return -1;
+    }
+    char self[1024];
+    ssize_t sn = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[sn > 0 ? sn : 0] = '\0';
+    snprintf(cmd, sizeof cmd, "'%s' events export talent --data '%s/audit'", self, r->root);
+    t0 = guild_mono_ns();
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        fprintf(stderr, "guild bench project: cannot run export\n");
+        return -1;
+    }
+    char buf[1 << 16];
+    uint64_t lines = 0, bytes = 0;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) {
+        bytes += n;
+        for (size_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    }
+    int rc = pclose(p);
+    secs = (double)(guild_mono_ns() - t0) / 1e9;
+    unlink(link);
+    printf("[1/3] export: %s JSON lines (%.0f MiB) in %.2f s, %s events/s%s\n",
+           bench_fmt_count((double)lines, a, sizeof a), mib(bytes), secs,
+           bench_fmt_count((double)lines / secs, b, sizeof b), rc == 0 ? "" : " (export failed)");
+    fflush(stdout);
+    return 0;
+}
+
 static int phase_rebuild(run *r)
 {
     char events[CMDB_ROOT_MAX + 16], model[CMDB_ROOT_MAX + 16], a[32], b[32];
@@ -227,6 +293,8 @@ static int phase_rebuild(run *r)
     printf("[1/3] wrote %s events in %.1f s (%s/s), log %.0f MiB\n",
            bench_fmt_count((double)r->h.appends, a, sizeof a), r->h.seconds,
            bench_fmt_count((double)r->h.appends / r->h.seconds, b, sizeof b), mib(r->h.log_bytes));
+    if (phase_audit(r, events) != 0)
+        return -1;
     printf("[1/3] rebuilding the talent model from it as `guild project rebuild` does\n");
     fflush(stdout);
     prj_store *store = NULL;
