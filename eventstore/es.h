@@ -4,7 +4,7 @@
  * What it promises
  *   - An append writes one or more events to one stream atomically, after
  *     checking the expected version, and returns only once the events are
- *     durable (LMDB's default sync; never MDB_NOSYNC or MDB_WRITEMAP).
+ *     durable: LMDB's default sync, every commit flushed to the disk.
  *   - Every event gets the next global position of the domain's log (from 1,
  *     gapless) and the next version of its stream (from 1, gapless).
  *   - Appends carrying a command id that was already committed return the
