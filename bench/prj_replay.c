@@ -4,9 +4,8 @@
  * it, then search and match timed on it.
  *
  * Map
- *   - the rebuild: the loop of cmd/project.c (es_read_log in batches of
- *     REBUILD_BATCH, each record copied out of the read transaction, then
- *     prj_store_apply), timed
+ *   - the rebuild: prj_store_replay, the loop `guild project rebuild` runs,
+ *     timed
  *   - what the model holds: get_profile for every id, the dead letters
  *   - queries: one builder per kind, random arguments from the history's
  *     pools, timed through prj_store_query
@@ -22,31 +21,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define REBUILD_BATCH 4096 /* as cmd/project.c */
 #define PROGRESS_NS 500000000ull
 #define QUERY_SEED 0xD1B54A32D192ED03ull
 
 /* ---- the rebuild ---------------------------------------------------------------- */
-
-typedef struct replay {
-    prj_store *target;
-    const es_record **ptrs;
-    es_record *recs;
-    uint8_t **raws;
-    size_t n;
-} replay;
-
-static int collect(void *ctx, const es_record *rec)
-{
-    replay *r = ctx;
-    /* The read transaction ends before apply: keep a copy (as the rebuild does). */
-    r->raws[r->n] = malloc(rec->raw_len);
-    memcpy(r->raws[r->n], rec->raw, rec->raw_len);
-    es_record_decode(r->raws[r->n], rec->raw_len, &r->recs[r->n]);
-    r->ptrs[r->n] = &r->recs[r->n];
-    r->n++;
-    return 0;
-}
 
 static void progress(const prjb_rebuild *out, uint64_t total, uint64_t t0, bool last)
 {
@@ -61,44 +39,42 @@ static void progress(const prjb_rebuild *out, uint64_t total, uint64_t t0, bool 
     fflush(stdout);
 }
 
-/* Replays the whole log into r->target. */
-static guild_status replay_all(es_store *log, replay *rp, prjb_rebuild *out, bool tty)
+typedef struct replay_ctx {
+    prjb_rebuild *out;
+    uint64_t total, t0, shown;
+    bool tty;
+} replay_ctx;
+
+static int on_batch(void *ctx, uint64_t position, const prj_batch_stats *st, size_t events,
+                    double apply_seconds)
 {
-    uint64_t total = 0;
-    es_log_head(log, &total, NULL);
-    double cpu0 = bench_cpu_seconds();
-    uint64_t t0 = guild_mono_ns(), shown = t0;
-    guild_status s = GUILD_OK;
-    while (!cmdb_interrupted) {
-        uint64_t from = prj_store_position(rp->target) + 1, next = from;
-        rp->n = 0;
-        s = es_read_log(log, from, REBUILD_BATCH, collect, rp, &next);
-        if (s == GUILD_OK && rp->n) {
-            prj_batch_stats st = {0};
-            uint64_t a0 = guild_mono_ns();
-            s = prj_store_apply(rp->target, rp->ptrs, rp->n, &st);
-            out->apply_seconds += (double)(guild_mono_ns() - a0) / 1e9;
-            out->applied += st.applied;
-            out->skipped += st.skipped;
-            out->parked += st.parked;
-            out->batches++;
-            out->events += rp->n;
-        }
-        for (size_t i = 0; i < rp->n; i++)
-            free(rp->raws[i]);
-        if (s != GUILD_OK)
-            break;
-        out->position = prj_store_position(rp->target);
-        if (tty && guild_mono_ns() - shown > PROGRESS_NS) {
-            progress(out, total, t0, false);
-            shown = guild_mono_ns();
-        }
-        if (rp->n < REBUILD_BATCH)
-            break;
+    replay_ctx *rc = ctx;
+    prjb_rebuild *out = rc->out;
+    out->apply_seconds += apply_seconds;
+    out->applied += st->applied;
+    out->skipped += st->skipped;
+    out->parked += st->parked;
+    out->batches++;
+    out->events += events;
+    out->position = position;
+    if (rc->tty && guild_mono_ns() - rc->shown > PROGRESS_NS) {
+        progress(out, rc->total, rc->t0, false);
+        rc->shown = guild_mono_ns();
     }
-    out->seconds = (double)(guild_mono_ns() - t0) / 1e9;
+    return cmdb_interrupted;
+}
+
+/* Replays the whole log into target, as `guild project rebuild` does. */
+static guild_status replay_all(es_store *log, prj_store *target, prjb_rebuild *out, bool tty)
+{
+    replay_ctx rc = {.out = out, .tty = tty};
+    es_log_head(log, &rc.total, NULL);
+    double cpu0 = bench_cpu_seconds();
+    rc.t0 = rc.shown = guild_mono_ns();
+    guild_status s = prj_store_replay(target, log, 0, 0, on_batch, &rc);
+    out->seconds = (double)(guild_mono_ns() - rc.t0) / 1e9;
     out->cpu_seconds = bench_cpu_seconds() - cpu0;
-    progress(out, total, t0, true);
+    progress(out, rc.total, rc.t0, true);
     return s;
 }
 
@@ -143,39 +119,33 @@ int prjb_rebuild_run(const char *events_dir, const char *model_dir, const prjb_h
                  err.message);
         return -1;
     }
-    replay rp = {0};
-    if (prj_store_open(model_dir, prj_model_find("talent"), &rp.target, &err) != GUILD_OK) {
+    prj_store *target = NULL;
+    if (prj_store_open(model_dir, prj_model_find("talent"), &target, &err) != GUILD_OK) {
         snprintf(r->first_error, sizeof r->first_error, "%.150s", err.message);
         es_store_close(log);
         return -1;
     }
-    rp.ptrs = guild_xcalloc(REBUILD_BATCH, sizeof *rp.ptrs);
-    rp.recs = guild_xcalloc(REBUILD_BATCH, sizeof *rp.recs);
-    rp.raws = guild_xcalloc(REBUILD_BATCH, sizeof *rp.raws);
-    guild_status s = replay_all(log, &rp, r, tty);
+    guild_status s = replay_all(log, target, r, tty);
     es_store_close(log);
-    free(rp.ptrs);
-    free(rp.recs);
-    free(rp.raws);
     if (s != GUILD_OK || cmdb_interrupted) {
         snprintf(r->first_error, sizeof r->first_error, "replaying: %s",
                  cmdb_interrupted ? "interrupted" : guild_status_code(s));
-        prj_store_close(rp.target);
+        prj_store_close(target);
         return -1;
     }
     uint8_t digest[PRJ_DIGEST_LEN];
-    prj_store_snapshot(rp.target, &r->position, digest);
+    prj_store_snapshot(target, &r->position, digest);
     sodium_bin2hex(r->digest, sizeof r->digest, digest, sizeof digest);
     printf("[1/3] checking the model: get_profile for each of the %u ids ... ", h->profiles);
     fflush(stdout);
-    check_profiles(rp.target, h, r);
+    check_profiles(target, h, r);
     printf("%.2f s\n", r->check_seconds);
     char path[4200];
     struct stat sb;
     snprintf(path, sizeof path, "%s/data.mdb", model_dir);
     if (stat(path, &sb) == 0)
         r->model_bytes = (uint64_t)sb.st_size;
-    *store = rp.target;
+    *store = target;
     return 0;
 }
 

@@ -803,47 +803,19 @@ static int verify(const cmd_common *c, const char *domain, int argc, char **argv
 
 /* ---- replay ------------------------------------------------------------------------ */
 
-typedef struct rebuild {
-    prj_store *target;
-    const es_record **ptrs;
-    es_record *recs;
-    uint8_t **raws;
-    size_t n;
-    uint64_t stop_at;
-} rebuild;
+/* Progress of a replay, shown through the same line as verify's. */
+typedef struct replay_progress_ctx {
+    progress *p;
+    uint64_t total;
+} replay_progress_ctx;
 
-static int collect(void *ctx, const es_record *rec)
+static int replay_progress(void *ctx, uint64_t position, const prj_batch_stats *batch,
+                           size_t events, double apply_seconds)
 {
-    rebuild *r = ctx;
-    if (rec->position > r->stop_at)
-        return 1;
-    /* The read transaction ends before apply: keep a copy. */
-    r->raws[r->n] = guild_xmemdup(rec->raw, rec->raw_len);
-    es_record_decode(r->raws[r->n], rec->raw_len, &r->recs[r->n]);
-    r->ptrs[r->n] = &r->recs[r->n];
-    r->n++;
+    replay_progress_ctx *rp = ctx;
+    (void)batch, (void)events, (void)apply_seconds;
+    show_progress(rp->p, position, rp->total);
     return 0;
-}
-
-/* Applies the log into r->target from its position up to stop_at. */
-static guild_status rebuild_run(es_store *log, rebuild *r, uint64_t stop_at, progress *p)
-{
-    r->stop_at = stop_at;
-    while (prj_store_position(r->target) < stop_at) {
-        uint64_t from = prj_store_position(r->target) + 1, next = from;
-        r->n = 0;
-        guild_status s = es_read_log(log, from, PAGE, collect, r, &next);
-        if (s == GUILD_OK && r->n)
-            s = prj_store_apply(r->target, r->ptrs, r->n, NULL);
-        for (size_t i = 0; i < r->n; i++)
-            free(r->raws[i]);
-        if (s != GUILD_OK)
-            return s;
-        show_progress(p, prj_store_position(r->target), stop_at);
-        if (r->n == 0)
-            break;
-    }
-    return GUILD_OK;
 }
 
 /* Entries of the live and the rebuilt model that differ. */
@@ -991,21 +963,18 @@ static bool target_prepare(model_report *r)
 
 static guild_status model_rebuild(es_store *log, model_report *r, uint64_t stop_at, progress *p)
 {
-    rebuild rb = {0};
+    prj_store *target = NULL;
     guild_error err = {0};
-    if (prj_store_open(r->dir, r->m, &rb.target, &err) != GUILD_OK) {
+    if (prj_store_open(r->dir, r->m, &target, &err) != GUILD_OK) {
         fprintf(stderr, "guild events replay: %s\n", err.message);
         return GUILD_IO;
     }
-    rb.ptrs = guild_xcalloc(PAGE, sizeof *rb.ptrs);
-    rb.recs = guild_xcalloc(PAGE, sizeof *rb.recs);
-    rb.raws = guild_xcalloc(PAGE, sizeof *rb.raws);
-    guild_status s = rebuild_run(log, &rb, stop_at, p);
-    prj_store_snapshot(rb.target, &r->built_pos, r->built_digest);
-    prj_store_close(rb.target);
-    free(rb.ptrs);
-    free(rb.recs);
-    free(rb.raws);
+    replay_progress_ctx rp = {p, stop_at};
+    /* stop_at 0: an empty log or model, nothing to replay */
+    guild_status s =
+        stop_at ? prj_store_replay(target, log, stop_at, PAGE, replay_progress, &rp) : GUILD_OK;
+    prj_store_snapshot(target, &r->built_pos, r->built_digest);
+    prj_store_close(target);
     return s;
 }
 

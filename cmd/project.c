@@ -183,54 +183,24 @@ static int retry(const cmd_common *c, const prj_model *m)
 
 /* ---- rebuild --------------------------------------------------------------- */
 
-typedef struct rebuild {
-    prj_store *target;
-    const es_record **ptrs;
-    es_record *recs;
-    uint8_t **raws;
-    size_t n;
-    uint64_t stop_at; /* apply no further than this position in this pass */
-} rebuild;
+/* Progress on a terminal while the log is replayed. */
+typedef struct rebuild_progress {
+    bool tty;
+    uint64_t total, started;
+} rebuild_progress;
 
-static int collect(void *ctx, const es_record *rec)
+static int show_rebuild(void *ctx, uint64_t position, const prj_batch_stats *batch, size_t events,
+                        double apply_seconds)
 {
-    rebuild *r = ctx;
-    if (r->stop_at && rec->position > r->stop_at)
-        return 1;
-    /* The read transaction ends before apply: keep a copy. */
-    r->raws[r->n] = malloc(rec->raw_len);
-    memcpy(r->raws[r->n], rec->raw, rec->raw_len);
-    es_record_decode(r->raws[r->n], rec->raw_len, &r->recs[r->n]);
-    r->ptrs[r->n] = &r->recs[r->n];
-    r->n++;
-    return 0;
-}
-
-/* Applies the log from the target's position up to stop_at (0 = the end). */
-static guild_status replay(es_store *log, rebuild *r, uint64_t stop_at, uint64_t total,
-                           uint64_t started, bool tty)
-{
-    r->stop_at = stop_at;
-    for (;;) {
-        uint64_t from = prj_store_position(r->target) + 1, next = from;
-        r->n = 0;
-        guild_status s = es_read_log(log, from, REBUILD_BATCH, collect, r, &next);
-        if (s == GUILD_OK && r->n)
-            s = prj_store_apply(r->target, r->ptrs, r->n, NULL);
-        for (size_t i = 0; i < r->n; i++)
-            free(r->raws[i]);
-        if (s != GUILD_OK)
-            return s;
-        uint64_t at = prj_store_position(r->target);
-        if (tty) {
-            double secs = (double)(guild_mono_ns() - started) / 1e9;
-            fprintf(stderr, "\rrebuilding: %llu of %llu events, %.0f events/s   ",
-                    (unsigned long long)at, (unsigned long long)total,
-                    secs > 0 ? (double)at / secs : 0.0);
-        }
-        if (r->n < REBUILD_BATCH || (stop_at && at >= stop_at))
-            return GUILD_OK;
+    rebuild_progress *p = ctx;
+    (void)batch, (void)events, (void)apply_seconds;
+    if (p->tty) {
+        double secs = (double)(guild_mono_ns() - p->started) / 1e9;
+        fprintf(stderr, "\rrebuilding: %llu of %llu events, %.0f events/s   ",
+                (unsigned long long)position, (unsigned long long)p->total,
+                secs > 0 ? (double)position / secs : 0.0);
     }
+    return 0;
 }
 
 static void hex(const uint8_t d[PRJ_DIGEST_LEN], char out[2 * PRJ_DIGEST_LEN + 1])
@@ -251,19 +221,12 @@ static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
         fprintf(stderr, "guild project rebuild: cannot open %s: %s\n", evdir, err.message);
         return 2;
     }
-    char path[1400];
-    snprintf(path, sizeof path, "%s/data.mdb", next);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", next);
-    unlink(path);
-    rebuild r = {.target = open_model(c, m, ".rebuild")};
-    if (!r.target) {
+    prj_store_remove(next); /* a rebuild left over from before starts again */
+    prj_store *target = open_model(c, m, ".rebuild");
+    if (!target) {
         es_store_close(log);
         return 2;
     }
-    r.ptrs = calloc(REBUILD_BATCH, sizeof *r.ptrs);
-    r.recs = calloc(REBUILD_BATCH, sizeof *r.recs);
-    r.raws = calloc(REBUILD_BATCH, sizeof *r.raws);
 
     /* The live model's position and digest of one moment, to compare with. */
     natsConnection *nc = connect_quietly(c);
@@ -275,16 +238,17 @@ static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
     es_log_head(log, &total, NULL);
     bool tty = isatty(2);
     uint64_t started = guild_mono_ns();
+    rebuild_progress prog = {tty, total, started};
     int rc = 0;
 
     guild_status s = GUILD_OK;
     if (ld && live_pos > 0)
-        s = replay(log, &r, live_pos, total, started, tty);
+        s = prj_store_replay(target, log, live_pos, REBUILD_BATCH, show_rebuild, &prog);
     if (s == GUILD_OK && ld && live_pos > 0) {
         uint8_t d[PRJ_DIGEST_LEN];
         char mine[2 * PRJ_DIGEST_LEN + 1];
         uint64_t at;
-        prj_store_snapshot(r.target, &at, d);
+        prj_store_snapshot(target, &at, d);
         hex(d, mine);
         bool same = at == live_pos && live_digest && strcmp(mine, live_digest) == 0;
         fprintf(stderr, "%s", tty ? "\n" : "");
@@ -295,9 +259,9 @@ static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
             rc = 1;
     }
     if (s == GUILD_OK)
-        s = replay(log, &r, 0, total, started, tty);
+        s = prj_store_replay(target, log, 0, REBUILD_BATCH, show_rebuild, &prog);
     double secs = (double)(guild_mono_ns() - started) / 1e9;
-    uint64_t at = prj_store_position(r.target);
+    uint64_t at = prj_store_position(target);
     if (tty)
         fprintf(stderr, "\n");
     if (s != GUILD_OK) {
@@ -307,11 +271,8 @@ static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
         printf("%s: rebuilt %llu events in %.2f s (%.0f events/s)\n", m->name,
                (unsigned long long)at, secs, secs > 0 ? (double)at / secs : 0.0);
     }
-    prj_store_close(r.target);
+    prj_store_close(target);
     es_store_close(log);
-    free(r.ptrs);
-    free(r.recs);
-    free(r.raws);
 
     if (rc == 0 && swap) {
         json_t *sw = ld ? control(nc, m->name, "swap", 30000) : NULL;
@@ -327,11 +288,7 @@ static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
             snprintf(old, sizeof old, "%s.old", dir);
             if (rename(dir, old) == 0 || access(dir, F_OK) != 0) {
                 rename(next, dir);
-                snprintf(path, sizeof path, "%s/data.mdb", old);
-                unlink(path);
-                snprintf(path, sizeof path, "%s/lock.mdb", old);
-                unlink(path);
-                rmdir(old);
+                prj_store_remove(old);
                 printf("%s: swapped in\n", m->name);
             }
         }

@@ -147,6 +147,21 @@ guild_status prj_store_query(prj_store *s, const char *query, const json_t *args
                              const dom_actor *actor, json_t **data, uint64_t *position,
                              guild_error *err);
 
+/* Called after each replayed batch: the position reached, the batch's
+ * stats, its size and how long its apply took. Non-zero stops the replay. */
+typedef int (*prj_replay_fn)(void *ctx, uint64_t position, const prj_batch_stats *batch,
+                             size_t events, double apply_seconds);
+
+/* Applies the domain's log to s from s's position + 1 up to `stop_at`
+ * (0 = the log's end), `per_batch` events to a transaction (0 = 16384):
+ * the loop of a rebuild. fn may be NULL. */
+guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, size_t per_batch,
+                              prj_replay_fn fn, void *ctx);
+
+/* Removes a read model's environment directory (data.mdb, lock.mdb, the
+ * directory); GUILD_OK also when it is not there. */
+guild_status prj_store_remove(const char *dir);
+
 /* Dead letters: each with its position, reason and the raw record. */
 typedef int (*prj_dead_fn)(void *ctx, uint64_t position, const char *reason, const es_record *rec);
 guild_status prj_store_dead_letters(prj_store *s, prj_dead_fn fn, void *ctx);

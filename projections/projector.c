@@ -435,17 +435,6 @@ static json_t *feed_status(feed *f)
                      (json_int_t)parked, "digest", hex);
 }
 
-/* Removes an LMDB environment directory (data.mdb, lock.mdb). */
-static void remove_env_dir(const char *dir)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    unlink(path);
-    rmdir(dir);
-}
-
 /* Swaps in a rebuilt environment: <dir>.rebuild becomes <dir>; queries
  * wait on store_lock for the moment it takes. */
 static guild_status swap_in(feed *f, guild_error *err)
@@ -463,7 +452,7 @@ static guild_status swap_in(feed *f, guild_error *err)
     }
     prj_store *was = f->store;
     guild_status s = GUILD_OK;
-    remove_env_dir(old);
+    prj_store_remove(old);
     if (rename(f->dir, old) != 0 || rename(next, f->dir) != 0)
         s = guild_error_set(err, GUILD_IO, errno, "cannot swap %s in", next);
     prj_store *now = NULL;
@@ -478,7 +467,7 @@ static guild_status swap_in(feed *f, guild_error *err)
     if (o != GUILD_OK)
         return o;
     if (s == GUILD_OK)
-        remove_env_dir(old);
+        prj_store_remove(old);
     return s;
 }
 

@@ -17,6 +17,8 @@
 #include "common/codec.h"
 #include "common/log.h"
 
+#include <errno.h>
+#include <unistd.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -785,4 +787,16 @@ guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left)
     pthread_mutex_unlock(&s->apply_lock);
     dead_free(d, n);
     return GUILD_OK;
+}
+
+guild_status prj_store_remove(const char *dir)
+{
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    char path[4096];
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return GUILD_IO;
+    }
+    return rmdir(dir) == 0 || errno == ENOENT ? GUILD_OK : GUILD_IO;
 }
