@@ -330,6 +330,77 @@ START_TEST(test_missing_stream_index_entry_is_reported)
 }
 END_TEST
 
+/* Rewrites the value of the streams index entry (stream, version). */
+static void put_stream_index_entry(const char *stream, uint64_t version, uint64_t position)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = copy_edit_begin(&env);
+    MDB_dbi dbi;
+    lmdb_ok(mdb_dbi_open(txn, "streams", 0, &dbi), "mdb_dbi_open streams");
+    uint8_t key[ES_STREAM_MAX + 9], value[8];
+    size_t n = strlen(stream);
+    memcpy(key, stream, n);
+    key[n] = 0;
+    u64_be(version, key + n + 1);
+    u64_be(position, value);
+    MDB_val k = {.mv_size = n + 9, .mv_data = key}, v = {.mv_size = sizeof value, .mv_data = value};
+    lmdb_ok(mdb_put(txn, dbi, &k, &v, 0), "mdb_put streams entry");
+    copy_edit_commit(env, txn);
+}
+
+START_TEST(test_redirected_stream_index_entry_is_reported_where_the_log_loses_it)
+{
+    build_store();
+    copy_store();
+    /* Streams take turns, position p in audit-<p % 3>: audit-1 holds 1, 4,
+     * 7, ... as versions 1, 2, 3. Version 2 now claims position 7. */
+    put_stream_index_entry("audit-1", 2, 7);
+    es_verify_report rep = verify_dir(g_copy);
+    ck_assert_msg(!rep.intact, "a redirected index entry verified intact");
+    ck_assert_uint_eq(rep.break_position, 4);
+    ck_assert_str_eq(rep.stream, "audit-1");
+    ck_assert_msg(strstr(rep.what, "version 2") != NULL, "what: %s", rep.what);
+}
+END_TEST
+
+START_TEST(test_index_entry_past_the_log_is_reported)
+{
+    build_store();
+    copy_store();
+    put_stream_index_entry("audit-1", 2, EVENTS + 5);
+    es_verify_report rep = verify_dir(g_copy);
+    ck_assert_msg(!rep.intact, "an index entry past the log verified intact");
+    ck_assert_uint_eq(rep.break_position, 4); /* where version 2 really is */
+}
+END_TEST
+
+START_TEST(test_stream_head_with_a_wrong_hash_is_reported_at_its_position)
+{
+    build_store();
+    copy_store();
+    MDB_env *env = NULL;
+    MDB_txn *txn = copy_edit_begin(&env);
+    MDB_dbi dbi;
+    lmdb_ok(mdb_dbi_open(txn, "heads", 0, &dbi), "mdb_dbi_open heads");
+    char head_key[] = "audit-0";
+    MDB_val k = {.mv_size = strlen(head_key), .mv_data = head_key}, v;
+    lmdb_ok(mdb_get(txn, dbi, &k, &v), "mdb_get head");
+    ck_assert_uint_eq(v.mv_size, 8 + ES_HASH_LEN);
+    uint8_t value[8 + ES_HASH_LEN];
+    memcpy(value, v.mv_data, sizeof value);
+    value[8 + 5] ^= 0x20; /* a byte of the hash, the version untouched */
+    MDB_val nv = {.mv_size = sizeof value, .mv_data = value};
+    lmdb_ok(mdb_put(txn, dbi, &k, &nv, 0), "mdb_put head");
+    copy_edit_commit(env, txn);
+
+    es_verify_report rep = verify_dir(g_copy);
+    ck_assert_msg(!rep.intact, "a head with a wrong hash verified intact");
+    /* audit-0 holds the multiples of 3; its last event is the last of them. */
+    ck_assert_uint_eq(rep.break_position, EVENTS - EVENTS % 3);
+    ck_assert_str_eq(rep.stream, "audit-0");
+}
+END_TEST
+
 static Suite *tamper_suite(void)
 {
     Suite *s = suite_create("eventstore/tamper");
@@ -351,6 +422,9 @@ static Suite *tamper_suite(void)
     tcase_add_test(tc, test_deleted_last_record_is_reported);
     tcase_add_test(tc, test_altered_stream_head_is_reported);
     tcase_add_test(tc, test_missing_stream_index_entry_is_reported);
+    tcase_add_test(tc, test_redirected_stream_index_entry_is_reported_where_the_log_loses_it);
+    tcase_add_test(tc, test_index_entry_past_the_log_is_reported);
+    tcase_add_test(tc, test_stream_head_with_a_wrong_hash_is_reported_at_its_position);
     suite_add_tcase(s, tc);
     return s;
 }
