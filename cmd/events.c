@@ -972,7 +972,7 @@ static guild_status model_rebuild(es_store *log, model_report *r, uint64_t stop_
     replay_progress_ctx rp = {p, stop_at};
     /* stop_at 0: an empty log or model, nothing to replay */
     guild_status s =
-        stop_at ? prj_store_replay(target, log, stop_at, PAGE, replay_progress, &rp) : GUILD_OK;
+        stop_at ? prj_store_replay(target, log, stop_at, 0, replay_progress, &rp) : GUILD_OK;
     prj_store_snapshot(target, &r->built_pos, r->built_digest);
     prj_store_close(target);
     return s;

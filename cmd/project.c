@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define REBUILD_BATCH 16384 /* events per transaction: fewer syncs */
+#define REBUILD_TXN 0 /* events per transaction: prj_store_replay's default */
 
 static int run(const cmd_common *c, int argc, char **argv)
 {
@@ -243,7 +243,7 @@ static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
 
     guild_status s = GUILD_OK;
     if (ld && live_pos > 0)
-        s = prj_store_replay(target, log, live_pos, REBUILD_BATCH, show_rebuild, &prog);
+        s = prj_store_replay(target, log, live_pos, REBUILD_TXN, show_rebuild, &prog);
     if (s == GUILD_OK && ld && live_pos > 0) {
         uint8_t d[PRJ_DIGEST_LEN];
         char mine[2 * PRJ_DIGEST_LEN + 1];
@@ -259,7 +259,7 @@ static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
             rc = 1;
     }
     if (s == GUILD_OK)
-        s = prj_store_replay(target, log, 0, REBUILD_BATCH, show_rebuild, &prog);
+        s = prj_store_replay(target, log, 0, REBUILD_TXN, show_rebuild, &prog);
     double secs = (double)(guild_mono_ns() - started) / 1e9;
     uint64_t at = prj_store_position(target);
     if (tty)

@@ -1,14 +1,17 @@
 /* replay.c — folding a domain's LMDB log into a read model: the loop behind
  * `guild project rebuild`, `guild events replay` and the rebuild bench. */
 #include "projections/prj.h"
+#include "projections/store_internal.h"
 
 #include "common/alloc.h"
 #include "common/clock.h"
 
+#include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_BATCH 16384
+#define PAGE 4096          /* records read from the log at a time */
+#define DEFAULT_TXN 262144 /* events to a transaction */
 
 typedef struct batch {
     const es_record **ptrs;
@@ -31,35 +34,103 @@ static int collect(void *ctx, const es_record *rec)
     return 0;
 }
 
-guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, size_t per_batch,
+/* Reads the next page of the log after `from` into b (its raws freed by
+ * batch_drop). */
+static guild_status batch_read(es_store *log, batch *b, uint64_t from, size_t page)
+{
+    b->n = 0;
+    uint64_t next = from;
+    return es_read_log(log, from, page, collect, b, &next);
+}
+
+static void batch_drop(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->raws[i]);
+    b->n = 0;
+}
+
+/* Applies [from, to] page by page with prj_store_apply, which parks the
+ * events that fail: the way through a stretch a session could not take. */
+static guild_status replay_carefully(prj_store *s, es_store *log, batch *b, uint64_t to)
+{
+    guild_status st = GUILD_OK;
+    uint64_t stop = b->stop_at;
+    b->stop_at = to;
+    while (st == GUILD_OK && prj_store_position(s) < to) {
+        st = batch_read(log, b, prj_store_position(s) + 1, PAGE);
+        if (st == GUILD_OK && b->n == 0)
+            break;
+        if (st == GUILD_OK)
+            st = prj_store_apply(s, b->ptrs, b->n, NULL);
+        batch_drop(b);
+    }
+    b->stop_at = stop;
+    return st;
+}
+
+guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, size_t per_txn,
                               prj_replay_fn fn, void *ctx)
 {
-    if (!per_batch)
-        per_batch = DEFAULT_BATCH;
-    batch b = {.ptrs = guild_xcalloc(per_batch, sizeof *b.ptrs),
-               .recs = guild_xcalloc(per_batch, sizeof *b.recs),
-               .raws = guild_xcalloc(per_batch, sizeof *b.raws),
+    if (!per_txn)
+        per_txn = DEFAULT_TXN;
+    batch b = {.ptrs = guild_xcalloc(PAGE, sizeof *b.ptrs),
+               .recs = guild_xcalloc(PAGE, sizeof *b.recs),
+               .raws = guild_xcalloc(PAGE, sizeof *b.raws),
                .stop_at = stop_at};
     guild_status st = GUILD_OK;
-    for (;;) {
-        uint64_t from = prj_store_position(s) + 1, next = from;
-        if (stop_at && from > stop_at)
+    bool done = false;
+    while (st == GUILD_OK && !done) {
+        if (stop_at && prj_store_position(s) >= stop_at)
             break;
-        b.n = 0;
-        st = es_read_log(log, from, per_batch, collect, &b, &next);
-        prj_batch_stats stats = {0};
+        prj_session *x;
+        int rc = prj__session_begin(s, &x);
+        if (rc) {
+            st = prj__lmdb_status(rc, "beginning a replay transaction");
+            break;
+        }
+        size_t in_txn = 0;
+        uint64_t read_to = prj__session_position(x);
+        while (rc == 0 && in_txn < per_txn && !done) {
+            st = batch_read(log, &b, prj__session_position(x) + 1, PAGE);
+            if (st != GUILD_OK || b.n == 0) {
+                done = true;
+                break;
+            }
+            prj_batch_stats stats = {0};
+            uint64_t t0 = guild_mono_ns();
+            rc = prj__session_apply(x, b.ptrs, b.n, &stats);
+            double secs = (double)(guild_mono_ns() - t0) / 1e9;
+            size_t got = b.n;
+            read_to = b.recs[b.n - 1].position;
+            batch_drop(&b);
+            if (rc)
+                break;
+            in_txn += got;
+            if (fn && fn(ctx, prj__session_position(x), &stats, got, secs))
+                done = true;
+            if (got < PAGE)
+                done = true; /* the end of the log (or of stop_at) */
+        }
+        bool commit = rc == 0 && st == GUILD_OK;
         uint64_t t0 = guild_mono_ns();
-        if (st == GUILD_OK && b.n)
-            st = prj_store_apply(s, b.ptrs, b.n, &stats);
-        double secs = (double)(guild_mono_ns() - t0) / 1e9;
-        for (size_t i = 0; i < b.n; i++)
-            free(b.raws[i]);
-        if (st != GUILD_OK || b.n == 0)
-            break;
-        if (fn && fn(ctx, prj_store_position(s), &stats, b.n, secs))
-            break;
-        if (b.n < per_batch)
-            break; /* the end of the log (or of stop_at) */
+        int end = prj__session_end(x, commit);
+        if (commit && end == 0 && fn && in_txn)
+            fn(ctx, prj_store_position(s), &(prj_batch_stats){0}, 0,
+               (double)(guild_mono_ns() - t0) / 1e9); /* the commit's time */
+        if (!commit && rc == -1) {
+            /* An event failed: that stretch again, parking what fails. */
+            st = replay_carefully(s, log, &b, read_to);
+            done = false;
+        } else if (rc == MDB_MAP_FULL || end == MDB_MAP_FULL) {
+            if ((rc = prj__grow(s)))
+                st = prj__lmdb_status(rc, "growing the read model");
+            done = false;
+        } else if (rc) {
+            st = prj__lmdb_status(rc, "replaying");
+        } else if (end) {
+            st = prj__lmdb_status(end, "committing a replay transaction");
+        }
     }
     free(b.ptrs);
     free(b.recs);

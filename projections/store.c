@@ -12,6 +12,8 @@
  * queries, dead letters.
  */
 #include "projections/prj.h"
+#include "projections/store_internal.h"
+#include "projections/wcache.h"
 
 #include "common/alloc.h"
 #include "common/codec.h"
@@ -31,6 +33,7 @@
 #define META "prj.meta"
 #define DEAD "prj.dead"
 #define DEFAULT_MAP ((size_t)256 << 20)
+#define WCACHE_MAX 262144 /* entries in a batch's write-back cache before it is written out */
 
 struct prj_store {
     const prj_model *m;
@@ -46,12 +49,14 @@ struct prj_store {
     uint64_t position;
     int64_t event_time;
     uint64_t lanes[4];
+    prj_wcache wc; /* the batch's, while apply_lock is held */
 };
 
 struct prj_txn {
     prj_store *s;
     MDB_txn *txn;
     uint64_t lanes[4];
+    prj_wcache *wc; /* NULL: reads and writes go straight to LMDB */
 };
 
 struct prj_read {
@@ -165,12 +170,11 @@ static guild_status unknown_db(const char *db)
     return GUILD_INTERNAL;
 }
 
-guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, const void *val,
-                     size_t vlen)
+/* Writes one entry to LMDB, keeping the digest. */
+static guild_status put_direct(prj_txn *t, int i, const void *key, size_t klen, const void *val,
+                               size_t vlen)
 {
-    int i = db_index(t->s, db);
-    if (i < 0)
-        return unknown_db(db);
+    const char *db = t->s->names[i];
     MDB_val k = {klen, (void *)key}, old;
     uint64_t h[4];
     if (mdb_get(t->txn, t->s->dbs[i], &k, &old) == 0) {
@@ -188,11 +192,9 @@ guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, c
     return GUILD_OK;
 }
 
-guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
+static guild_status del_direct(prj_txn *t, int i, const void *key, size_t klen)
 {
-    int i = db_index(t->s, db);
-    if (i < 0)
-        return unknown_db(db);
+    const char *db = t->s->names[i];
     MDB_val k = {klen, (void *)key}, old;
     if (mdb_get(t->txn, t->s->dbs[i], &k, &old) != 0)
         return GUILD_OK;
@@ -202,6 +204,179 @@ guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
     if (rc)
         return lmdb_status(NULL, rc, "deleting from the read model");
     lanes_add(t->lanes, h, true);
+    return GUILD_OK;
+}
+
+/* ---- the batch's write-back cache (wcache.h) ------------------------------- */
+
+/* Gives an entry whose value is JSON or an object its bytes. */
+static guild_status wc_encode(prj_wentry *e)
+{
+    if (e->val || !e->present)
+        return GUILD_OK;
+    if (e->obj) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        e->otype->encode(e->obj, &pk);
+        e->vlen = sb.size;
+        e->val = (uint8_t *)msgpack_sbuffer_release(&sb);
+        if (!e->val)
+            e->val = guild_xmalloc(1);
+        return GUILD_OK;
+    }
+    char *bytes = NULL;
+    size_t len = 0;
+    guild_status st = guild_codec_encode(e->json, GUILD_FMT_MSGPACK, &bytes, &len);
+    if (st == GUILD_OK) {
+        e->val = (uint8_t *)bytes;
+        e->vlen = len;
+    }
+    return st;
+}
+
+/* Writes the cache's changes to LMDB in key order, keeping the digest, and
+ * leaves every entry clean. GUILD_UNAVAILABLE when the map is full. */
+static guild_status wc_flush(prj_txn *t)
+{
+    prj_wcache *c = t->wc;
+    prj_wcache_sort_dirty(c);
+    guild_status st = GUILD_OK;
+    for (size_t i = 0; i < c->n_dirty && st == GUILD_OK; i++) {
+        prj_wentry *e = c->dirty[i];
+        if ((st = wc_encode(e)) != GUILD_OK)
+            break;
+        st = e->present ? put_direct(t, e->db, e->key, e->klen, e->val, e->vlen)
+                        : del_direct(t, e->db, e->key, e->klen);
+        e->dirty = false;
+    }
+    c->n_dirty = 0;
+    return st;
+}
+
+/* After an event: writes the cache out and empties it when it has grown
+ * past its budget. */
+static guild_status wc_trim(prj_txn *t)
+{
+    if (t->wc->count < WCACHE_MAX)
+        return GUILD_OK;
+    guild_status st = wc_flush(t);
+    prj_wcache_clear(t->wc);
+    return st;
+}
+
+/* The cache's entry for a key, loaded from LMDB when it has none. */
+static guild_status wc_load(prj_txn *t, int i, const void *key, size_t klen, prj_wentry **out)
+{
+    prj_wentry *e = prj_wcache_find(t->wc, i, key, klen, false);
+    if (!e) {
+        MDB_val k = {klen, (void *)key}, v;
+        int rc = mdb_get(t->txn, t->s->dbs[i], &k, &v);
+        if (rc && rc != MDB_NOTFOUND)
+            return lmdb_status(NULL, rc, "reading the read model");
+        e = prj_wcache_find(t->wc, i, key, klen, true);
+        if (rc == 0) {
+            e->val = guild_xmemdup(v.mv_data, v.mv_size ? v.mv_size : 1);
+            e->vlen = v.mv_size;
+            e->present = true;
+        }
+    }
+    *out = e;
+    return GUILD_OK;
+}
+
+guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, const void *val,
+                     size_t vlen)
+{
+    int i = db_index(t->s, db);
+    if (i < 0)
+        return unknown_db(db);
+    if (!t->wc)
+        return put_direct(t, i, key, klen, val, vlen);
+    prj_wcache_set_bytes(t->wc, prj_wcache_find(t->wc, i, key, klen, true), val, vlen);
+    return GUILD_OK;
+}
+
+guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
+{
+    int i = db_index(t->s, db);
+    if (i < 0)
+        return unknown_db(db);
+    if (!t->wc)
+        return del_direct(t, i, key, klen);
+    prj_wcache_set_absent(t->wc, prj_wcache_find(t->wc, i, key, klen, true));
+    return GUILD_OK;
+}
+
+static guild_status wc_get(prj_txn *t, int i, const void *key, size_t klen, const void **val,
+                           size_t *vlen)
+{
+    prj_wentry *e;
+    guild_status st = wc_load(t, i, key, klen, &e);
+    if (st != GUILD_OK)
+        return st;
+    if (!e->present)
+        return GUILD_NOT_FOUND;
+    if ((st = wc_encode(e)) != GUILD_OK)
+        return st;
+    *val = e->val;
+    *vlen = e->vlen;
+    return GUILD_OK;
+}
+
+static guild_status wc_get_json(prj_txn *t, int i, const void *key, size_t klen, json_t **out)
+{
+    prj_wentry *e;
+    guild_status st = wc_load(t, i, key, klen, &e);
+    if (st != GUILD_OK)
+        return st;
+    if (!e->present)
+        return GUILD_NOT_FOUND;
+    if (!e->json) {
+        if ((st = wc_encode(e)) != GUILD_OK)
+            return st;
+        if (guild_codec_decode(e->val, e->vlen, GUILD_FMT_MSGPACK, &e->json, NULL) != GUILD_OK)
+            return GUILD_CORRUPT;
+    }
+    *out = json_incref(e->json);
+    return GUILD_OK;
+}
+
+guild_status prj_get_obj(prj_txn *t, const char *db, const void *key, size_t klen,
+                         const prj_objtype *type, void **obj)
+{
+    int i = db_index(t->s, db);
+    if (i < 0)
+        return unknown_db(db);
+    prj_wentry *e;
+    guild_status st = wc_load(t, i, key, klen, &e);
+    if (st != GUILD_OK)
+        return st;
+    if (!e->present)
+        return GUILD_NOT_FOUND;
+    if (!e->obj || e->otype != type) {
+        if ((st = wc_encode(e)) != GUILD_OK)
+            return st;
+        void *o = type->decode(e->val, e->vlen);
+        if (!o)
+            return GUILD_CORRUPT;
+        prj_wcache_set_obj(t->wc, e, type, o, false);
+    }
+    prj_wcache_forget_bytes(e); /* the model may change the object */
+    *obj = e->obj;
+    return GUILD_OK;
+}
+
+guild_status prj_put_obj(prj_txn *t, const char *db, const void *key, size_t klen,
+                         const prj_objtype *type, void *obj)
+{
+    int i = db_index(t->s, db);
+    if (i < 0) {
+        type->free(obj);
+        return unknown_db(db);
+    }
+    prj_wcache_set_obj(t->wc, prj_wcache_find(t->wc, i, key, klen, true), type, obj, true);
     return GUILD_OK;
 }
 
@@ -265,12 +440,21 @@ static guild_status scan_in(prj_store *s, MDB_txn *txn, const char *db, const vo
 guild_status prj_get(prj_txn *t, const char *db, const void *key, size_t klen, const void **val,
                      size_t *vlen)
 {
+    int i = db_index(t->s, db);
+    if (t->wc && i >= 0)
+        return wc_get(t, i, key, klen, val, vlen);
     return get_in(t->s, t->txn, db, key, klen, val, vlen);
 }
 
 guild_status prj_put_json(prj_txn *t, const char *db, const void *key, size_t klen,
                           const json_t *val)
 {
+    int i = db_index(t->s, db);
+    if (t->wc && i >= 0) {
+        /* The model hands the row over: it does not change it afterwards. */
+        prj_wcache_set_json(t->wc, prj_wcache_find(t->wc, i, key, klen, true), (json_t *)val);
+        return GUILD_OK;
+    }
     char *bytes = NULL;
     size_t len = 0;
     guild_status s = guild_codec_encode(val, GUILD_FMT_MSGPACK, &bytes, &len);
@@ -282,12 +466,20 @@ guild_status prj_put_json(prj_txn *t, const char *db, const void *key, size_t kl
 
 guild_status prj_get_json(prj_txn *t, const char *db, const void *key, size_t klen, json_t **val)
 {
+    int i = db_index(t->s, db);
+    if (t->wc && i >= 0)
+        return wc_get_json(t, i, key, klen, val);
     return get_json_in(t->s, t->txn, db, key, klen, val);
 }
 
 guild_status prj_scan(prj_txn *t, const char *db, const void *prefix, size_t plen,
                       const void *start, size_t slen, prj_kv_fn fn, void *ctx)
 {
+    if (t->wc && t->wc->n_dirty) {
+        guild_status st = wc_flush(t); /* the scan reads LMDB */
+        if (st != GUILD_OK)
+            return st;
+    }
     return scan_in(t->s, t->txn, db, prefix, plen, start, slen, fn, ctx);
 }
 
@@ -346,6 +538,7 @@ guild_status prj_store_open(const char *dir, const prj_model *m, prj_store **out
         return GUILD_INTERNAL;
     prj_store *s = guild_xcalloc(1, sizeof *s);
     s->m = m;
+    prj_wcache_init(&s->wc);
     pthread_rwlock_init(&s->resize, NULL);
     pthread_mutex_init(&s->apply_lock, NULL);
     pthread_mutex_init(&s->lock, NULL);
@@ -395,6 +588,7 @@ void prj_store_close(prj_store *s)
         return;
     if (s->env)
         mdb_env_close(s->env);
+    prj_wcache_release(&s->wc);
     pthread_cond_destroy(&s->moved);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->apply_lock);
@@ -500,6 +694,13 @@ static int park(prj_store *s, MDB_txn *txn, const es_record *rec, const char *re
     return rc;
 }
 
+/* What writing the cache out means for the batch: MDB_MAP_FULL (grow and
+ * run again), or -1 (run again carefully, where the failure shows). */
+static int wc_status(guild_status st)
+{
+    return st == GUILD_OK ? 0 : st == GUILD_UNAVAILABLE ? MDB_MAP_FULL : -1;
+}
+
 /* Applies one record; `careful` runs it in a nested transaction so a
  * failure undoes its writes and parks it. Returns an LMDB code for the
  * batch (MDB_MAP_FULL, or -1: a failure seen while not careful). */
@@ -517,19 +718,29 @@ static int apply_one(prj_store *s, prj_txn *t, const es_record *rec, bool carefu
         return park(s, t->txn, rec, why);
     }
     MDB_txn *outer = t->txn, *child = NULL;
-    uint64_t saved[4];
-    memcpy(saved, t->lanes, sizeof saved);
     if (careful) {
-        int rc = mdb_txn_begin(s->env, outer, 0, &child);
+        /* What earlier events left in the cache goes to the outer
+         * transaction; this event's writes reach LMDB in its own. */
+        int rc = wc_status(wc_flush(t));
+        prj_wcache_clear(t->wc);
+        if (rc == 0)
+            rc = mdb_txn_begin(s->env, outer, 0, &child);
         if (rc) {
             json_decref(data);
             return rc;
         }
         t->txn = child;
     }
+    uint64_t saved[4];
+    memcpy(saved, t->lanes, sizeof saved);
     guild_error err = {0};
     guild_status st = s->m->apply(t, &ev, &err);
     json_decref(data);
+    if (careful) {
+        if (st == GUILD_OK)
+            st = wc_flush(t);
+        prj_wcache_clear(t->wc);
+    }
     t->txn = outer;
     if (st == GUILD_UNAVAILABLE) { /* map full */
         if (child)
@@ -551,47 +762,152 @@ static int apply_one(prj_store *s, prj_txn *t, const es_record *rec, bool carefu
     return child ? mdb_txn_commit(child) : 0;
 }
 
-static int apply_batch(prj_store *s, const es_record *const *recs, size_t n, bool careful,
-                       prj_batch_stats *stats)
-{
-    memset(stats, 0, sizeof *stats);
+/* A transaction of applied events (store_internal.h). */
+struct prj_session {
+    prj_store *s;
     MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    prj_txn t;
+    uint64_t position; /* last applied in this transaction */
+    int64_t time;
+    bool careful; /* each event in a nested transaction of its own */
+};
+
+static int session_begin(prj_store *s, bool careful, prj_session *x)
+{
+    memset(x, 0, sizeof *x);
+    x->s = s;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &x->txn);
     if (rc)
         return rc;
-    prj_txn t = {s, txn, {0}};
-    memcpy(t.lanes, s->lanes, sizeof t.lanes);
-    uint64_t position = s->position;
-    int64_t time = s->event_time;
+    x->t = (prj_txn){s, x->txn, {0}, &s->wc};
+    x->careful = careful;
+    memcpy(x->t.lanes, s->lanes, sizeof x->t.lanes);
+    x->position = s->position;
+    x->time = s->event_time;
+    return 0;
+}
+
+/* Applies records in log order, adding to stats. 0; -1 when an event
+ * failed while not careful; or an LMDB code (MDB_MAP_FULL: grow, redo). */
+static int session_apply(prj_session *x, const es_record *const *recs, size_t n,
+                         prj_batch_stats *stats)
+{
+    int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (recs[i]->position <= position) {
+        if (recs[i]->position <= x->position) {
             stats->skipped++;
             continue;
         }
         /* An undecodable message is parked under its stream sequence, which
          * the relay keeps equal to the log position, and counts as applied. */
         bool undecodable = !recs[i]->type.p;
-        rc = apply_one(s, &t, recs[i], careful || undecodable, stats);
-        position = recs[i]->position;
+        rc = apply_one(x->s, &x->t, recs[i], x->careful || undecodable, stats);
+        if (rc == 0)
+            rc = wc_status(wc_trim(&x->t));
+        x->position = recs[i]->position;
         if (!undecodable)
-            time = recs[i]->time;
+            x->time = recs[i]->time;
     }
+    return rc;
+}
+
+static void session_abort(prj_session *x)
+{
+    prj_wcache_clear(x->t.wc);
+    mdb_txn_abort(x->txn);
+}
+
+/* Writes the cache out, stores the checkpoint and digest, commits. */
+static int session_commit(prj_session *x)
+{
+    prj_store *s = x->s;
+    int rc = wc_status(wc_flush(&x->t));
     if (rc == 0)
-        rc = meta_store(s, txn, position, time, t.lanes);
+        rc = meta_store(s, x->txn, x->position, x->time, x->t.lanes);
     if (rc) {
-        mdb_txn_abort(txn);
+        session_abort(x);
         return rc;
     }
-    rc = mdb_txn_commit(txn);
+    prj_wcache_clear(x->t.wc);
+    rc = mdb_txn_commit(x->txn);
     if (rc == 0) {
         pthread_mutex_lock(&s->lock);
-        s->position = position;
-        s->event_time = time;
-        memcpy(s->lanes, t.lanes, sizeof t.lanes);
+        s->position = x->position;
+        s->event_time = x->time;
+        memcpy(s->lanes, x->t.lanes, sizeof x->t.lanes);
         pthread_cond_broadcast(&s->moved);
         pthread_mutex_unlock(&s->lock);
     }
     return rc;
+}
+
+static int apply_batch(prj_store *s, const es_record *const *recs, size_t n, bool careful,
+                       prj_batch_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    prj_session x;
+    int rc = session_begin(s, careful, &x);
+    if (rc)
+        return rc;
+    rc = session_apply(&x, recs, n, stats);
+    if (rc) {
+        session_abort(&x);
+        return rc;
+    }
+    return session_commit(&x);
+}
+
+/* ---- long transactions (store_internal.h) ------------------------------------ */
+
+int prj__session_begin(prj_store *s, prj_session **out)
+{
+    prj_session *x = guild_xmalloc(sizeof *x);
+    pthread_mutex_lock(&s->apply_lock);
+    pthread_rwlock_rdlock(&s->resize);
+    int rc = session_begin(s, false, x);
+    if (rc) {
+        pthread_rwlock_unlock(&s->resize);
+        pthread_mutex_unlock(&s->apply_lock);
+        free(x);
+        return rc;
+    }
+    *out = x;
+    return 0;
+}
+
+int prj__session_apply(prj_session *x, const es_record *const *recs, size_t n,
+                       prj_batch_stats *stats)
+{
+    return session_apply(x, recs, n, stats);
+}
+
+uint64_t prj__session_position(const prj_session *x)
+{
+    return x->position;
+}
+
+int prj__session_end(prj_session *x, bool commit)
+{
+    prj_store *s = x->s;
+    int rc = 0;
+    if (commit)
+        rc = session_commit(x);
+    else
+        session_abort(x);
+    pthread_rwlock_unlock(&s->resize);
+    pthread_mutex_unlock(&s->apply_lock);
+    free(x);
+    return rc;
+}
+
+int prj__grow(prj_store *s)
+{
+    return grow(s);
+}
+
+guild_status prj__lmdb_status(int rc, const char *what)
+{
+    return lmdb_status(NULL, rc, what);
 }
 
 guild_status prj_store_apply(prj_store *s, const es_record *const *recs, size_t n,
@@ -760,7 +1076,7 @@ guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left)
             (*left)++;
             continue;
         }
-        prj_txn t = {s, txn, {0}};
+        prj_txn t = {s, txn, {0}, &s->wc};
         memcpy(t.lanes, s->lanes, sizeof t.lanes);
         prj_batch_stats stats = {0};
         uint8_t key[8];

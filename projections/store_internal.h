@@ -1,0 +1,44 @@
+/*
+ * store_internal.h — long transactions of the projector store, for the
+ * replay loop (internal to projections/).
+ *
+ * prj_store_apply commits every batch it is given. A replay applies
+ * hundreds of thousands of events that no query waits for, so it keeps one
+ * transaction open across many pages of the log: fewer commits, and the
+ * write-back cache (wcache.h) writes each row once for all the events of
+ * the transaction that change it. Nothing is skipped or repeated: the
+ * checkpoint moves with the commit.
+ *
+ * A session holds the store's apply lock from begin to end. Events that
+ * fail are not parked here: prj__session_apply returns -1, the caller ends
+ * the session without committing and applies that stretch again with
+ * prj_store_apply, which parks them.
+ */
+#ifndef GUILD_PROJECTIONS_STORE_INTERNAL_H
+#define GUILD_PROJECTIONS_STORE_INTERNAL_H
+
+#include "projections/prj.h"
+
+typedef struct prj_session prj_session;
+
+/* Begins a write transaction at the store's checkpoint. An LMDB code. */
+int prj__session_begin(prj_store *s, prj_session **out);
+
+/* Applies records in log order (those at or below the position reached are
+ * skipped), adding to stats. 0; -1 when an event failed; or an LMDB code
+ * (MDB_MAP_FULL: end without committing, prj__grow, begin again). */
+int prj__session_apply(prj_session *x, const es_record *const *recs, size_t n,
+                       prj_batch_stats *stats);
+
+/* The last position applied in the session (not committed yet). */
+uint64_t prj__session_position(const prj_session *x);
+
+/* Commits (or drops) the session's work and frees it. An LMDB code. */
+int prj__session_end(prj_session *x, bool commit);
+
+/* Doubles the map. An LMDB code. */
+int prj__grow(prj_store *s);
+
+guild_status prj__lmdb_status(int rc, const char *what);
+
+#endif

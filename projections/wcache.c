@@ -1,0 +1,200 @@
+/*
+ * wcache.c — the write-back cache of a batch (see wcache.h).
+ */
+#include "projections/wcache.h"
+
+#include "common/alloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* FNV-1a over the database index and the key. */
+static uint64_t key_hash(int db, const void *key, size_t klen)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(unsigned)db;
+    const uint8_t *p = key;
+    for (size_t i = 0; i < klen; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+void prj_wcache_init(prj_wcache *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
+static void drop_obj(prj_wentry *e)
+{
+    if (e->obj)
+        e->otype->free(e->obj);
+    e->obj = NULL;
+    e->otype = NULL;
+}
+
+static void entry_free(prj_wentry *e)
+{
+    free(e->val);
+    json_decref(e->json);
+    drop_obj(e);
+    free(e);
+}
+
+void prj_wcache_forget_bytes(prj_wentry *e)
+{
+    free(e->val);
+    e->val = NULL;
+    e->vlen = 0;
+    json_decref(e->json);
+    e->json = NULL;
+}
+
+void prj_wcache_clear(prj_wcache *c)
+{
+    if (c->count)
+        for (size_t i = 0; i < c->cap; i++)
+            if (c->slots[i]) {
+                entry_free(c->slots[i]);
+                c->slots[i] = NULL;
+            }
+    c->count = 0;
+    c->n_dirty = 0;
+}
+
+void prj_wcache_release(prj_wcache *c)
+{
+    prj_wcache_clear(c);
+    free(c->slots);
+    free(c->dirty);
+    memset(c, 0, sizeof *c);
+}
+
+static void grow(prj_wcache *c)
+{
+    size_t cap = c->cap ? c->cap * 2 : 1024;
+    prj_wentry **slots = guild_xcalloc(cap, sizeof *slots);
+    for (size_t i = 0; i < c->cap; i++) {
+        prj_wentry *e = c->slots[i];
+        if (!e)
+            continue;
+        size_t j = e->hash & (cap - 1);
+        while (slots[j])
+            j = (j + 1) & (cap - 1);
+        slots[j] = e;
+    }
+    free(c->slots);
+    c->slots = slots;
+    c->cap = cap;
+}
+
+prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen, bool create)
+{
+    uint64_t h = key_hash(db, key, klen);
+    if (c->cap) {
+        for (size_t j = h & (c->cap - 1);; j = (j + 1) & (c->cap - 1)) {
+            prj_wentry *e = c->slots[j];
+            if (!e)
+                break;
+            if (e->hash == h && e->db == db && e->klen == klen && memcmp(e->key, key, klen) == 0)
+                return e;
+        }
+    }
+    if (!create)
+        return NULL;
+    if (2 * (c->count + 1) > c->cap)
+        grow(c);
+    prj_wentry *e = guild_xcalloc(1, sizeof *e + klen);
+    e->hash = h;
+    e->db = db;
+    e->klen = klen;
+    memcpy(e->key, key, klen);
+    size_t j = h & (c->cap - 1);
+    while (c->slots[j])
+        j = (j + 1) & (c->cap - 1);
+    c->slots[j] = e;
+    c->count++;
+    return e;
+}
+
+static void mark_dirty(prj_wcache *c, prj_wentry *e)
+{
+    if (e->dirty)
+        return;
+    if (c->n_dirty == c->dirty_cap) {
+        c->dirty_cap = c->dirty_cap ? c->dirty_cap * 2 : 1024;
+        c->dirty = guild_xrealloc(c->dirty, c->dirty_cap * sizeof *c->dirty);
+    }
+    c->dirty[c->n_dirty++] = e;
+    e->dirty = true;
+}
+
+void prj_wcache_set_bytes(prj_wcache *c, prj_wentry *e, const void *val, size_t vlen)
+{
+    json_decref(e->json);
+    e->json = NULL;
+    drop_obj(e);
+    if (!e->val || e->vlen != vlen) {
+        free(e->val);
+        e->val = guild_xmalloc(vlen ? vlen : 1);
+    }
+    memcpy(e->val, val, vlen);
+    e->vlen = vlen;
+    e->present = true;
+    mark_dirty(c, e);
+}
+
+void prj_wcache_set_json(prj_wcache *c, prj_wentry *e, json_t *json)
+{
+    json_incref(json);
+    json_decref(e->json);
+    e->json = json;
+    drop_obj(e);
+    free(e->val);
+    e->val = NULL;
+    e->vlen = 0;
+    e->present = true;
+    mark_dirty(c, e);
+}
+
+void prj_wcache_set_obj(prj_wcache *c, prj_wentry *e, const prj_objtype *type, void *obj,
+                        bool dirty)
+{
+    if (e->obj != obj)
+        drop_obj(e);
+    e->obj = obj;
+    e->otype = type;
+    prj_wcache_forget_bytes(e);
+    e->present = true;
+    if (dirty)
+        mark_dirty(c, e);
+}
+
+void prj_wcache_set_absent(prj_wcache *c, prj_wentry *e)
+{
+    json_decref(e->json);
+    e->json = NULL;
+    drop_obj(e);
+    free(e->val);
+    e->val = NULL;
+    e->vlen = 0;
+    e->present = false;
+    mark_dirty(c, e);
+}
+
+static int dirty_cmp(const void *a, const void *b)
+{
+    const prj_wentry *x = *(prj_wentry *const *)a, *y = *(prj_wentry *const *)b;
+    if (x->db != y->db)
+        return x->db < y->db ? -1 : 1;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(x->key, y->key, n);
+    if (c)
+        return c;
+    return (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+void prj_wcache_sort_dirty(prj_wcache *c)
+{
+    qsort(c->dirty, c->n_dirty, sizeof *c->dirty, dirty_cmp);
+}

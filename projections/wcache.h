@@ -1,0 +1,74 @@
+/*
+ * wcache.h — the write-back cache of a batch (internal to projections/).
+ *
+ * While a batch is applied, a model's reads and writes go to this table
+ * instead of LMDB: a key read twice is read once, a key written many times
+ * (a count, a row several events of the batch change) is written once, and
+ * the writes reach LMDB together, in key order, when the batch ends (or the
+ * table grows past its budget). The digest is kept at that moment from the
+ * value LMDB held and the one written, so it is the same as if every write
+ * had gone through.
+ *
+ * An entry holds the value as bytes, as JSON or as an object of the
+ * model's own type (prj_objtype), or says the key is absent. A JSON value or
+ * an object is encoded when it is written out or read as bytes; once one is
+ * handed to the model it is the value (the model may change it in place
+ * and put it back).
+ */
+#ifndef GUILD_PROJECTIONS_WCACHE_H
+#define GUILD_PROJECTIONS_WCACHE_H
+
+#include "projections/prj.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct prj_wentry {
+    uint64_t hash;
+    int db;            /* index of the model's database */
+    bool present;      /* false: the key is absent (deleted, or never there) */
+    bool dirty;        /* changed since LMDB was last written */
+    uint8_t *val;      /* the value's bytes (owned), or NULL while only json is */
+    size_t vlen;
+    json_t *json;      /* the value decoded (a reference held), or NULL */
+    void *obj;         /* the value as the model's own type, or NULL */
+    const prj_objtype *otype;
+    size_t klen;
+    uint8_t key[];
+} prj_wentry;
+
+typedef struct prj_wcache {
+    prj_wentry **slots; /* open addressing, power-of-two capacity */
+    size_t cap, count;
+    prj_wentry **dirty; /* in the order they became dirty */
+    size_t n_dirty, dirty_cap;
+} prj_wcache;
+
+void prj_wcache_init(prj_wcache *c);
+
+/* Drops every entry. */
+void prj_wcache_clear(prj_wcache *c);
+void prj_wcache_release(prj_wcache *c);
+
+/* The entry of (db, key), or NULL; with `create`, a new absent one. */
+prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen, bool create);
+
+/* Sets the entry's value (bytes copied, or a reference to json taken) and
+ * marks it dirty. */
+void prj_wcache_set_bytes(prj_wcache *c, prj_wentry *e, const void *val, size_t vlen);
+void prj_wcache_set_json(prj_wcache *c, prj_wentry *e, json_t *json);
+/* With !dirty the object is the value the entry already holds, in another
+ * form. */
+void prj_wcache_set_obj(prj_wcache *c, prj_wentry *e, const prj_objtype *type, void *obj,
+                        bool dirty);
+void prj_wcache_set_absent(prj_wcache *c, prj_wentry *e);
+
+/* Drops the entry's bytes and JSON (the object is the value now). */
+void prj_wcache_forget_bytes(prj_wentry *e);
+
+/* Sorts the dirty entries by (db, key), the order to write them in. */
+void prj_wcache_sort_dirty(prj_wcache *c);
+
+#endif
