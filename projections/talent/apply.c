@@ -20,6 +20,7 @@
  * profile_claimed (on talent-user-<user_id>) and unknown types are ignored.
  */
 #include "projections/talent/internal.h"
+#include "projections/talent/row.h"
 
 #include "common/alloc.h"
 #include "common/clock.h"
@@ -119,12 +120,6 @@ json_t *prj_talent__skill_find(const json_t *row, const char *name)
     return i < 0 ? NULL : json_array_get(skills, (size_t)i);
 }
 
-static json_t *event_time(const prj_event *ev)
-{
-    char buf[48];
-    return json_string(guild_time_format(ev->rec->time, buf, sizeof buf));
-}
-
 /* ---- event fields ----------------------------------------------------------
  * As the domain's evolve reads them: a null value counts as absent. Each
  * reader returns false, with err naming the field, when the event cannot be
@@ -177,21 +172,23 @@ static bool opt_int(const prj_event *ev, const char *key, int64_t dflt, int64_t 
 /* ---- one fold per event type ------------------------------------------------
  * Each reads every field before it changes the row. */
 
+typedef guild_status (*fold_fn)(tm_row *row, const prj_event *ev, guild_error *err);
+
 static const char *const text_names[] = {"headline", "bio", "location", "timezone", NULL};
 
-typedef guild_status (*fold_fn)(json_t *row, const prj_event *ev, guild_error *err);
-
-static json_t *row_new(const char *talent_id)
+static char **text_field(tm_row *row, int i)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:[], s:[], s:n, s:n, s:[], s:i, s:i, s:[], "
-                     "s:b, s:n}",
-                     "talent_id", talent_id, "user_id", "", "headline", "", "bio", "", "location",
-                     "", "timezone", "", "skills", "certifications", "currency", "hourly_rate",
-                     "pricing_history", "hours_per_week", 0, "reserved_hours", 0, "reservations",
-                     "archived", 0, "created");
+    char **slots[] = {&row->headline, &row->bio, &row->location, &row->timezone};
+    return slots[i];
 }
 
-static guild_status fold_created(json_t *row, const prj_event *ev, guild_error *err)
+static char *event_time_str(const prj_event *ev)
+{
+    char buf[48];
+    return guild_xstrdup(guild_time_format(ev->rec->time, buf, sizeof buf));
+}
+
+static guild_status fold_created(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *talent_id, *user_id, *text[4];
     if (!req_str(ev, "talent_id", &talent_id, err) || !req_str(ev, "user_id", &user_id, err))
@@ -203,14 +200,15 @@ static guild_status fold_created(json_t *row, const prj_event *ev, guild_error *
         return guild_error_field(err, GUILD_CORRUPT, "talent_id",
                                  "profile_created names %.64s on the stream of %.64s", talent_id,
                                  ev->aggregate_id);
-    json_object_set_new(row, "user_id", json_string(user_id));
+    tm_set_str(&row->user_id, user_id);
     for (int i = 0; text_names[i]; i++)
-        json_object_set_new(row, text_names[i], json_string(text[i]));
-    json_object_set_new(row, "created", event_time(ev));
+        tm_set_str(text_field(row, i), text[i]);
+    free(row->created);
+    row->created = event_time_str(ev);
     return GUILD_OK;
 }
 
-static guild_status fold_updated(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_updated(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *text[4];
     for (int i = 0; text_names[i]; i++)
@@ -218,13 +216,37 @@ static guild_status fold_updated(json_t *row, const prj_event *ev, guild_error *
             return GUILD_CORRUPT;
     for (int i = 0; text_names[i]; i++)
         if (text[i])
-            json_object_set_new(row, text_names[i], json_string(text[i]));
+            tm_set_str(text_field(row, i), text[i]);
     return GUILD_OK;
+}
+
+static long skill_index(const tm_row *row, const char *name)
+{
+    for (size_t i = 0; i < row->skills.n; i++)
+        if (prj_talent__name_cmp(TM_AT(row->skills, tm_skill, i)->skill, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static long cert_index(const tm_row *row, const char *name)
+{
+    for (size_t i = 0; i < row->certs.n; i++)
+        if (prj_talent__name_cmp(TM_AT(row->certs, tm_cert, i)->name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static long resv_index(const tm_row *row, const char *id)
+{
+    for (size_t i = 0; i < row->resv.n; i++)
+        if (strcmp(TM_AT(row->resv, tm_resv, i)->id, id) == 0)
+            return (long)i;
+    return -1;
 }
 
 /* skill_added and skill_updated: both leave the skill as the event says
  * (years left out clears them, as in the domain). */
-static guild_status fold_skill_set(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_skill_set(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *name;
     int64_t level, years;
@@ -237,67 +259,67 @@ static guild_status fold_skill_set(json_t *row, const prj_event *ev, guild_error
     if (strlen(name) > TM_SKILL_MAX)
         return guild_error_field(err, GUILD_CORRUPT, "skill", "%s: the skill name is too long",
                                  ev->type);
-    json_t *skill = prj_talent__skill_find(row, name);
+    long i = skill_index(row, name);
+    tm_skill *skill = i >= 0 ? TM_AT(row->skills, tm_skill, i) : NULL;
     if (!skill) {
-        skill = json_pack("{s:s}", "skill", name);
-        json_array_append_new(json_object_get(row, "skills"), skill);
+        skill = tm_list_push(&row->skills, sizeof *skill);
+        skill->skill = guild_xstrdup(name);
     }
-    json_object_set_new(skill, "level", json_integer(level));
-    if (years >= 0)
-        json_object_set_new(skill, "years", json_integer(years));
-    else
-        json_object_del(skill, "years");
+    skill->level = level;
+    skill->years = years >= 0 ? years : -1;
     return GUILD_OK;
 }
 
-static guild_status fold_skill_removed(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_skill_removed(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *name;
     if (!req_str(ev, "skill", &name, err))
         return GUILD_CORRUPT;
-    json_t *skills = json_object_get(row, "skills");
-    long i = entry_index(skills, "skill", name, true);
-    if (i >= 0)
-        json_array_remove(skills, (size_t)i);
+    long i = skill_index(row, name);
+    if (i >= 0) {
+        free(TM_AT(row->skills, tm_skill, i)->skill);
+        tm_list_remove(&row->skills, sizeof(tm_skill), (size_t)i);
+    }
     return GUILD_OK;
 }
 
-static guild_status fold_certification_added(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_certification_added(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *name, *issuer, *issued_on, *expires_on;
     if (!req_str(ev, "name", &name, err) || !req_str(ev, "issuer", &issuer, err) ||
         !req_str(ev, "issued_on", &issued_on, err) ||
         !opt_str(ev, "expires_on", NULL, &expires_on, err))
         return GUILD_CORRUPT;
-    json_t *certs = json_object_get(row, "certifications");
-    long i = entry_index(certs, "name", name, true);
-    json_t *cert = i >= 0 ? json_array_get(certs, (size_t)i) : NULL;
+    long i = cert_index(row, name);
+    tm_cert *cert = i >= 0 ? TM_AT(row->certs, tm_cert, i) : NULL;
     if (!cert) {
-        cert = json_pack("{s:s}", "name", name);
-        json_array_append_new(certs, cert);
+        cert = tm_list_push(&row->certs, sizeof *cert);
+        cert->name = guild_xstrdup(name);
     }
-    json_object_set_new(cert, "issuer", json_string(issuer));
-    json_object_set_new(cert, "issued_on", json_string(issued_on));
-    if (expires_on)
-        json_object_set_new(cert, "expires_on", json_string(expires_on));
-    else
-        json_object_del(cert, "expires_on");
+    tm_set_str(&cert->issuer, issuer);
+    tm_set_str(&cert->issued_on, issued_on);
+    tm_set_str(&cert->expires_on, expires_on);
     return GUILD_OK;
 }
 
-static guild_status fold_certification_removed(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_certification_removed(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *name;
     if (!req_str(ev, "name", &name, err))
         return GUILD_CORRUPT;
-    json_t *certs = json_object_get(row, "certifications");
-    long i = entry_index(certs, "name", name, true);
-    if (i >= 0)
-        json_array_remove(certs, (size_t)i);
+    long i = cert_index(row, name);
+    if (i >= 0) {
+        tm_cert *c = TM_AT(row->certs, tm_cert, i);
+        free(c->name);
+        free(c->issuer);
+        free(c->issued_on);
+        free(c->expires_on);
+        tm_list_remove(&row->certs, sizeof(tm_cert), (size_t)i);
+    }
     return GUILD_OK;
 }
 
-static guild_status fold_rate_set(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_rate_set(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *currency;
     int64_t rate;
@@ -307,67 +329,67 @@ static guild_status fold_rate_set(json_t *row, const prj_event *ev, guild_error 
         return guild_error_field(err, GUILD_CORRUPT, "currency", "rate_set: bad currency");
     if (rate < 0)
         return guild_error_field(err, GUILD_CORRUPT, "hourly_rate", "rate_set: negative rate");
-    json_object_set_new(row, "currency", json_string(currency));
-    json_object_set_new(row, "hourly_rate", json_integer(rate));
-    json_array_append_new(json_object_get(row, "pricing_history"),
-                          json_pack("{s:s, s:I, s:o}", "currency", currency, "hourly_rate",
-                                    (json_int_t)rate, "since", event_time(ev)));
+    tm_set_str(&row->currency, currency);
+    row->hourly_rate = rate;
+    tm_price *p = tm_list_push(&row->prices, sizeof *p);
+    p->currency = guild_xstrdup(currency);
+    p->hourly_rate = rate;
+    p->since = event_time_str(ev);
     return GUILD_OK;
 }
 
-static guild_status fold_availability_set(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_availability_set(tm_row *row, const prj_event *ev, guild_error *err)
 {
     int64_t hours;
     if (!req_int(ev, "hours_per_week", &hours, err))
         return GUILD_CORRUPT;
-    json_object_set_new(row, "hours_per_week", json_integer(hours));
+    row->hours_per_week = hours;
     return GUILD_OK;
 }
 
-static void recount_reserved(json_t *row)
+static void recount_reserved(tm_row *row)
 {
     int64_t sum = 0;
-    size_t i;
-    const json_t *r;
-    json_array_foreach(json_object_get(row, "reservations"), i, r) sum +=
-        prj_talent__int(r, "hours_per_week", 0);
-    json_object_set_new(row, "reserved_hours", json_integer(sum));
+    for (size_t i = 0; i < row->resv.n; i++)
+        sum += TM_AT(row->resv, tm_resv, i)->hours;
+    row->reserved_hours = sum;
 }
 
-static guild_status fold_capacity_reserved(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_capacity_reserved(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *id;
     int64_t hours;
     if (!req_str(ev, "reservation_id", &id, err) || !req_int(ev, "hours_per_week", &hours, err))
         return GUILD_CORRUPT;
-    json_t *list = json_object_get(row, "reservations");
-    long i = entry_index(list, "reservation_id", id, false);
-    if (i >= 0)
-        json_object_set_new(json_array_get(list, (size_t)i), "hours_per_week", json_integer(hours));
-    else
-        json_array_append_new(list, json_pack("{s:s, s:I}", "reservation_id", id, "hours_per_week",
-                                              (json_int_t)hours));
+    long i = resv_index(row, id);
+    tm_resv *v = i >= 0 ? TM_AT(row->resv, tm_resv, i) : NULL;
+    if (!v) {
+        v = tm_list_push(&row->resv, sizeof *v);
+        v->id = guild_xstrdup(id);
+    }
+    v->hours = hours;
     recount_reserved(row);
     return GUILD_OK;
 }
 
-static guild_status fold_capacity_released(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_capacity_released(tm_row *row, const prj_event *ev, guild_error *err)
 {
     const char *id;
     if (!req_str(ev, "reservation_id", &id, err))
         return GUILD_CORRUPT;
-    json_t *list = json_object_get(row, "reservations");
-    long i = entry_index(list, "reservation_id", id, false);
-    if (i >= 0)
-        json_array_remove(list, (size_t)i);
+    long i = resv_index(row, id);
+    if (i >= 0) {
+        free(TM_AT(row->resv, tm_resv, i)->id);
+        tm_list_remove(&row->resv, sizeof(tm_resv), (size_t)i);
+    }
     recount_reserved(row);
     return GUILD_OK;
 }
 
-static guild_status fold_archived(json_t *row, const prj_event *ev, guild_error *err)
+static guild_status fold_archived(tm_row *row, const prj_event *ev, guild_error *err)
 {
     (void)ev, (void)err;
-    json_object_set_new(row, "archived", json_true());
+    row->archived = true;
     return GUILD_OK;
 }
 
@@ -448,15 +470,13 @@ static int ix_cmp(const void *a, const void *b)
     return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
 }
 
-static void ix_skills(ix_set *s, const json_t *row, const char *tid)
+static void ix_skills(ix_set *s, const tm_row *row, const char *tid)
 {
-    size_t i;
-    const json_t *e;
-    json_array_foreach(json_object_get(row, "skills"), i, e)
-    {
+    for (size_t i = 0; i < row->skills.n; i++) {
+        const tm_skill *e = TM_AT(row->skills, tm_skill, i);
         uint8_t key[TM_SKILL_MAX + 3];
-        const char *name = json_string_value(json_object_get(e, "skill"));
-        int64_t level = prj_talent__int(e, "level", 0);
+        const char *name = e->skill;
+        int64_t level = e->level;
         size_t n = name ? prj_talent__skill_prefix(name, key) : 0;
         if (!n || level < 1 || level > TM_LEVEL_MAX)
             continue; /* the fold lets neither in */
@@ -468,19 +488,19 @@ static void ix_skills(ix_set *s, const json_t *row, const char *tid)
 
 /* The index entries of a row: none when there is no row or it is archived.
  * Sorted, without duplicates. */
-static void ix_collect(ix_set *s, const json_t *row, const char *tid)
+static void ix_collect(ix_set *s, const tm_row *row, const char *tid)
 {
-    if (!row || json_is_true(json_object_get(row, "archived")))
+    if (!row || row->archived)
         return;
     ix_skills(s, row, tid);
 
     uint8_t key[TM_LOCATION_KEY_MAX + 1];
-    const char *location = json_string_value(json_object_get(row, "location"));
+    const char *location = row->location;
     size_t n = prj_talent__location_prefix(location ? location : "", key);
     ix_add(s, TM_BY_LOCATION, key, n, tid, TM_COUNT_LOCATION, key, n - 1);
 
-    const char *currency = json_string_value(json_object_get(row, "currency"));
-    int64_t rate = prj_talent__int(row, "hourly_rate", -1);
+    const char *currency = row->currency;
+    int64_t rate = row->hourly_rate;
     if (currency && strlen(currency) == 3 && rate >= 0) {
         memcpy(key, currency, 3);
         key[3] = 0;
@@ -489,8 +509,7 @@ static void ix_collect(ix_set *s, const json_t *row, const char *tid)
         ix_add(s, TM_BY_RATE, key, 13, tid, TM_COUNT_CURRENCY, key, 3);
     }
 
-    key[0] = prj_talent__hours_byte(prj_talent__int(row, "hours_per_week", 0) -
-                                    prj_talent__int(row, "reserved_hours", 0));
+    key[0] = prj_talent__hours_byte(row->hours_per_week - row->reserved_hours);
     ix_add(s, TM_BY_HOURS, key, 1, tid, TM_COUNT_HOURS, key, 1);
 
     for (size_t i = 0; i < s->n; i++) {
@@ -556,14 +575,14 @@ static guild_status ix_write(prj_txn *t, const ix_set *old, const ix_set *now, g
     return s;
 }
 
-static guild_status reindex(prj_txn *t, const char *tid, const json_t *old, const json_t *now,
+/* The index entries of the row before the event (`old`, collected before
+ * the fold changed the row) against those of the row after it. */
+static guild_status reindex(prj_txn *t, const char *tid, ix_set *old, const tm_row *now,
                             guild_error *err)
 {
-    ix_set a = {0}, b = {0};
-    ix_collect(&a, old, tid);
+    ix_set b = {0};
     ix_collect(&b, now, tid);
-    guild_status s = ix_write(t, &a, &b, err);
-    ix_release(&a);
+    guild_status s = ix_write(t, old, &b, err);
     ix_release(&b);
     return s;
 }
@@ -586,29 +605,40 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     if (ev->data && !json_is_object(ev->data))
         return guild_error_set(err, GUILD_CORRUPT, 0, "%s: the data is not a map", ev->type);
 
-    json_t *old = NULL;
-    guild_status s = prj_get_json(t, TM_PROFILES, tid, tlen, &old);
+    /* The row is the batch's (prj_get_obj): the fold changes it in place. A
+     * failure leaves it half changed, which is harmless: a failed event
+     * makes the store drop everything the batch did and apply it again,
+     * event by event. */
+    void *obj = NULL;
+    guild_status s = prj_get_obj(t, TM_PROFILES, tid, tlen, &tm_row_type, &obj);
     if (s == GUILD_NOT_FOUND && fold != fold_created)
         return guild_error_set(err, GUILD_CORRUPT, 0,
                                "%s for talent profile %s, which does not exist", ev->type, tid);
     if (s != GUILD_OK && s != GUILD_NOT_FOUND)
         return guild_error_set(err, s, 0, "reading talent profile %s", tid);
+    tm_row *row = obj;
+    ix_set old = {0};
+    ix_collect(&old, row, tid);
+    bool fresh = !row;
+    if (fresh)
+        row = tm_row_new(tid);
 
     prj_event local = *ev;
     json_t *empty = json_object();
     if (!local.data)
         local.data = empty;
-    json_t *row = old ? json_deep_copy(old) : row_new(tid);
     s = fold(row, &local, err);
     if (s == GUILD_OK) {
-        json_object_set_new(row, "updated", event_time(ev));
-        json_object_set_new(row, "version", json_integer((json_int_t)ev->rec->version));
-        s = reindex(t, tid, old, row, err);
+        free(row->updated);
+        row->updated = event_time_str(ev);
+        row->version = (int64_t)ev->rec->version;
+        s = reindex(t, tid, &old, row, err);
     }
     if (s == GUILD_OK)
-        s = prj_put_json(t, TM_PROFILES, tid, tlen, row);
+        s = prj_put_obj(t, TM_PROFILES, tid, tlen, &tm_row_type, row);
+    else if (fresh)
+        tm_row_free(row);
+    ix_release(&old);
     json_decref(empty);
-    json_decref(row);
-    json_decref(old);
     return s;
 }

@@ -1,0 +1,82 @@
+/*
+ * row.h — the talent profile row as a C struct (internal to
+ * projections/talent/).
+ *
+ * apply.c folds events into this struct rather than into JSON: a replay
+ * folds millions of events, and the struct is decoded once and encoded once
+ * for all the events of a transaction that change it (prj_get_obj). The
+ * bytes are the msgpack map internal.h describes, key for key in the order
+ * the JSON form of the row has always had, so queries read it as JSON and
+ * a model built before the struct existed has the same digest.
+ */
+#ifndef GUILD_PROJECTIONS_TALENT_ROW_H
+#define GUILD_PROJECTIONS_TALENT_ROW_H
+
+#include "projections/prj.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tm_skill {
+    char *skill;
+    int64_t level;
+    int64_t years; /* -1: none */
+} tm_skill;
+
+typedef struct tm_cert {
+    char *name, *issuer, *issued_on;
+    char *expires_on; /* NULL: none */
+} tm_cert;
+
+typedef struct tm_price {
+    char *currency;
+    int64_t hourly_rate;
+    char *since;
+} tm_price;
+
+typedef struct tm_resv {
+    char *id;
+    int64_t hours;
+} tm_resv;
+
+/* A growable array of n items of `size` bytes. */
+typedef struct tm_list {
+    void *v;
+    size_t n, cap;
+} tm_list;
+
+typedef struct tm_row {
+    char *talent_id, *user_id, *headline, *bio, *location, *timezone;
+    tm_list skills;      /* tm_skill */
+    tm_list certs;       /* tm_cert */
+    char *currency;      /* NULL: null (no rate yet) */
+    int64_t hourly_rate; /* -1: null */
+    tm_list prices;      /* tm_price: pricing_history */
+    int64_t hours_per_week, reserved_hours;
+    tm_list resv; /* tm_resv */
+    bool archived;
+    char *created;   /* NULL: null */
+    char *updated;   /* NULL: absent (a row no event has stamped) */
+    int64_t version; /* -1: absent */
+} tm_row;
+
+extern const prj_objtype tm_row_type;
+
+/* A new row for a profile: empty texts and lists, no rate, nothing
+ * created yet. */
+tm_row *tm_row_new(const char *talent_id);
+void tm_row_free(tm_row *r);
+
+/* Replaces *slot with a copy of s (NULL for none). */
+void tm_set_str(char **slot, const char *s);
+
+/* Appends a zeroed item of `size` bytes to l and returns it. */
+void *tm_list_push(tm_list *l, size_t size);
+
+/* Removes item i of l (items of `size` bytes), keeping the order. */
+void tm_list_remove(tm_list *l, size_t size, size_t i);
+
+#define TM_AT(list, type, i) (&((type *)(list).v)[i])
+
+#endif
