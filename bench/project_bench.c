@@ -360,8 +360,9 @@ static void print_rebuild(const run *r)
 {
     const prjb_rebuild *rb = &r->rb;
     char a[32], b[32], c[32], d[32], e[32];
-    printf("\n  rebuild (es_read_log in batches of 4096, prj_store_apply, one commit a batch)\n");
-    printf("    %s events in %.2f s = %s events/s; %.0f%% of the time inside prj_store_apply, "
+    printf("\n  rebuild (prj_store_replay: the log read in pages of 4096, 262,144 events to a "
+           "transaction)\n");
+    printf("    %s events in %.2f s = %s events/s; %.0f%% of the time applying and committing, "
            "CPU %.2f s\n",
            bench_fmt_count((double)rb->events, a, sizeof a), rb->seconds,
            bench_fmt_count(rb->seconds > 0 ? (double)rb->events / rb->seconds : 0, b, sizeof b),

@@ -33,7 +33,7 @@
 #define META "prj.meta"
 #define DEAD "prj.dead"
 #define DEFAULT_MAP ((size_t)256 << 20)
-#define WCACHE_MAX 262144 /* entries in a batch's write-back cache before it is written out */
+#define WCACHE_MAX 1048576 /* entries in a batch's write-back cache before it is written out */
 
 struct prj_store {
     const prj_model *m;
@@ -91,6 +91,9 @@ static uint64_t u64_get(const uint8_t in[8])
 
 static int db_index(prj_store *s, const char *db)
 {
+    for (int i = 0; i < s->n_dbs; i++)
+        if (s->names[i] == db) /* the model passes its own names, mostly */
+            return i;
     for (int i = 0; i < s->n_dbs; i++)
         if (strcmp(s->names[i], db) == 0)
             return i;

@@ -450,8 +450,9 @@ static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, c
     ix_entry *e = &s->v[s->n++];
     e->db = db;
     e->key_at = arena_put(s, key, klen);
-    arena_put(s, tid, strlen(tid));
-    e->key_len = klen + strlen(tid);
+    size_t tlen = strlen(tid);
+    arena_put(s, tid, tlen);
+    e->key_len = klen + tlen;
     e->count_at = arena_put(s, &tag, 1);
     arena_put(s, count, clen);
     e->count_len = clen + 1;
