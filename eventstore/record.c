@@ -242,107 +242,106 @@ static bool mp_map_header(mp_reader *r, uint32_t *n)
     return true;
 }
 
-/* Skips one value of any type; depth-limited against hostile nesting. */
-static bool mp_skip(mp_reader *r, int depth)
+/* Bytes of payload after the type byte b whose length is fixed, or -1 when
+ * b's length is read from the bytes, or b opens a container. */
+static int fixed_payload(uint8_t b)
 {
-    if (depth > 64 || !mp_need(r, 1)) {
-        r->bad = true;
-        return false;
+    switch (b) {
+    case 0xcc:
+    case 0xd0:
+        return 1;
+    case 0xcd:
+    case 0xd1:
+    case 0xd4:
+        return 2;
+    case 0xd5:
+        return 3;
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+        return 4;
+    case 0xd6:
+        return 5;
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+        return 8;
+    case 0xd7:
+        return 9;
+    case 0xd8:
+        return 17;
+    default:
+        return -1;
     }
-    uint8_t b = *r->p;
-    uint64_t items = 0; /* nested values to skip after the header */
-    size_t payload = 0;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        r->p++;
-        return true;
-    }
-    if ((b & 0xe0) == 0xa0) {
-        r->p++;
-        payload = b & 0x1f;
-    } else if ((b & 0xf0) == 0x90) {
-        r->p++;
-        items = b & 0x0f;
-    } else if ((b & 0xf0) == 0x80) {
-        r->p++;
-        items = 2u * (b & 0x0f);
-    } else {
-        r->p++;
+}
+
+/* Skips one value of any type. Iterative, with a count of the values still
+ * to skip, so no nesting can exhaust the stack. */
+static bool mp_skip(mp_reader *r, int unused)
+{
+    (void)unused;
+    uint64_t left = 1;
+    while (left > 0) {
+        if (!mp_need(r, 1))
+            return false;
+        uint8_t b = *r->p++;
+        left--;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+            continue;
+        if ((b & 0xe0) == 0xa0) {
+            if (!mp_take(r, b & 0x1f))
+                return false;
+            continue;
+        }
+        if ((b & 0xf0) == 0x90) {
+            left += b & 0x0f;
+            continue;
+        }
+        if ((b & 0xf0) == 0x80) {
+            left += 2u * (b & 0x0f);
+            continue;
+        }
+        int fixed = fixed_payload(b);
+        if (fixed >= 0) {
+            if (!mp_take(r, (size_t)fixed))
+                return false;
+            continue;
+        }
+        int width; /* of the length or count that follows */
         switch (b) {
         case 0xc4:
+        case 0xc7:
         case 0xd9:
-            payload = mp_need(r, 1) ? be_read(mp_take(r, 1), 1) : 0;
+            width = 1;
             break;
         case 0xc5:
+        case 0xc8:
         case 0xda:
-            payload = mp_need(r, 2) ? be_read(mp_take(r, 2), 2) : 0;
+        case 0xdc:
+        case 0xde:
+            width = 2;
             break;
         case 0xc6:
-        case 0xdb:
-            payload = mp_need(r, 4) ? be_read(mp_take(r, 4), 4) : 0;
-            break;
-        case 0xcc:
-        case 0xd0:
-            payload = 1;
-            break;
-        case 0xcd:
-        case 0xd1:
-            payload = 2;
-            break;
-        case 0xca:
-        case 0xce:
-        case 0xd2:
-            payload = 4;
-            break;
-        case 0xcb:
-        case 0xcf:
-        case 0xd3:
-            payload = 8;
-            break;
-        case 0xd4:
-            payload = 2;
-            break;
-        case 0xd5:
-            payload = 3;
-            break;
-        case 0xd6:
-            payload = 5;
-            break;
-        case 0xd7:
-            payload = 9;
-            break;
-        case 0xd8:
-            payload = 17;
-            break;
-        case 0xc7:
-            payload = mp_need(r, 1) ? be_read(mp_take(r, 1), 1) + 1 : 0;
-            break;
-        case 0xc8:
-            payload = mp_need(r, 2) ? be_read(mp_take(r, 2), 2) + 1 : 0;
-            break;
         case 0xc9:
-            payload = mp_need(r, 4) ? be_read(mp_take(r, 4), 4) + 1 : 0;
-            break;
-        case 0xdc:
-            items = mp_need(r, 2) ? be_read(mp_take(r, 2), 2) : 0;
-            break;
+        case 0xdb:
         case 0xdd:
-            items = mp_need(r, 4) ? be_read(mp_take(r, 4), 4) : 0;
-            break;
-        case 0xde:
-            items = mp_need(r, 2) ? 2 * be_read(mp_take(r, 2), 2) : 0;
-            break;
         case 0xdf:
-            items = mp_need(r, 4) ? 2 * be_read(mp_take(r, 4), 4) : 0;
+            width = 4;
             break;
         default:
             r->bad = true;
             return false;
         }
+        if (!mp_need(r, (size_t)width))
+            return false;
+        uint64_t n = be_read(mp_take(r, (size_t)width), width);
+        if (b == 0xdc || b == 0xdd)
+            left += n;
+        else if (b == 0xde || b == 0xdf)
+            left += 2 * n;
+        else if (!mp_take(r, (size_t)n + (b >= 0xc7 && b <= 0xc9))) /* ext: its type byte */
+            return false;
     }
-    if (payload && !mp_take(r, payload))
-        return false;
-    for (uint64_t i = 0; i < items && !r->bad; i++)
-        mp_skip(r, depth + 1);
     return !r->bad;
 }
 
