@@ -84,7 +84,9 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
         if (stop_at && prj_store_position(s) >= stop_at)
             break;
         prj_session *x;
-        int rc = prj__session_begin(s, &x);
+        int rc = prj__reserve(s);
+        if (rc == 0)
+            rc = prj__session_begin(s, &x);
         if (rc) {
             st = prj__lmdb_status(rc, "beginning a replay transaction");
             break;

@@ -908,6 +908,25 @@ int prj__grow(prj_store *s)
     return grow(s);
 }
 
+int prj__reserve(prj_store *s)
+{
+    for (;;) {
+        MDB_envinfo info;
+        MDB_stat st;
+        int rc = mdb_env_info(s->env, &info);
+        if (rc == 0)
+            rc = mdb_env_stat(s->env, &st);
+        if (rc)
+            return rc;
+        /* A transaction that rewrites every page needs as many again. */
+        size_t used = (size_t)(info.me_last_pgno + 1) * st.ms_psize;
+        if (2 * used + DEFAULT_MAP <= info.me_mapsize)
+            return 0;
+        if ((rc = grow(s)))
+            return rc;
+    }
+}
+
 guild_status prj__lmdb_status(int rc, const char *what)
 {
     return lmdb_status(NULL, rc, what);
