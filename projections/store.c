@@ -658,8 +658,12 @@ static bool event_of(const prj_store *s, const es_record *rec, prj_event *ev, js
         *why = "the event's data does not decode";
         return false;
     }
-    snprintf(type, ES_TYPE_MAX + 1, "%.*s", (int)rec->type.n, rec->type.p);
-    snprintf(stream, ES_STREAM_MAX + 1, "%.*s", (int)rec->stream.n, rec->stream.p);
+    size_t tn = rec->type.n < ES_TYPE_MAX ? rec->type.n : ES_TYPE_MAX;
+    size_t sn = rec->stream.n < ES_STREAM_MAX ? rec->stream.n : ES_STREAM_MAX;
+    memcpy(type, rec->type.p, tn);
+    type[tn] = 0;
+    memcpy(stream, rec->stream.p, sn);
+    stream[sn] = 0;
     size_t dl = strlen(s->m->domain);
     ev->rec = rec;
     ev->type = type;

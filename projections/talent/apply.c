@@ -517,7 +517,14 @@ static void ix_collect(ix_set *s, const tm_row *row, const char *tid)
         s->v[i].key = s->arena + s->v[i].key_at;
         s->v[i].count = s->arena + s->v[i].count_at;
     }
-    qsort(s->v, s->n, sizeof *s->v, ix_cmp);
+    /* A row has a handful of entries: insertion sort, no allocation. */
+    for (size_t i = 1; i < s->n; i++) {
+        ix_entry e = s->v[i];
+        size_t j = i;
+        for (; j > 0 && ix_cmp(&s->v[j - 1], &e) > 0; j--)
+            s->v[j] = s->v[j - 1];
+        s->v[j] = e;
+    }
     size_t w = 0;
     for (size_t i = 0; i < s->n; i++)
         if (w == 0 || ix_cmp(&s->v[w - 1], &s->v[i]) != 0)
