@@ -127,6 +127,11 @@ typedef struct es_record {
 /* Decodes an encoded record; GUILD_CORRUPT if it is not one. */
 guild_status es_record_decode(const void *raw, size_t len, es_record *out);
 
+/* Points a decoded record at a copy of its bytes (new_raw holds the same
+ * raw_len bytes as rec->raw): a reader that keeps records past its callback
+ * copies the bytes and rebases instead of decoding again. */
+void es_record_rebase(es_record *rec, const void *new_raw);
+
 /* Recomputes the hash of an encoded record from its own bytes and `prev`
  * (the hash field is excluded, see record.h); true if it equals the stored
  * hash. */

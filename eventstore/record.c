@@ -466,6 +466,24 @@ guild_status es_record_decode(const void *raw, size_t len, es_record *out)
     return GUILD_OK;
 }
 
+static const void *moved(const void *p, const uint8_t *from, const uint8_t *to)
+{
+    return p ? to + ((const uint8_t *)p - from) : NULL;
+}
+
+void es_record_rebase(es_record *rec, const void *new_raw)
+{
+    const uint8_t *from = rec->raw, *to = new_raw;
+    es_str *strs[] = {&rec->id,         &rec->type,           &rec->domain,       &rec->stream,
+                      &rec->command_id, &rec->correlation_id, &rec->causation_id, &rec->actor};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        strs[i]->p = moved(strs[i]->p, from, to);
+    rec->data = moved(rec->data, from, to);
+    rec->prev = moved(rec->prev, from, to);
+    rec->hash = moved(rec->hash, from, to);
+    rec->raw = to;
+}
+
 bool es_record_hash_ok(const es_record *rec)
 {
     /* The hash entry is the fixed tail: fixstr "hash" (5) + bin8 header (2) + 32. */

@@ -28,7 +28,8 @@ static int collect(void *ctx, const es_record *rec)
     if (b->stop_at && rec->position > b->stop_at)
         return 1;
     b->raws[b->n] = guild_xmemdup(rec->raw, rec->raw_len);
-    es_record_decode(b->raws[b->n], rec->raw_len, &b->recs[b->n]);
+    b->recs[b->n] = *rec;
+    es_record_rebase(&b->recs[b->n], b->raws[b->n]);
     b->ptrs[b->n] = &b->recs[b->n];
     b->n++;
     return 0;

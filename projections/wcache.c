@@ -109,6 +109,8 @@ prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen,
     e->db = db;
     e->klen = klen;
     memcpy(e->key, key, klen);
+    for (size_t i = 0; i < 8; i++)
+        e->prefix = (e->prefix << 8) | (i < klen ? e->key[i] : 0);
     size_t j = h & (c->cap - 1);
     while (c->slots[j])
         j = (j + 1) & (c->cap - 1);
@@ -187,6 +189,8 @@ static int dirty_cmp(const void *a, const void *b)
     const prj_wentry *x = *(prj_wentry *const *)a, *y = *(prj_wentry *const *)b;
     if (x->db != y->db)
         return x->db < y->db ? -1 : 1;
+    if (x->prefix != y->prefix)
+        return x->prefix < y->prefix ? -1 : 1;
     size_t n = x->klen < y->klen ? x->klen : y->klen;
     int c = memcmp(x->key, y->key, n);
     if (c)

@@ -27,13 +27,14 @@
 
 typedef struct prj_wentry {
     uint64_t hash;
-    int db;            /* index of the model's database */
-    bool present;      /* false: the key is absent (deleted, or never there) */
-    bool dirty;        /* changed since LMDB was last written */
-    uint8_t *val;      /* the value's bytes (owned), or NULL while only json is */
+    uint64_t prefix; /* the key's first 8 bytes, big-endian, zero-padded: sorts fast */
+    int db;          /* index of the model's database */
+    bool present;    /* false: the key is absent (deleted, or never there) */
+    bool dirty;      /* changed since LMDB was last written */
+    uint8_t *val;    /* the value's bytes (owned), or NULL while only json is */
     size_t vlen;
-    json_t *json;      /* the value decoded (a reference held), or NULL */
-    void *obj;         /* the value as the model's own type, or NULL */
+    json_t *json; /* the value decoded (a reference held), or NULL */
+    void *obj;    /* the value as the model's own type, or NULL */
     const prj_objtype *otype;
     size_t klen;
     uint8_t key[];

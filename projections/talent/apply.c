@@ -421,18 +421,39 @@ typedef struct ix_entry {
     const uint8_t *key, *count;
 } ix_entry;
 
+/* Most rows fit the inline room; bigger ones move to the heap. */
+#define IX_INLINE_ENTRIES 16
+#define IX_INLINE_BYTES 2048
+
 typedef struct ix_set {
     ix_entry *v;
     size_t n, cap;
     uint8_t *arena;
     size_t used, size;
+    ix_entry inline_v[IX_INLINE_ENTRIES];
+    uint8_t inline_arena[IX_INLINE_BYTES];
 } ix_set;
+
+static void ix_init(ix_set *s)
+{
+    s->v = s->inline_v;
+    s->cap = IX_INLINE_ENTRIES;
+    s->n = 0;
+    s->arena = s->inline_arena;
+    s->size = IX_INLINE_BYTES;
+    s->used = 0;
+}
 
 static size_t arena_put(ix_set *s, const void *bytes, size_t n)
 {
     if (s->used + n > s->size) {
-        s->size = (s->used + n) * 2;
-        s->arena = guild_xrealloc(s->arena, s->size);
+        size_t size = (s->used + n) * 2;
+        uint8_t *a = guild_xmalloc(size);
+        memcpy(a, s->arena, s->used);
+        if (s->arena != s->inline_arena)
+            free(s->arena);
+        s->arena = a;
+        s->size = size;
     }
     memcpy(s->arena + s->used, bytes, n);
     s->used += n;
@@ -444,8 +465,12 @@ static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, c
                    char tag, const uint8_t *count, size_t clen)
 {
     if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 8;
-        s->v = guild_xrealloc(s->v, s->cap * sizeof *s->v);
+        ix_entry *v = guild_xmalloc(2 * s->cap * sizeof *v);
+        memcpy(v, s->v, s->n * sizeof *v);
+        if (s->v != s->inline_v)
+            free(s->v);
+        s->v = v;
+        s->cap *= 2;
     }
     ix_entry *e = &s->v[s->n++];
     e->db = db;
@@ -461,7 +486,7 @@ static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, c
 static int ix_cmp(const void *a, const void *b)
 {
     const ix_entry *x = a, *y = b;
-    int c = strcmp(x->db, y->db);
+    int c = x->db == y->db ? 0 : strcmp(x->db, y->db);
     if (c)
         return c;
     size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
@@ -534,8 +559,10 @@ static void ix_collect(ix_set *s, const tm_row *row, const char *tid)
 
 static void ix_release(ix_set *s)
 {
-    free(s->v);
-    free(s->arena);
+    if (s->v != s->inline_v)
+        free(s->v);
+    if (s->arena != s->inline_arena)
+        free(s->arena);
 }
 
 /* ---- writing the difference ------------------------------------------------- */
@@ -588,7 +615,8 @@ static guild_status ix_write(prj_txn *t, const ix_set *old, const ix_set *now, g
 static guild_status reindex(prj_txn *t, const char *tid, ix_set *old, const tm_row *now,
                             guild_error *err)
 {
-    ix_set b = {0};
+    ix_set b;
+    ix_init(&b);
     ix_collect(&b, now, tid);
     guild_status s = ix_write(t, old, &b, err);
     ix_release(&b);
@@ -625,7 +653,8 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     if (s != GUILD_OK && s != GUILD_NOT_FOUND)
         return guild_error_set(err, s, 0, "reading talent profile %s", tid);
     tm_row *row = obj;
-    ix_set old = {0};
+    ix_set old;
+    ix_init(&old);
     ix_collect(&old, row, tid);
     bool fresh = !row;
     if (fresh)
