@@ -17,16 +17,46 @@
 #include "eventstore/es.h"
 #include "projections/projector.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define REBUILD_TXN 0 /* events per transaction: prj_store_replay's default */
+
+/* One projector process per model and data directory: two would each
+ * trust their own idea of the checkpoint and apply events twice. flock on
+ * <data>/projections/<model>.lock (the kernel drops it when the process
+ * dies); false, with a message, when another process holds one. */
+static bool lock_models(const cmd_common *c, const char *const *names)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/projections", c->data);
+    mkdir(c->data, 0755);
+    mkdir(dir, 0755);
+    for (const prj_model *const *m = prj_models(); *m; m++) {
+        bool wanted = false; /* as the projector picks its models */
+        for (size_t i = 0; names[i] && !wanted; i++)
+            wanted = strcmp(names[i], (*m)->name) == 0 || strcmp(names[i], "all") == 0;
+        if (!wanted)
+            continue;
+        char path[1100];
+        snprintf(path, sizeof path, "%s/%s.lock", dir, (*m)->name);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            guild_error("another guild project process runs the %s model on %s (%s)", (*m)->name,
+                        c->data, path);
+            return false; /* the locks taken so far go with the process */
+        }
+    }
+    return true;
+}
 
 static int run(const cmd_common *c, int argc, char **argv)
 {
@@ -40,6 +70,10 @@ static int run(const cmd_common *c, int argc, char **argv)
     const char **names = calloc((size_t)argc, sizeof *names);
     for (int i = 1; i < argc; i++)
         names[i - 1] = argv[i];
+    if (!lock_models(c, names)) {
+        free(names);
+        return 1;
+    }
     prj_projector_options opt = {.data_dir = c->data, .nats_url = c->nats, .models = names};
     prj_projector *p = NULL;
     guild_error err = {0};

@@ -489,11 +489,31 @@ static json_t *skill_of(const json_t *row, const char *name)
 
 /* Runs `guild <args> --data <data> --nats <url>`; its stdout in *out
  * (malloc'd) and its exit status. */
+/* A whole file as a string (NULL if unreadable). */
+static char *file_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0, got;
+    char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
 static int run_guild(const platform *p, const char *args, char **out)
 {
     char cmd[2400];
-    snprintf(cmd, sizeof cmd, "'%s' %s --data '%s' --nats '%s' 2>>'%s/cli.log'", guild_bin(), args,
-             p->data, p->nats.url, p->dir);
+    /* Bounded, so a command that should have refused and runs on instead
+     * fails the test (exit 124) rather than hanging it. */
+    snprintf(cmd, sizeof cmd, "timeout 60 '%s' %s --data '%s' --nats '%s' 2>>'%s/cli.log'",
+             guild_bin(), args, p->data, p->nats.url, p->dir);
     FILE *f = popen(cmd, "r");
     ck_assert_msg(f != NULL, "popen %s", cmd);
     size_t cap = 4096, n = 0, got;
@@ -1189,6 +1209,19 @@ START_TEST(test_stats_and_status_show_each_model_position_and_lag)
     snprintf(want, sizeof want, " %lld ", (long long)position);
     ck_assert_msg(strstr(line, want) && !strstr(line, "not running"), "talent line: %s", line);
     free(out);
+
+    /* A second projector on the same data directory refuses to start: it
+     * would apply events the first one applies as well. */
+    rc = run_guild(&p, "project all", &out);
+    free(out);
+    char cli[600];
+    snprintf(cli, sizeof cli, "%s/cli.log", p.dir);
+    char *said = file_text(cli);
+    ck_assert_msg(rc == 1 && said && strstr(said, "another guild project process runs the"),
+                  "a second projector (exit %d) said: %s", rc, said ? said : "(nothing)");
+    free(said);
+    ck_assert_msg(p.projector.pid > 0 && waitpid(p.projector.pid, NULL, WNOHANG) == 0,
+                  "the first projector stopped");
 
     /* With the projector stopped, status says so. */
     ck_assert_int_eq(gproc_signal(&p.projector, SIGTERM), 0);
