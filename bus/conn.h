@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <nats/nats.h>
+#include <stdbool.h>
 
 #define BUS_MAX_BODY (1024 * 1024) /* requests over 1 MiB are refused */
 
@@ -33,6 +34,23 @@
 guild_status bus_connect(const char *url, const char *name, int wait_ms, natsConnection **out,
                          guild_error *err);
 
+/* The same with guild's own I/O thread behind the socket instead of
+ * cnats's reader: a thread may buffer many publishes (bus_hold) and write
+ * them with one send (bus_flush); publishes from other threads are written
+ * at once, as with bus_connect. Close it with bus_close. */
+guild_status bus_connect_batched(const char *url, const char *name, int wait_ms,
+                                 natsConnection **out, guild_error *err);
+
+/* For the calling thread: while on, what it publishes on a batched
+ * connection stays buffered until it calls bus_flush (or, at the latest,
+ * a few milliseconds later). Off by default; no effect on other
+ * connections. */
+void bus_hold(bool on);
+
+/* Writes what a batched connection has buffered, now, from the calling
+ * thread. No effect on other connections. */
+void bus_flush(natsConnection *nc);
+
 /* Drains nothing, closes and destroys. NULL allowed. */
 void bus_close(natsConnection *nc);
 
@@ -46,9 +64,14 @@ const char *bus_content_type(guild_format fmt);
 json_t *bus_error_body(guild_status s, const char *field, const char *message);
 
 /* Publishes `body` to `reply_subject` encoded as `fmt`, with Guild-Status
- * `http` and Content-Type. Borrowed arguments. */
+ * `http` and Content-Type, and writes it at once unless the calling thread
+ * holds (bus_hold). Borrowed arguments. */
 guild_status bus_reply(natsConnection *nc, const char *reply_subject, guild_format fmt,
                        const json_t *body, int http);
+
+/* The same with `body` already encoded as `fmt` (len bytes, borrowed). */
+guild_status bus_reply_bytes(natsConnection *nc, const char *reply_subject, guild_format fmt,
+                             const char *bytes, size_t len, int http);
 
 /* An error reply (see bus_error_body) with the status's HTTP code. */
 guild_status bus_reply_error(natsConnection *nc, const char *reply_subject, guild_format fmt,
