@@ -23,6 +23,7 @@
  */
 #include "bus/relay.h"
 
+#include "bus/conn.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -445,6 +446,7 @@ static void batch_publish(bus_relay *r, batch *b)
     jsPubOptions_Init(&po);
     po.MaxWait = r->opt.ack_wait_ms;
     size_t i = 0;
+    bus_hold(true); /* one write for the batch (on a batched connection) */
     for (; i < b->n; i++) {
         uint64_t pos = r->sent + 1;
         po.ExpectLastSeq = r->base_seq + (pos - 1 - r->base_pos);
@@ -460,6 +462,8 @@ static void batch_publish(bus_relay *r, batch *b)
         r->async_used = true;
         r->sent = pos;
     }
+    bus_hold(false);
+    bus_flush(r->nc);
     for (; i < b->n; i++)
         natsMsg_Destroy(b->msgs[i]);
 }

@@ -42,8 +42,12 @@ struct bus_runtime {
     bus_endpoint *ep_cmd, *ep_qry;
     bus_relay *relay;
     bus_auth *auth;
-    bus_signer *signer; /* signs the log head now and then (checkpoint.h) */
-    agg_cache *cache;   /* writer thread only */
+    bus_signer *signer;    /* signs the log head now and then (checkpoint.h) */
+    agg_cache *cache;      /* writer thread only */
+    cmd_req *last_decided; /* writer thread only: of the batch being run */
+    /* Completions run one at a time, in order (on the writer or the store's
+     * completer): events committed since the relay was last woken. */
+    bool relay_due;
 
     /* prepare pool */
     pthread_mutex_t q_lock;
@@ -81,6 +85,11 @@ struct cmd_req {
     json_t *reply_data;
     guild_status reply_status;
     guild_error reply_error;
+    /* Set on the writer thread, read on completion (after the store's
+     * hand-over): decide ran for it, and it was the last of its batch to
+     * be decided. The replies of a batch are written together after the
+     * last one; a reply not decided (a refusal before decide) goes at once. */
+    bool decided, last_of_batch;
 };
 
 static void flight_begin(bus_runtime *rt)
@@ -126,12 +135,109 @@ static void reply_error(cmd_req *r, guild_status s, const char *field, const cha
     bus_reply_error(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, s, field, message);
 }
 
-/* The success reply: {ok, id, stream, version, position, events, consistency, data}. */
-static json_t *success_body(bus_runtime *rt, const es_result *res, const char *id, json_t *data)
+/* ---- the success reply, encoded directly ------------------------------------
+ *
+ * Almost every reply is {ok, id, stream, version, position, events,
+ * consistency, data}: it is written straight into bytes, JSON as jansson
+ * would dump it (compact, keys in this order, the same escapes) or msgpack
+ * as guild_codec_pack would pack it, with no json_t in between. */
+
+typedef struct out_buf {
+    char *data;
+    size_t len, cap;
+} out_buf;
+
+static void out_put(out_buf *b, const char *p, size_t n)
 {
-    json_t *ids = json_array();
-    for (uint32_t i = 0; i < res->n_events; i++)
-        json_array_append_new(ids, json_string(res->event_ids[i]));
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap - b->len < n)
+            cap *= 2;
+        b->data = guild_xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void out_str(out_buf *b, const char *s)
+{
+    out_put(b, s, strlen(s));
+}
+
+static int out_dump(const char *p, size_t n, void *data)
+{
+    out_put(data, p, n);
+    return 0;
+}
+
+static int out_pack(void *data, const char *p, size_t n)
+{
+    out_put(data, p, n);
+    return 0;
+}
+
+/* A JSON string with jansson's escapes (input is valid UTF-8: it was decoded). */
+static void out_json_str(out_buf *b, const char *s)
+{
+    out_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        out_put(b, run, (size_t)(s - run));
+        char esc[8];
+        switch (c) {
+        case '"':
+            out_str(b, "\\\"");
+            break;
+        case '\\':
+            out_str(b, "\\\\");
+            break;
+        case '\b':
+            out_str(b, "\\b");
+            break;
+        case '\f':
+            out_str(b, "\\f");
+            break;
+        case '\n':
+            out_str(b, "\\n");
+            break;
+        case '\r':
+            out_str(b, "\\r");
+            break;
+        case '\t':
+            out_str(b, "\\t");
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04X", c);
+            out_str(b, esc);
+        }
+        run = s + 1;
+    }
+    out_put(b, run, (size_t)(s - run));
+    out_put(b, "\"", 1);
+}
+
+static void out_json_u64(out_buf *b, const char *key, uint64_t v)
+{
+    char num[48];
+    int n = snprintf(num, sizeof num, ",\"%s\":%llu", key, (unsigned long long)v);
+    out_put(b, num, (size_t)n);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+/* Returns false (b untouched beyond its buffer) if `data` cannot be encoded. */
+static bool success_bytes(bus_runtime *rt, const es_result *res, const char *id, const json_t *data,
+                          guild_format fmt, out_buf *b)
+{
     /* A command that changed nothing still hands out a usable token: the
      * log's head now, which a query can wait for. */
     uint64_t position = res->last_position;
@@ -139,20 +245,75 @@ static json_t *success_body(bus_runtime *rt, const es_result *res, const char *i
         es_log_head(rt->store, &position, NULL);
     char consistency[96];
     snprintf(consistency, sizeof consistency, "%s:%llu", rt->name, (unsigned long long)position);
-    return json_pack("{s:b, s:s, s:s, s:I, s:I, s:o, s:s, s:o}", "ok", 1, "id", id, "stream",
-                     res->stream, "version", (json_int_t)res->version, "position",
-                     (json_int_t)position, "events", ids, "consistency", consistency, "data",
-                     data ? json_incref(data) : json_object());
+    if (fmt == GUILD_FMT_MSGPACK) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, b, out_pack);
+        msgpack_pack_map(&pk, 8);
+        pack_cstr(&pk, "ok");
+        msgpack_pack_true(&pk);
+        pack_cstr(&pk, "id");
+        pack_cstr(&pk, id);
+        pack_cstr(&pk, "stream");
+        pack_cstr(&pk, res->stream);
+        pack_cstr(&pk, "version");
+        msgpack_pack_int64(&pk, (int64_t)res->version);
+        pack_cstr(&pk, "position");
+        msgpack_pack_int64(&pk, (int64_t)position);
+        pack_cstr(&pk, "events");
+        msgpack_pack_array(&pk, res->n_events);
+        for (uint32_t i = 0; i < res->n_events; i++)
+            pack_cstr(&pk, res->event_ids[i]);
+        pack_cstr(&pk, "consistency");
+        pack_cstr(&pk, consistency);
+        pack_cstr(&pk, "data");
+        if (data)
+            guild_codec_pack(&pk, data);
+        else
+            msgpack_pack_map(&pk, 0);
+        return true;
+    }
+    out_str(b, "{\"ok\":true,\"id\":");
+    out_json_str(b, id);
+    out_str(b, ",\"stream\":");
+    out_json_str(b, res->stream);
+    out_json_u64(b, "version", res->version);
+    out_json_u64(b, "position", position);
+    out_str(b, ",\"events\":[");
+    for (uint32_t i = 0; i < res->n_events; i++) {
+        if (i)
+            out_put(b, ",", 1);
+        out_json_str(b, res->event_ids[i]);
+    }
+    out_str(b, "],\"consistency\":");
+    out_json_str(b, consistency);
+    out_str(b, ",\"data\":");
+    if (!data)
+        out_str(b, "{}");
+    else if (json_dump_callback(data, out_dump, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        return false;
+    out_put(b, "}", 1);
+    return true;
 }
 
 static void reply_success(cmd_req *r, const es_result *res, const char *id, json_t *data)
 {
-    json_t *body = r->cmd->opaque_reply ? json_pack("{s:b, s:o}", "ok", 1, "data",
-                                                    data ? json_incref(data) : json_object())
-                                        : success_body(r->rt, res, id, data);
+    if (r->cmd->opaque_reply) {
+        json_t *body =
+            json_pack("{s:b, s:o}", "ok", 1, "data", data ? json_incref(data) : json_object());
+        bus_endpoint_record_status(r->rt->ep_cmd, r->started, GUILD_OK, NULL);
+        bus_reply(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, body, 200);
+        json_decref(body);
+        return;
+    }
+    out_buf b = {0};
+    if (!success_bytes(r->rt, res, id, data, r->fmt, &b)) {
+        free(b.data);
+        reply_error(r, GUILD_INTERNAL, NULL, "the reply does not encode");
+        return;
+    }
     bus_endpoint_record_status(r->rt->ep_cmd, r->started, GUILD_OK, NULL);
-    bus_reply(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, body, 200);
-    json_decref(body);
+    bus_reply_bytes(r->rt->nc, natsMsg_GetReply(r->msg), r->fmt, b.data, b.len, 200);
+    free(b.data);
 }
 
 /* Replies from a store result. The first answer uses what decide produced;
@@ -291,6 +452,8 @@ static guild_status run_decide(void *arg, es_wctx *w)
 {
     cmd_req *r = arg;
     bus_runtime *rt = r->rt;
+    r->decided = true;
+    rt->last_decided = r;
     agg_entry *e = NULL;
     guild_status s = agg_cache_at(rt->cache, w, r->stream, r->cmd->aggregate, &e);
     if (s != GUILD_OK)
@@ -326,6 +489,11 @@ static guild_status run_decide(void *arg, es_wctx *w)
 static void on_batch(void *arg, bool committed)
 {
     bus_runtime *rt = arg;
+    /* Also after a failed attempt: its replies must not wait for a mark
+     * that a rerun would put elsewhere (an extra mark only writes early). */
+    if (rt->last_decided)
+        rt->last_decided->last_of_batch = true;
+    rt->last_decided = NULL;
     if (!committed)
         agg_cache_clear(rt->cache);
 }
@@ -351,14 +519,25 @@ static void observe_identity(cmd_req *r)
 static void on_done(void *arg, es_result *res)
 {
     cmd_req *r = arg;
+    bus_runtime *rt = r->rt;
+    bool flush = !r->decided || r->last_of_batch;
+    bus_hold(true);
     if (res->status == GUILD_OK) {
-        if (!res->duplicate && strcmp(r->rt->name, "identity") == 0)
+        if (!res->duplicate && strcmp(rt->name, "identity") == 0)
             observe_identity(r);
         reply_result(r, res);
-        if (res->n_events && r->rt->relay)
-            bus_relay_notify(r->rt->relay);
+        if (res->n_events)
+            rt->relay_due = true;
     } else {
         reply_error(r, res->status, res->error.field, res->error.message);
+    }
+    bus_hold(false);
+    if (flush) {
+        bus_flush(rt->nc);
+        /* One wake-up of the relay per batch, after its replies are out. */
+        if (rt->relay_due && rt->relay)
+            bus_relay_notify(rt->relay);
+        rt->relay_due = false;
     }
     es_result_release(res);
     req_free(r);
@@ -707,8 +886,8 @@ guild_status bus_runtime_start(const bus_runtime_options *opt, bus_runtime **out
         s = bus_signer_start(&so, &rt->signer, err);
     }
     if (s == GUILD_OK)
-        s = bus_connect(opt->nats_url, rt->name,
-                        opt->connect_wait_ms ? opt->connect_wait_ms : 10000, &rt->nc, err);
+        s = bus_connect_batched(opt->nats_url, rt->name,
+                                opt->connect_wait_ms ? opt->connect_wait_ms : 10000, &rt->nc, err);
     if (s == GUILD_OK)
         s = bus_auth_create(rt->nc, &rt->auth);
     if (s == GUILD_OK && strcmp(rt->name, "identity") == 0) {
