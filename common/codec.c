@@ -538,20 +538,22 @@ void guild_codec_pack(msgpack_packer *pk, const json_t *v)
     }
 }
 
+static int codec_buf_dump(const char *p, size_t n, void *data)
+{
+    return codec_buf_write(data, p, n);
+}
+
+/* One pass into a growing buffer (json_dumpb would need two: one to size). */
 static guild_status encode_json(const json_t *v, char **out, size_t *len)
 {
-    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    size_t n = json_dumpb(v, NULL, 0, flags);
-    if (n == 0)
-        return GUILD_INTERNAL;
-    char *buf = guild_xmalloc(n + 1);
-    if (json_dumpb(v, buf, n, flags) != n) {
-        free(buf);
+    codec_buf b = {NULL, 0, 0};
+    if (json_dump_callback(v, codec_buf_dump, &b, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || !b.len) {
+        free(b.data);
         return GUILD_INTERNAL;
     }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
+    b.data[b.len] = '\0';
+    *out = b.data;
+    *len = b.len;
     return GUILD_OK;
 }
 
