@@ -17,6 +17,7 @@
 #include "common/alloc.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -358,6 +359,29 @@ guild_status guild_codec_from_msgpack_object(const msgpack_object *o, json_t **o
 
 /* ---- decoding ------------------------------------------------------------------ */
 
+static pthread_key_t zone_key;
+static pthread_once_t zone_once = PTHREAD_ONCE_INIT;
+
+static void zone_free(void *z)
+{
+    msgpack_zone_free(z);
+}
+
+static void zone_key_make(void)
+{
+    pthread_key_create(&zone_key, zone_free);
+}
+
+/* The calling thread's unpacking zone (freed when the thread ends). */
+static msgpack_zone *thread_zone(void)
+{
+    pthread_once(&zone_once, zone_key_make);
+    msgpack_zone *z = pthread_getspecific(zone_key);
+    if (!z && (z = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE)) != NULL)
+        pthread_setspecific(zone_key, z);
+    return z;
+}
+
 static guild_status decode_msgpack(const void *body, size_t len, json_t **out, guild_error *err)
 {
     static const char prefix[] = "body is not valid msgpack";
@@ -371,11 +395,15 @@ static guild_status decode_msgpack(const void *body, size_t len, json_t **out, g
         return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: trailing bytes after the value",
                                prefix);
 
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
+    /* The unpacked tree lives in a zone of this thread's, kept from call
+     * to call: a new zone each time is a malloc that, after the many small
+     * frees of building JSON, makes glibc consolidate its free lists. */
+    msgpack_zone *z = thread_zone();
+    msgpack_object obj;
     size_t off = 0;
     guild_status st;
-    msgpack_unpack_return r = msgpack_unpack_next(&u, body, len, &off);
+    msgpack_unpack_return r =
+        z ? msgpack_unpack(body, len, &off, z, &obj) : MSGPACK_UNPACK_NOMEM_ERROR;
     if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
         /* The scan accepted what the unpacker refuses: only when out of
          * memory, as far as msgpack-c's grammar goes. */
@@ -383,7 +411,7 @@ static guild_status decode_msgpack(const void *body, size_t len, json_t **out, g
         goto leave;
     }
     const char *why = NULL;
-    json_t *v = mp_to_json(&u.data, 0, &why);
+    json_t *v = mp_to_json(&obj, 0, &why);
     if (!v) {
         st = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, why);
         goto leave;
@@ -391,7 +419,8 @@ static guild_status decode_msgpack(const void *body, size_t len, json_t **out, g
     *out = v;
     st = GUILD_OK;
 leave:
-    msgpack_unpacked_destroy(&u);
+    if (z)
+        msgpack_zone_clear(z);
     return st;
 }
 
