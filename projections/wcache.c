@@ -200,5 +200,6 @@ static int dirty_cmp(const void *a, const void *b)
 
 void prj_wcache_sort_dirty(prj_wcache *c)
 {
-    qsort(c->dirty, c->n_dirty, sizeof *c->dirty, dirty_cmp);
+    if (c->n_dirty > 1)
+        qsort(c->dirty, c->n_dirty, sizeof *c->dirty, dirty_cmp);
 }
