@@ -34,6 +34,7 @@
 #define DEAD "prj.dead"
 #define DEFAULT_MAP ((size_t)256 << 20)
 #define WCACHE_MAX 1048576 /* entries in a batch's write-back cache before it is written out */
+#define WCACHE_KEEP 65536  /* entries kept from one batch to the next */
 
 struct prj_store {
     const prj_model *m;
@@ -173,44 +174,41 @@ static guild_status unknown_db(const char *db)
     return GUILD_INTERNAL;
 }
 
-/* Writes one entry to LMDB, keeping the digest. */
-static guild_status put_direct(prj_txn *t, int i, const void *key, size_t klen, const void *val,
-                               size_t vlen)
+/* ---- the batch's write-back cache (wcache.h) ------------------------------- */
+
+/* Writes an entry to LMDB, keeping the digest: out goes what LMDB held for
+ * the key (read first unless the entry knows it), in comes `h`, the new
+ * value's part (when the entry is present). */
+static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint64_t h[4])
 {
-    const char *db = t->s->names[i];
-    MDB_val k = {klen, (void *)key}, old;
-    uint64_t h[4];
-    if (mdb_get(t->txn, t->s->dbs[i], &k, &old) == 0) {
-        entry_hash(db, key, klen, old.mv_data, old.mv_size, h);
-        lanes_add(t->lanes, h, true);
+    MDB_val k = {e->klen, e->key}, old;
+    MDB_dbi dbi = t->s->dbs[e->db];
+    if (!e->stored_known) {
+        int rc = mdb_get(t->txn, dbi, &k, &old);
+        if (rc && rc != MDB_NOTFOUND)
+            return lmdb_status(NULL, rc, "reading the read model");
+        e->stored_present = rc == 0;
+        if (rc == 0)
+            entry_hash(t->s->names[e->db], e->key, e->klen, old.mv_data, old.mv_size,
+                       e->stored_hash);
     }
-    MDB_val v = {vlen, (void *)val};
-    int rc = mdb_put(t->txn, t->s->dbs[i], &k, &v, 0);
+    int rc = 0;
+    if (e->present) {
+        MDB_val v = {e->vlen, e->val};
+        rc = mdb_put(t->txn, dbi, &k, &v, 0);
+    } else if (e->stored_present) {
+        rc = mdb_del(t->txn, dbi, &k, NULL);
+    }
     if (rc == MDB_MAP_FULL)
         return GUILD_UNAVAILABLE; /* the batch grows the map and runs again */
     if (rc)
         return lmdb_status(NULL, rc, "writing the read model");
-    entry_hash(db, key, klen, val, vlen, h);
-    lanes_add(t->lanes, h, false);
+    if (e->stored_present)
+        lanes_add(t->lanes, e->stored_hash, true);
+    if (e->present)
+        lanes_add(t->lanes, h, false);
     return GUILD_OK;
 }
-
-static guild_status del_direct(prj_txn *t, int i, const void *key, size_t klen)
-{
-    const char *db = t->s->names[i];
-    MDB_val k = {klen, (void *)key}, old;
-    if (mdb_get(t->txn, t->s->dbs[i], &k, &old) != 0)
-        return GUILD_OK;
-    uint64_t h[4];
-    entry_hash(db, key, klen, old.mv_data, old.mv_size, h);
-    int rc = mdb_del(t->txn, t->s->dbs[i], &k, NULL);
-    if (rc)
-        return lmdb_status(NULL, rc, "deleting from the read model");
-    lanes_add(t->lanes, h, true);
-    return GUILD_OK;
-}
-
-/* ---- the batch's write-back cache (wcache.h) ------------------------------- */
 
 /* Gives an entry whose value is JSON or an object its bytes. */
 static guild_status wc_encode(prj_wentry *e)
@@ -250,8 +248,14 @@ static guild_status wc_flush(prj_txn *t)
         prj_wentry *e = c->dirty[i];
         if ((st = wc_encode(e)) != GUILD_OK)
             break;
-        st = e->present ? put_direct(t, e->db, e->key, e->klen, e->val, e->vlen)
-                        : del_direct(t, e->db, e->key, e->klen);
+        uint64_t h[4] = {0};
+        if (e->present)
+            entry_hash(t->s->names[e->db], e->key, e->klen, e->val, e->vlen, h);
+        if ((st = write_entry(t, e, h)) != GUILD_OK)
+            break;
+        e->stored_known = true;
+        e->stored_present = e->present;
+        memcpy(e->stored_hash, h, sizeof h);
         e->dirty = false;
     }
     c->n_dirty = 0;
@@ -295,8 +299,6 @@ guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, c
     int i = db_index(t->s, db);
     if (i < 0)
         return unknown_db(db);
-    if (!t->wc)
-        return put_direct(t, i, key, klen, val, vlen);
     prj_wcache_set_bytes(t->wc, prj_wcache_find(t->wc, i, key, klen, true), val, vlen);
     return GUILD_OK;
 }
@@ -306,8 +308,6 @@ guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
     int i = db_index(t->s, db);
     if (i < 0)
         return unknown_db(db);
-    if (!t->wc)
-        return del_direct(t, i, key, klen);
     prj_wcache_set_absent(t->wc, prj_wcache_find(t->wc, i, key, klen, true));
     return GUILD_OK;
 }
@@ -835,8 +835,12 @@ static int session_commit(prj_session *x)
         session_abort(x);
         return rc;
     }
-    prj_wcache_clear(x->t.wc);
     rc = mdb_txn_commit(x->txn);
+    /* What LMDB holds now is what the cache holds: keep it for the next
+     * batch (this process is the model's only writer), unless it grew
+     * large or the commit failed. */
+    if (rc || x->t.wc->count > WCACHE_KEEP)
+        prj_wcache_clear(x->t.wc);
     if (rc == 0) {
         pthread_mutex_lock(&s->lock);
         s->position = x->position;

@@ -34,7 +34,11 @@ typedef struct prj_wentry {
     uint8_t *val;    /* the value's bytes (owned), or NULL while only json is */
     size_t vlen;
     json_t *json; /* the value decoded (a reference held), or NULL */
-    void *obj;    /* the value as the model's own type, or NULL */
+    /* What LMDB holds for the key, when known (from the last write): its
+     * part of the digest, so writing the entry needs no read first. */
+    bool stored_known, stored_present;
+    uint64_t stored_hash[4];
+    void *obj; /* the value as the model's own type, or NULL */
     const prj_objtype *otype;
     size_t klen;
     uint8_t key[];
