@@ -198,8 +198,9 @@ static int retry(const cmd_common *c, const prj_model *m)
         bus_close(nc);
         return 2;
     } else {
-        /* No projector running: retry in place. */
-        prj_store *s = open_model(c, m, "");
+        /* No projector answered: retry in place, if none runs. */
+        const char *only[] = {m->name, NULL};
+        prj_store *s = lock_models(c, only) ? open_model(c, m, "") : NULL;
         if (!s || prj_store_retry(s, &retried, &left) != GUILD_OK) {
             prj_store_close(s);
             json_decref(r);
