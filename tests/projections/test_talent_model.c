@@ -1083,6 +1083,59 @@ START_TEST(claims_and_unknown_events_are_ignored_and_impossible_ones_parked)
 }
 END_TEST
 
+/* The store keeps a batch's rows for the next one, and the fold changes
+ * them in place: a batch that fails half-way must leave no trace of its
+ * first half, and its careful rerun must apply each event once. */
+START_TEST(a_failed_batch_leaves_no_half_folded_row_behind)
+{
+    world w;
+    world_open(&w);
+    batch b = {0};
+    m_prof a;
+    op_create(&b, &a, ID_A, "Paris");
+    op_rate(&b, &a, "EUR", 100);
+    batch_submit(&w, &b);
+    prj_batch_stats st = world_sync(&w);
+    ck_assert_uint_eq(st.parked, 0);
+
+    op_rate(&b, &a, "EUR", 200);
+    op_skill(&b, &a, TALENT_EV_SKILL_ADDED, "Go", 3, -1);
+    emit(&b, &a, TALENT_EV_SKILL_ADDED, json_pack("{s:s, s:i}", "skill", "Zig", "level", 9));
+    op_rate(&b, &a, "EUR", 300);
+    batch_submit(&w, &b);
+    st = world_sync(&w);
+    ck_assert_uint_eq(st.applied, 3);
+    ck_assert_uint_eq(st.parked, 1);
+
+    json_t *row = query_ok(&w, "get_profile", json_pack("{s:s}", "talent_id", ID_A));
+    json_t *history = json_object_get(row, "pricing_history");
+    ck_assert_msg(json_array_size(history) == 3, "pricing history: %s",
+                  json_dumps(history, JSON_COMPACT));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(history, 1), "hourly_rate")),
+                     200);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "hourly_rate")), 300);
+    ck_assert_uint_eq(json_array_size(json_object_get(row, "skills")), 1);
+    json_decref(row);
+    check_indexes(&w, &a, 1);
+
+    /* The same state as a model that never kept anything: one event a batch. */
+    uint8_t digest[PRJ_DIGEST_LEN], again[PRJ_DIGEST_LEN];
+    prj_store_digest(w.prj, digest);
+    char *dir = tst_dir_new("one-by-one");
+    prj_store *fresh = NULL;
+    guild_error err;
+    ck_assert_status(prj_store_open(dir, &prj_talent_model, &fresh, &err), GUILD_OK);
+    apply_log(&w, fresh, 1, 1);
+    prj_store_digest(fresh, again);
+    ck_assert_mem_eq(digest, again, PRJ_DIGEST_LEN);
+    prj_store_close(fresh);
+    tst_dir_remove(dir);
+    free(dir);
+    batch_release(&b);
+    world_close(&w);
+}
+END_TEST
+
 START_TEST(queries_refuse_what_they_cannot_answer)
 {
     world w;
@@ -1516,6 +1569,7 @@ static Suite *talent_model_suite(void)
     tcase_add_test(tc, a_profile_row_holds_what_its_events_say);
     tcase_add_test(tc, indexes_follow_every_change_exactly);
     tcase_add_test(tc, claims_and_unknown_events_are_ignored_and_impossible_ones_parked);
+    tcase_add_test(tc, a_failed_batch_leaves_no_half_folded_row_behind);
     tcase_add_test(tc, queries_refuse_what_they_cannot_answer);
     tcase_add_test(tc, search_filters_by_skills_location_rate_and_hours);
     tcase_add_test(tc, search_pages_with_the_last_id_as_cursor);
