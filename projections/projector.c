@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #define FETCH_BATCH 1024
+#define FETCH_AHEAD 2    /* fetched batches waiting for the apply thread */
 #define FETCH_WAIT_MS 50 /* also how often parked queries are looked at when idle */
 #define DEFAULT_QUERY_WAIT_MS 2000
 #define MAX_MODELS 8
@@ -37,8 +38,18 @@ typedef struct feed {
     pthread_rwlock_t store_lock; /* shared by apply and queries; exclusive for a swap */
     char dir[1024];
     char stream[64];
-    pthread_t thread;
-    bool started;
+    pthread_t thread;  /* applies */
+    pthread_t fetcher; /* fetches the next batch meanwhile */
+    bool started, fetcher_started;
+    /* Fetched batches on their way to the apply thread. */
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_put, q_take;
+    struct fetched {
+        natsMsgList list;
+        unsigned generation; /* f->generation when it was fetched */
+    } q[FETCH_AHEAD];
+    int q_head, q_n;
+    int outstanding; /* fetched batches not yet applied and destroyed */
     bus_endpoint *ep;
     prj_store *retired[8]; /* replaced by swaps; closed at stop, as a query may still wait */
     int n_retired;
@@ -197,7 +208,80 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
 
 static void serve_waiting(feed *f, bool all_unavailable);
 
-static void *feed_main(void *arg)
+/* Hands a fetched batch to the apply thread, waiting while FETCH_AHEAD
+ * are queued; false (the batch destroyed) when the projector stops. */
+static bool enqueue(feed *f, natsMsgList *list, unsigned generation)
+{
+    pthread_mutex_lock(&f->q_lock);
+    while (f->q_n == FETCH_AHEAD && !f->p->stopping)
+        pthread_cond_wait(&f->q_take, &f->q_lock);
+    bool ok = !f->p->stopping;
+    if (ok) {
+        struct fetched *slot = &f->q[(f->q_head + f->q_n) % FETCH_AHEAD];
+        slot->list = *list;
+        slot->generation = generation;
+        f->q_n++;
+        f->outstanding++;
+        pthread_cond_signal(&f->q_put);
+    }
+    pthread_mutex_unlock(&f->q_lock);
+    if (!ok)
+        natsMsgList_Destroy(list);
+    return ok;
+}
+
+/* The next fetched batch, waiting up to FETCH_WAIT_MS; false when none. */
+static bool dequeue(feed *f, struct fetched *out)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)FETCH_WAIT_MS * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&f->q_lock);
+    while (f->q_n == 0 && !f->p->stopping)
+        if (pthread_cond_timedwait(&f->q_put, &f->q_lock, &until) != 0)
+            break;
+    bool got = f->q_n > 0;
+    if (got) {
+        *out = f->q[f->q_head];
+        f->q_head = (f->q_head + 1) % FETCH_AHEAD;
+        f->q_n--;
+        pthread_cond_signal(&f->q_take);
+    }
+    pthread_mutex_unlock(&f->q_lock);
+    return got;
+}
+
+/* Lets go of the subscription once no batch fetched from it is left: a
+ * message is acknowledged through its subscription, so that must outlive
+ * it. When the projector stops, the batches still queued are dropped
+ * unapplied (the next start fetches them again from the checkpoint). */
+static void release_sub(feed *f, natsSubscription **sub, bool unsubscribe)
+{
+    pthread_mutex_lock(&f->q_lock);
+    if (f->p->stopping) {
+        for (; f->q_n > 0; f->q_n--, f->q_head = (f->q_head + 1) % FETCH_AHEAD) {
+            natsMsgList_Destroy(&f->q[f->q_head].list);
+            f->outstanding--;
+        }
+    }
+    while (f->outstanding > 0)
+        pthread_cond_wait(&f->q_take, &f->q_lock);
+    pthread_mutex_unlock(&f->q_lock);
+    if (unsubscribe)
+        natsSubscription_Unsubscribe(*sub); /* deletes the consumer */
+    natsSubscription_Destroy(*sub);
+    *sub = NULL;
+}
+
+/* The fetch thread: keeps up to FETCH_AHEAD batches ready, so the apply
+ * thread never waits for the server while events are there. Batches it
+ * fetched before a restart of the consumer are harmless: apply_list takes
+ * only what follows the checkpoint without a gap. */
+static void *fetch_main(void *arg)
 {
     feed *f = arg;
     natsSubscription *sub = NULL;
@@ -212,23 +296,20 @@ static void *feed_main(void *arg)
         bool again = atomic_load(&f->resubscribe);
         pthread_rwlock_unlock(&f->store_lock);
         if (again) {
-            natsSubscription_Destroy(sub);
-            sub = NULL;
+            release_sub(f, &sub, false);
             continue;
         }
         natsMsgList list = {0};
         jsErrCode jerr = 0;
         natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
         if (s == NATS_OK && list.Count > 0)
-            apply_list(f, &list, generation);
-        natsMsgList_Destroy(&list);
-        serve_waiting(f, false);
+            enqueue(f, &list, generation);
+        else
+            natsMsgList_Destroy(&list);
         if (s != NATS_OK && s != NATS_TIMEOUT) {
             if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
-                jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
-                natsSubscription_Destroy(sub);
-                sub = NULL;
-            }
+                jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr)
+                release_sub(f, &sub, false);
             usleep(100 * 1000);
         }
         uint64_t now = guild_mono_ns();
@@ -237,9 +318,28 @@ static void *feed_main(void *arg)
             last_info = now;
         }
     }
-    if (sub) {
-        natsSubscription_Unsubscribe(sub); /* deletes the consumer */
-        natsSubscription_Destroy(sub);
+    if (sub)
+        release_sub(f, &sub, true);
+    return NULL;
+}
+
+/* The apply thread: applies what the fetch thread hands over, and answers
+ * the queries waiting for a position after each batch (or every
+ * FETCH_WAIT_MS when idle). */
+static void *feed_main(void *arg)
+{
+    feed *f = arg;
+    while (!f->p->stopping) {
+        struct fetched b;
+        if (dequeue(f, &b)) {
+            apply_list(f, &b.list, b.generation);
+            natsMsgList_Destroy(&b.list);
+            pthread_mutex_lock(&f->q_lock);
+            f->outstanding--;
+            pthread_cond_broadcast(&f->q_take);
+            pthread_mutex_unlock(&f->q_lock);
+        }
+        serve_waiting(f, false);
     }
     return NULL;
 }
@@ -566,6 +666,13 @@ static guild_status start_feed(prj_projector *p, const prj_model *m, guild_error
         s = bus_service_add_endpoint(p->svc, ep_name, subject, NULL, on_control, f, &control_ep);
     if (s != GUILD_OK)
         return guild_error_set(err, s, 0, "cannot subscribe the %s queries", m->name);
+    pthread_mutex_init(&f->q_lock, NULL);
+    pthread_cond_init(&f->q_put, NULL);
+    pthread_cond_init(&f->q_take, NULL);
+    if (pthread_create(&f->fetcher, NULL, fetch_main, f) != 0)
+        return guild_error_set(err, GUILD_INTERNAL, errno, "cannot start the %s fetch thread",
+                               m->name);
+    f->fetcher_started = true;
     if (pthread_create(&f->thread, NULL, feed_main, f) != 0)
         return guild_error_set(err, GUILD_INTERNAL, 0, "cannot start the %s feed", m->name);
     f->started = true;
@@ -618,8 +725,20 @@ void prj_projector_stop(prj_projector *p)
     bus_service_destroy(p->svc);
     for (int i = 0; i < p->n_feeds; i++) {
         feed *f = &p->feeds[i];
+        if (f->fetcher_started) {
+            pthread_mutex_lock(&f->q_lock);
+            pthread_cond_broadcast(&f->q_take); /* a fetcher waiting for room */
+            pthread_cond_broadcast(&f->q_put);
+            pthread_mutex_unlock(&f->q_lock);
+            pthread_join(f->fetcher, NULL);
+        }
         if (f->started)
             pthread_join(f->thread, NULL);
+        if (f->fetcher_started) {
+            pthread_cond_destroy(&f->q_take);
+            pthread_cond_destroy(&f->q_put);
+            pthread_mutex_destroy(&f->q_lock);
+        }
         serve_waiting(f, true);
         pthread_mutex_destroy(&f->waiting_lock);
         prj_store_close(f->store);
