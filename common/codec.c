@@ -478,6 +478,116 @@ static guild_status decode_json(const void *body, size_t len, json_t **out, guil
     return GUILD_OK;
 }
 
+/* ---- checking without decoding -------------------------------------------------- */
+
+static int key_cmp(const void *a, const void *b)
+{
+    const msgpack_object_str *x = *(const msgpack_object_str *const *)a,
+                             *y = *(const msgpack_object_str *const *)b;
+    size_t n = x->size < y->size ? x->size : y->size;
+    int c = n ? memcmp(x->ptr, y->ptr, n) : 0;
+    return c ? c : (x->size > y->size) - (x->size < y->size);
+}
+
+/* True if two keys of m are equal (m's keys are strings). */
+static bool has_duplicate_key(const msgpack_object_map *m)
+{
+    if (m->size < 2)
+        return false;
+    if (m->size <= 16) {
+        for (uint32_t i = 1; i < m->size; i++)
+            for (uint32_t j = 0; j < i; j++)
+                if (key_cmp(&(const msgpack_object_str *){&m->ptr[i].key.via.str},
+                            &(const msgpack_object_str *){&m->ptr[j].key.via.str}) == 0)
+                    return true;
+        return false;
+    }
+    const msgpack_object_str **keys = guild_xmalloc(m->size * sizeof *keys);
+    for (uint32_t i = 0; i < m->size; i++)
+        keys[i] = &m->ptr[i].key.via.str;
+    qsort(keys, m->size, sizeof *keys, key_cmp);
+    bool dup = false;
+    for (uint32_t i = 1; i < m->size && !dup; i++)
+        dup = key_cmp(&keys[i - 1], &keys[i]) == 0;
+    free(keys);
+    return dup;
+}
+
+/* mp_to_json's rules, building nothing. */
+static bool mp_check(const msgpack_object *o, int depth, const char **why)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+    case MSGPACK_OBJECT_BOOLEAN:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return true;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > INT64_MAX)
+            return (*why = "integer larger than 9223372036854775807"), false;
+        return true;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        if (!isfinite(o->via.f64))
+            return (*why = "number is not finite"), false;
+        return true;
+    case MSGPACK_OBJECT_STR:
+        return (*why = str_problem(&o->via.str)) == NULL;
+    case MSGPACK_OBJECT_ARRAY:
+    case MSGPACK_OBJECT_MAP:
+        if (depth + 1 > GUILD_CODEC_MAX_DEPTH)
+            return (*why = "nested deeper than 32 levels"), false;
+        if (o->type == MSGPACK_OBJECT_ARRAY) {
+            for (uint32_t i = 0; i < o->via.array.size; i++)
+                if (!mp_check(&o->via.array.ptr[i], depth + 1, why))
+                    return false;
+            return true;
+        }
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object *k = &o->via.map.ptr[i].key;
+            if (k->type != MSGPACK_OBJECT_STR)
+                return (*why = "map keys must be strings"), false;
+            if ((*why = str_problem(&k->via.str)) != NULL ||
+                !mp_check(&o->via.map.ptr[i].val, depth + 1, why))
+                return false;
+        }
+        if (has_duplicate_key(&o->via.map))
+            return (*why = "duplicate map key"), false;
+        return true;
+    case MSGPACK_OBJECT_BIN:
+        return (*why = "bin values are not supported"), false;
+    case MSGPACK_OBJECT_EXT:
+        return (*why = "ext values are not supported"), false;
+    }
+    return (*why = "unknown msgpack type"), false;
+}
+
+guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error *err)
+{
+    static const char prefix[] = "body is not valid msgpack";
+    if (len == 0)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: empty body", prefix);
+    mp_scan sc = {body, (const unsigned char *)body + len, NULL};
+    if (!scan_value(&sc, 0))
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, sc.why);
+    if (sc.p != sc.end)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: trailing bytes after the value",
+                               prefix);
+    msgpack_zone *z = thread_zone();
+    msgpack_object obj;
+    size_t off = 0;
+    msgpack_unpack_return r =
+        z ? msgpack_unpack(body, len, &off, z, &obj) : MSGPACK_UNPACK_NOMEM_ERROR;
+    guild_status st = GUILD_OK;
+    const char *why = NULL;
+    if (r != MSGPACK_UNPACK_SUCCESS || off != len)
+        st = guild_error_set(err, GUILD_INVALID_REQUEST, (int)r, "%s: unpacking failed", prefix);
+    else if (!mp_check(&obj, 0, &why))
+        st = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, why);
+    if (z)
+        msgpack_zone_clear(z);
+    return st;
+}
+
 guild_status guild_codec_decode(const void *body, size_t len, guild_format fmt, json_t **out,
                                 guild_error *err)
 {

@@ -50,6 +50,12 @@ guild_format guild_format_detect(const char *content_type, const void *body, siz
 guild_status guild_codec_decode(const void *body, size_t len, guild_format fmt, json_t **out,
                                 guild_error *err);
 
+/* Checks msgpack bytes by the rules of guild_codec_decode without building
+ * anything: GUILD_OK exactly when decoding them would succeed (the same
+ * error otherwise). For readers that take the fields they need straight
+ * from the bytes. */
+guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error *err);
+
 /* Encodes v (borrowed) as compact JSON or as msgpack (integers in their
  * smallest msgpack form, reals as float64). On success *out receives a
  * malloc'd buffer the caller frees, *len its length; the buffer also ends in

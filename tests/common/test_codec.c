@@ -65,6 +65,13 @@ static void assert_msgpack_refused(const mp_buf *m, const char *reason)
                   err.message);
     ck_assert_msg(strstr(err.message, reason) != NULL, "message \"%s\" lacks \"%s\"", err.message,
                   reason);
+    /* Checking without decoding refuses it for the same reason. */
+    guild_error check;
+    guild_error_clear(&check);
+    ck_assert_int_eq(guild_codec_check_msgpack(m->sb.data, m->sb.size, &check),
+                     GUILD_INVALID_REQUEST);
+    ck_assert_msg(strstr(check.message, reason) != NULL, "check: \"%s\" lacks \"%s\"",
+                  check.message, reason);
 }
 
 static void assert_bytes_refused(const char *bytes, size_t n, const char *reason)
@@ -94,6 +101,9 @@ static json_t *decode_ok(const void *body, size_t len, guild_format fmt)
     guild_status s = guild_codec_decode(body, len, fmt, &v, &err);
     ck_assert_msg(s == GUILD_OK, "decode failed: %s", err.message);
     ck_assert_ptr_nonnull(v);
+    if (fmt == GUILD_FMT_MSGPACK) /* checking without decoding agrees */
+        ck_assert_msg(guild_codec_check_msgpack(body, len, &err) == GUILD_OK, "check: %s",
+                      err.message);
     return v;
 }
 
@@ -497,6 +507,27 @@ END_TEST
 START_TEST(msgpack_refuses_duplicate_keys)
 {
     assert_bytes_refused("\x82\xa1k\x01\xa1k\x02", 7, "duplicate map key");
+
+    /* In a large map too: forty keys, distinct, then with one repeated. */
+    for (int repeat = 0; repeat < 2; repeat++) {
+        mp_buf m;
+        mp_init(&m);
+        msgpack_pack_map(&m.pk, 40);
+        for (int i = 0; i < 40; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "key%02d", repeat && i == 39 ? 7 : i);
+            mp_cstr(&m, key);
+            msgpack_pack_int(&m.pk, i);
+        }
+        if (repeat) {
+            assert_msgpack_refused(&m, "duplicate map key");
+        } else {
+            json_t *v = decode_ok(m.sb.data, m.sb.size, GUILD_FMT_MSGPACK);
+            ck_assert_uint_eq(json_object_size(v), 40);
+            json_decref(v);
+        }
+        mp_release(&m);
+    }
 }
 END_TEST
 
