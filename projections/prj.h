@@ -46,7 +46,7 @@ typedef struct prj_event {
     const char *type;         /* rec->type as a C string */
     const char *stream;       /* rec->stream as a C string */
     const char *aggregate_id; /* the stream id after "<domain>-" */
-    const json_t *data;       /* rec->data decoded */
+    const json_t *data;       /* rec->data decoded; NULL for a model that reads_msgpack */
 } prj_event;
 
 /* Writes (key and value copied). `db` is one of the model's names. */
@@ -125,6 +125,10 @@ typedef struct prj_model {
     const char *const *dbs; /* NULL-terminated database names, at most 12 */
     prj_apply_fn apply;
     const prj_query *queries; /* {NULL}-terminated */
+    /* apply reads rec->data (msgpack) itself: the store only checks the
+     * bytes by the codec's rules, and parks the event if they fail, instead
+     * of decoding them into JSON. */
+    bool reads_msgpack;
 } prj_model;
 
 /* The models this build knows (projections/models.c). */

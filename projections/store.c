@@ -654,7 +654,10 @@ bool prj_store_wait(prj_store *s, uint64_t position, int64_t timeout_ms)
 static bool event_of(const prj_store *s, const es_record *rec, prj_event *ev, json_t **data,
                      char *type, char *stream, const char **why)
 {
-    if (guild_codec_decode(rec->data, rec->data_len, GUILD_FMT_MSGPACK, data, NULL) != GUILD_OK) {
+    *data = NULL;
+    if (s->m->reads_msgpack ? guild_codec_check_msgpack(rec->data, rec->data_len, NULL) != GUILD_OK
+                            : guild_codec_decode(rec->data, rec->data_len, GUILD_FMT_MSGPACK, data,
+                                                 NULL) != GUILD_OK) {
         *why = "the event's data does not decode";
         return false;
     }

@@ -123,7 +123,25 @@ json_t *prj_talent__skill_find(const json_t *row, const char *name)
 /* ---- event fields ----------------------------------------------------------
  * As the domain's evolve reads them: a null value counts as absent. Each
  * reader returns false, with err naming the field, when the event cannot be
- * applied. */
+ * applied. The model reads them straight from the event's msgpack (it sets
+ * reads_msgpack: the store checked the bytes by the codec's rules);
+ * strings are copied into a pool that lives until the event is applied. */
+
+#define POOL_MAX 16
+
+typedef struct str_pool {
+    char *v[POOL_MAX];
+    int n;
+} str_pool;
+
+static _Thread_local str_pool pool;
+
+static void pool_clear(void)
+{
+    for (int i = 0; i < pool.n; i++)
+        free(pool.v[i]);
+    pool.n = 0;
+}
 
 static bool bad_field(const prj_event *ev, const char *key, guild_error *err)
 {
@@ -132,17 +150,31 @@ static bool bad_field(const prj_event *ev, const char *key, guild_error *err)
     return false;
 }
 
+static void field(const prj_event *ev, const char *key, tm_field *f)
+{
+    tm_data_field(ev->rec->data, ev->rec->data_len, key, f);
+}
+
 static bool req_str(const prj_event *ev, const char *key, const char **out, guild_error *err)
 {
-    *out = json_string_value(json_object_get(ev->data, key));
-    return *out ? true : bad_field(ev, key, err);
+    tm_field f;
+    field(ev, key, &f);
+    if (f.kind != TM_STR || pool.n == POOL_MAX)
+        return bad_field(ev, key, err);
+    char *s = guild_xmalloc(f.n + 1);
+    memcpy(s, f.s, f.n);
+    s[f.n] = 0;
+    pool.v[pool.n++] = s;
+    *out = s;
+    return true;
 }
 
 static bool opt_str(const prj_event *ev, const char *key, const char *dflt, const char **out,
                     guild_error *err)
 {
-    json_t *v = json_object_get(ev->data, key);
-    if (!v || json_is_null(v)) {
+    tm_field f;
+    field(ev, key, &f);
+    if (f.kind == TM_ABSENT || f.kind == TM_NIL) {
         *out = dflt;
         return true;
     }
@@ -151,18 +183,20 @@ static bool opt_str(const prj_event *ev, const char *key, const char *dflt, cons
 
 static bool req_int(const prj_event *ev, const char *key, int64_t *out, guild_error *err)
 {
-    json_t *v = json_object_get(ev->data, key);
-    if (!json_is_integer(v))
+    tm_field f;
+    field(ev, key, &f);
+    if (f.kind != TM_INT)
         return bad_field(ev, key, err);
-    *out = (int64_t)json_integer_value(v);
+    *out = f.i;
     return true;
 }
 
 static bool opt_int(const prj_event *ev, const char *key, int64_t dflt, int64_t *out,
                     guild_error *err)
 {
-    json_t *v = json_object_get(ev->data, key);
-    if (!v || json_is_null(v)) {
+    tm_field f;
+    field(ev, key, &f);
+    if (f.kind == TM_ABSENT || f.kind == TM_NIL) {
         *out = dflt;
         return true;
     }
@@ -638,8 +672,6 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     if (tlen == 0 || tlen > TM_ID_MAX)
         return guild_error_set(err, GUILD_CORRUPT, 0, "%s on %.100s: not a talent profile's stream",
                                ev->type, ev->stream);
-    if (ev->data && !json_is_object(ev->data))
-        return guild_error_set(err, GUILD_CORRUPT, 0, "%s: the data is not a map", ev->type);
 
     /* The row is the batch's (prj_get_obj): the fold changes it in place. A
      * failure leaves it half changed, which is harmless: a failed event
@@ -660,11 +692,8 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     if (fresh)
         row = tm_row_new(tid);
 
-    prj_event local = *ev;
-    json_t *empty = json_object();
-    if (!local.data)
-        local.data = empty;
-    s = fold(row, &local, err);
+    s = fold(row, ev, err);
+    pool_clear();
     if (s == GUILD_OK) {
         free(row->updated);
         row->updated = event_time_str(ev);
@@ -676,6 +705,5 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     else if (fresh)
         tm_row_free(row);
     ix_release(&old);
-    json_decref(empty);
     return s;
 }

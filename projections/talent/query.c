@@ -643,5 +643,6 @@ const prj_model prj_talent_model = {
     .domain = TALENT_DOMAIN,
     .dbs = dbs,
     .apply = prj_talent__apply,
+    .reads_msgpack = true,
     .queries = queries,
 };

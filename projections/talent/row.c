@@ -232,8 +232,8 @@ static bool rd_nil(rd *r)
     return true;
 }
 
-/* A str as a new C string (NUL-free strings only, as rows hold). */
-static char *rd_str(rd *r)
+/* A str where it lies; NULL (and bad) when the next value is not one. */
+static const uint8_t *rd_str_view(rd *r, size_t *len)
 {
     uint8_t b = peek(r);
     size_t n;
@@ -248,6 +248,15 @@ static char *rd_str(rd *r)
         return NULL;
     }
     const uint8_t *s = take(r, n);
+    *len = n;
+    return s;
+}
+
+/* A str as a new C string (NUL-free strings only, as rows hold). */
+static char *rd_str(rd *r)
+{
+    size_t n;
+    const uint8_t *s = rd_str_view(r, &n);
     if (!s || memchr(s, 0, n)) {
         r->bad = true;
         return NULL;
@@ -335,7 +344,8 @@ static void rd_skip(rd *r, int depth)
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
         r->p++;
     } else if ((b & 0xe0) == 0xa0 || b == 0xd9 || b == 0xda || b == 0xdb) {
-        free(rd_str(r));
+        size_t n;
+        rd_str_view(r, &n);
     } else if ((b >= 0xcc && b <= 0xcf) || (b >= 0xd0 && b <= 0xd3)) {
         rd_int(r);
     } else if (b == 0xca || b == 0xcb) {
@@ -363,14 +373,13 @@ static void rd_skip(rd *r, int depth)
  * a short str. */
 static bool rd_key(rd *r, char *buf, size_t size)
 {
-    char *k = rd_str(r);
-    if (!k)
+    size_t n;
+    const uint8_t *k = rd_str_view(r, &n);
+    if (!k || n >= size || memchr(k, 0, n))
         return false;
-    bool ok = strlen(k) < size;
-    if (ok)
-        strcpy(buf, k);
-    free(k);
-    return ok;
+    memcpy(buf, k, n);
+    buf[n] = 0;
+    return true;
 }
 
 static void rd_skill(rd *r, tm_skill *s)
@@ -562,3 +571,35 @@ static void row_free(void *obj)
 }
 
 const prj_objtype tm_row_type = {row_decode, row_encode, row_free};
+
+/* ---- event data ---------------------------------------------------------------- */
+
+void tm_data_field(const void *data, size_t len, const char *key, tm_field *out)
+{
+    memset(out, 0, sizeof *out);
+    rd r = {data, (const uint8_t *)data + len, false};
+    size_t n = rd_header(&r, true), klen = strlen(key);
+    for (size_t i = 0; i < n && !r.bad; i++) {
+        size_t kn;
+        const uint8_t *k = rd_str_view(&r, &kn);
+        if (!k || kn != klen || memcmp(k, key, kn) != 0) {
+            rd_skip(&r, 0);
+            continue;
+        }
+        uint8_t b = peek(&r);
+        if (b == 0xc0) {
+            out->kind = TM_NIL;
+        } else if ((b & 0xe0) == 0xa0 || b == 0xd9 || b == 0xda || b == 0xdb) {
+            const uint8_t *s = rd_str_view(&r, &out->n);
+            out->kind = s ? TM_STR : TM_OTHER;
+            out->s = (const char *)s;
+        } else if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) {
+            out->i = rd_int(&r);
+            /* a uint64 above INT64_MAX does not pass the codec's check */
+            out->kind = r.bad ? TM_OTHER : TM_INT;
+        } else {
+            out->kind = TM_OTHER;
+        }
+        return;
+    }
+}

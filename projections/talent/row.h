@@ -79,4 +79,17 @@ void tm_list_remove(tm_list *l, size_t size, size_t i);
 
 #define TM_AT(list, type, i) (&((type *)(list).v)[i])
 
+/* A field of an event's data, read from its msgpack in place (the data
+ * was checked by guild_codec_check_msgpack: a map, keys unique, strings
+ * UTF-8 without NUL). */
+typedef enum { TM_ABSENT, TM_NIL, TM_STR, TM_INT, TM_OTHER } tm_kind;
+typedef struct tm_field {
+    tm_kind kind;
+    const char *s; /* TM_STR: n bytes, not NUL-terminated */
+    size_t n;
+    int64_t i; /* TM_INT */
+} tm_field;
+
+void tm_data_field(const void *data, size_t len, const char *key, tm_field *out);
+
 #endif
