@@ -464,12 +464,49 @@ typedef struct ix_set {
     size_t n, cap;
     uint8_t *arena;
     size_t used, size;
+    bool borrowed; /* v and arena belong to a row's memo */
     ix_entry inline_v[IX_INLINE_ENTRIES];
     uint8_t inline_arena[IX_INLINE_BYTES];
 } ix_set;
 
+/* A row's entries kept with it (tm_row.ix_memo): the entries of the row as
+ * the last event left it are those of the row before the next event, so
+ * each event works them out once instead of twice. One block: the header,
+ * the entries, then the bytes they point into. */
+typedef struct ix_memo {
+    size_t n, used;
+    ix_entry v[];
+} ix_memo;
+
+static void *ix_memo_of(const ix_set *s)
+{
+    ix_memo *m = guild_xmalloc(sizeof *m + s->n * sizeof *s->v + s->used);
+    uint8_t *arena = (uint8_t *)&m->v[s->n];
+    m->n = s->n;
+    m->used = s->used;
+    memcpy(arena, s->arena, s->used);
+    for (size_t i = 0; i < s->n; i++) {
+        m->v[i] = s->v[i];
+        m->v[i].key = arena + s->v[i].key_at;
+        m->v[i].count = arena + s->v[i].count_at;
+    }
+    return m;
+}
+
+/* s borrows the memo's entries (read only; ix_release leaves them). */
+static void ix_from_memo(ix_set *s, const void *memo)
+{
+    const ix_memo *m = memo;
+    s->v = (ix_entry *)m->v;
+    s->n = s->cap = m->n;
+    s->arena = (uint8_t *)&m->v[m->n];
+    s->used = s->size = m->used;
+    s->borrowed = true;
+}
+
 static void ix_init(ix_set *s)
 {
+    s->borrowed = false;
     s->v = s->inline_v;
     s->cap = IX_INLINE_ENTRIES;
     s->n = 0;
@@ -593,6 +630,8 @@ static void ix_collect(ix_set *s, const tm_row *row, const char *tid)
 
 static void ix_release(ix_set *s)
 {
+    if (s->borrowed)
+        return;
     if (s->v != s->inline_v)
         free(s->v);
     if (s->arena != s->inline_arena)
@@ -645,14 +684,19 @@ static guild_status ix_write(prj_txn *t, const ix_set *old, const ix_set *now, g
 }
 
 /* The index entries of the row before the event (`old`, collected before
- * the fold changed the row) against those of the row after it. */
-static guild_status reindex(prj_txn *t, const char *tid, ix_set *old, const tm_row *now,
-                            guild_error *err)
+ * the fold changed the row) against those of the row after it, which the
+ * row then keeps (replacing the memo `old` may borrow from). */
+static guild_status reindex(prj_txn *t, const char *tid, ix_set *old, tm_row *now, guild_error *err)
 {
     ix_set b;
     ix_init(&b);
     ix_collect(&b, now, tid);
     guild_status s = ix_write(t, old, &b, err);
+    if (s == GUILD_OK) {
+        void *memo = ix_memo_of(&b);
+        free(now->ix_memo);
+        now->ix_memo = memo;
+    }
     ix_release(&b);
     return s;
 }
@@ -687,7 +731,10 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     tm_row *row = obj;
     ix_set old;
     ix_init(&old);
-    ix_collect(&old, row, tid);
+    if (row && row->ix_memo)
+        ix_from_memo(&old, row->ix_memo);
+    else
+        ix_collect(&old, row, tid);
     bool fresh = !row;
     if (fresh)
         row = tm_row_new(tid);

@@ -84,6 +84,7 @@ void tm_row_free(tm_row *r)
     free(r->currency);
     free(r->created);
     free(r->updated);
+    free(r->ix_memo);
     free(r);
 }
 
