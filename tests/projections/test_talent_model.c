@@ -1078,6 +1078,24 @@ START_TEST(claims_and_unknown_events_are_ignored_and_impossible_ones_parked)
     ck_assert_int_eq(json_integer_value(json_object_get(row, "version")), 2);
     json_decref(row);
     check_indexes(&w, &a, 1);
+
+    /* A replay (the rebuild's loop, long transactions read ahead) parks the
+     * same events and reaches the same state. */
+    char *dir = tst_dir_new("replay");
+    prj_store *fresh = NULL;
+    ck_assert_status(prj_store_open(dir, &prj_talent_model, &fresh, &err), GUILD_OK);
+    ck_assert_status(prj_store_replay(fresh, w.es, 0, 0, NULL, NULL), GUILD_OK);
+    uint8_t digest[PRJ_DIGEST_LEN], again[PRJ_DIGEST_LEN];
+    prj_store_digest(w.prj, digest);
+    prj_store_digest(fresh, again);
+    ck_assert_mem_eq(digest, again, PRJ_DIGEST_LEN);
+    ck_assert_uint_eq(prj_store_position(fresh), prj_store_position(w.prj));
+    dead = 0;
+    ck_assert_status(prj_store_dead_letters(fresh, count_dead, &dead), GUILD_OK);
+    ck_assert_int_eq(dead, 3);
+    prj_store_close(fresh);
+    tst_dir_remove(dir);
+    free(dir);
     batch_release(&b);
     world_close(&w);
 }
