@@ -638,6 +638,9 @@ guild_status es_verify(es_store *st, es_verify_report *rep, es_progress_fn progr
         rep->checked = checked;
         rep->last_position = total;
     }
+    /* What checks out is what comes before the break. */
+    if (!rep->intact && rep->break_position > 0 && rep->checked > rep->break_position - 1)
+        rep->checked = rep->break_position - 1;
     if (progress)
         progress(ctx, rep->checked, total);
 leave:

@@ -360,6 +360,7 @@ START_TEST(test_redirected_stream_index_entry_is_reported_where_the_log_loses_it
     ck_assert_uint_eq(rep.break_position, 4);
     ck_assert_str_eq(rep.stream, "audit-1");
     ck_assert_msg(strstr(rep.what, "version 2") != NULL, "what: %s", rep.what);
+    ck_assert_uint_eq(rep.checked, 3); /* what checks out: the events before the break */
 }
 END_TEST
 
