@@ -5,6 +5,7 @@
 
 #include "common/alloc.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +21,44 @@ static uint64_t key_hash(int db, const void *key, size_t klen)
     return h;
 }
 
+#define CHUNK_BYTES ((size_t)1 << 20)
+
+struct wc_chunk {
+    struct wc_chunk *next;
+    size_t size;
+    _Alignas(max_align_t) uint8_t bytes[];
+};
+
 void prj_wcache_init(prj_wcache *c)
 {
     memset(c, 0, sizeof *c);
+}
+
+/* Zeroed room for one entry, from the chunks. */
+static void *chunk_alloc(prj_wcache *c, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (!c->chunk || c->chunk_used + n > c->chunk->size) {
+        struct wc_chunk *next = c->chunk ? c->chunk->next : c->chunks;
+        if (!next || next->size < n) {
+            size_t size = n > CHUNK_BYTES ? n : CHUNK_BYTES;
+            struct wc_chunk *fresh = guild_xmalloc(sizeof *fresh + size);
+            fresh->size = size;
+            /* Goes after the current chunk, ahead of those not reached yet. */
+            fresh->next = next;
+            if (c->chunk)
+                c->chunk->next = fresh;
+            else
+                c->chunks = fresh;
+            next = fresh;
+        }
+        c->chunk = next;
+        c->chunk_used = 0;
+    }
+    void *p = c->chunk->bytes + c->chunk_used;
+    c->chunk_used += n;
+    memset(p, 0, n);
+    return p;
 }
 
 static void drop_obj(prj_wentry *e)
@@ -33,12 +69,12 @@ static void drop_obj(prj_wentry *e)
     e->otype = NULL;
 }
 
+/* Frees what the entry holds (the entry goes with its chunk). */
 static void entry_free(prj_wentry *e)
 {
     free(e->val);
     json_decref(e->json);
     drop_obj(e);
-    free(e);
 }
 
 void prj_wcache_forget_bytes(prj_wentry *e)
@@ -60,6 +96,8 @@ void prj_wcache_clear(prj_wcache *c)
             }
     c->count = 0;
     c->n_dirty = 0;
+    c->chunk = NULL; /* the chunks are used again from the first */
+    c->chunk_used = 0;
 }
 
 void prj_wcache_release(prj_wcache *c)
@@ -67,6 +105,11 @@ void prj_wcache_release(prj_wcache *c)
     prj_wcache_clear(c);
     free(c->slots);
     free(c->dirty);
+    while (c->chunks) {
+        struct wc_chunk *next = c->chunks->next;
+        free(c->chunks);
+        c->chunks = next;
+    }
     memset(c, 0, sizeof *c);
 }
 
@@ -104,7 +147,7 @@ prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen,
         return NULL;
     if (2 * (c->count + 1) > c->cap)
         grow(c);
-    prj_wentry *e = guild_xcalloc(1, sizeof *e + klen);
+    prj_wentry *e = chunk_alloc(c, sizeof *e + klen);
     e->hash = h;
     e->db = db;
     e->klen = klen;

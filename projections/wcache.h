@@ -49,6 +49,10 @@ typedef struct prj_wcache {
     size_t cap, count;
     prj_wentry **dirty; /* in the order they became dirty */
     size_t n_dirty, dirty_cap;
+    /* The entries themselves live in chunks reused from clear to clear:
+     * a batch makes and drops hundreds of thousands of them. */
+    struct wc_chunk *chunks, *chunk;
+    size_t chunk_used;
 } prj_wcache;
 
 void prj_wcache_init(prj_wcache *c);
