@@ -9,15 +9,18 @@
  *      heads database in the same order: each stream's versions run 1, 2, 3
  *      at rising positions and end at the version its head names. Every
  *      entry leaves a keyed tag of (stream, version) in a table indexed by
- *      position.
+ *      position, and every head the position and hash it names.
  *   2. the log, in position order: gapless positions, each record decodes,
- *      prev is the hash before it, the hash recomputes, and the record's
- *      (stream, version) tags equal what the index left at its position.
- *      Up to the index checkpoint every position must carry a tag; after it
- *      each stream's versions must follow on from its head.
+ *      prev is the hash before it and the hash recomputes. The walk notes,
+ *      by position, the tag the index must hold there (up to the index
+ *      checkpoint every position must carry one; after it each stream's
+ *      versions must follow on from its head) and the record's hash.
  *
- * Nothing is looked up at random, so the walk runs at the speed of reading
- * the log; hashing is shared with a second thread.
+ * Then the two tables are compared position by position, and each head
+ * with the hash noted at its position. Nothing is looked up at random, so
+ * the walks run at the speed of reading the store. The index walk runs on
+ * a thread of its own (when a second read transaction sees the same
+ * snapshot), and decoding and hashing the log are shared by two threads.
  */
 #include "eventstore/internal.h"
 
