@@ -183,7 +183,7 @@ typedef int (*prj_replay_fn)(void *ctx, uint64_t position, const prj_batch_stats
 
 /* Applies the domain's log to s from s's position + 1 up to `stop_at`
  * (0 = the log's end), read in pages of 4096 events, up to `per_txn` events
- * to a transaction (0 = 262144): the loop of a rebuild. Events that fail
+ * to a transaction (0 = 1048576): the loop of a rebuild. Events that fail
  * are parked as prj_store_apply parks them. fn may be NULL. */
 guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, size_t per_txn,
                               prj_replay_fn fn, void *ctx);

@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAGE 4096          /* records read from the log at a time */
-#define DEFAULT_TXN 262144 /* events to a transaction */
+#define PAGE 4096           /* records read from the log at a time */
+#define DEFAULT_TXN 1048576 /* events to a transaction: each row is written once a transaction */
+#define TXN_BYTES_PER_EVENT 2048 /* map room a transaction is given per event, at most */
 
 typedef struct batch {
     const es_record **ptrs;
@@ -206,7 +207,7 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
         if (stop_at && prj_store_position(s) >= stop_at)
             break;
         prj_session *x;
-        int rc = prj__reserve(s);
+        int rc = prj__reserve(s, per_txn * TXN_BYTES_PER_EVENT);
         if (rc == 0)
             rc = prj__session_begin(s, &x);
         if (rc) {

@@ -919,7 +919,7 @@ int prj__grow(prj_store *s)
     return grow(s);
 }
 
-int prj__reserve(prj_store *s)
+int prj__reserve(prj_store *s, size_t more)
 {
     for (;;) {
         MDB_envinfo info;
@@ -929,9 +929,11 @@ int prj__reserve(prj_store *s)
             rc = mdb_env_stat(s->env, &st);
         if (rc)
             return rc;
-        /* A transaction that rewrites every page needs as many again. */
+        /* A transaction that rewrites every page needs as many again, and
+         * room for what it adds. (The map is address space: the file grows
+         * only as pages are written.) */
         size_t used = (size_t)(info.me_last_pgno + 1) * st.ms_psize;
-        if (2 * used + DEFAULT_MAP <= info.me_mapsize)
+        if (2 * used + (more > DEFAULT_MAP ? more : DEFAULT_MAP) <= info.me_mapsize)
             return 0;
         if ((rc = grow(s)))
             return rc;

@@ -39,9 +39,10 @@ int prj__session_end(prj_session *x, bool commit);
 /* Doubles the map. An LMDB code. */
 int prj__grow(prj_store *s);
 
-/* Grows the map until a transaction that rewrote every page would fit, so
- * a long one is not lost to MDB_MAP_FULL. An LMDB code. */
-int prj__reserve(prj_store *s);
+/* Grows the map until a transaction that rewrote every page and added
+ * `more` bytes would fit, so a long one is not lost to MDB_MAP_FULL. An
+ * LMDB code. */
+int prj__reserve(prj_store *s, size_t more);
 
 guild_status prj__lmdb_status(int rc, const char *what);
 
