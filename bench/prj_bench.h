@@ -105,13 +105,18 @@ typedef struct prjb_rebuild {
 } prjb_rebuild;
 
 /* Replays the event store in `events_dir` into a fresh talent model in
- * `model_dir` (which must exist and be empty), in batches of 4096 through
- * es_read_log and prj_store_apply, exactly as `guild project rebuild`
- * does; then checks that get_profile answers for each of h's ids. On
+ * `model_dir` (which must exist and be empty) with prj_store_replay, in a
+ * process of its own, exactly as `guild project rebuild` does; then checks
+ * that get_profile answers for each of h's ids. On
  * success *store is the open model (close it with prj_store_close).
  * Returns 0 or -1 with r->first_error set. */
 int prjb_rebuild_run(const char *events_dir, const char *model_dir, const prjb_history *h, bool tty,
                      prjb_rebuild *r, prj_store **store);
+
+/* The replay process's side (`guild bench project --rebuild-child EVENTS
+ * MODEL`, run by prjb_rebuild_run): replays, then writes its prjb_rebuild
+ * to out_fd. The exit status. */
+int prjb_rebuild_child(const char *events_dir, const char *model_dir, int out_fd);
 
 /* The kinds of query phase 2 times. */
 #define PRJB_QUERY_KINDS 7

@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define PROGRESS_NS 500000000ull
 #define QUERY_SEED 0xD1B54A32D192ED03ull
@@ -107,13 +110,12 @@ static void check_profiles(prj_store *s, const prjb_history *h, prjb_rebuild *r)
     prj_store_dead_letters(s, count_dead, r);
 }
 
-int prjb_rebuild_run(const char *events_dir, const char *model_dir, const prjb_history *h, bool tty,
-                     prjb_rebuild *r, prj_store **store)
+/* The replay itself, in this process: opens both stores, replays, closes. */
+static int replay_here(const char *events_dir, const char *model_dir, bool tty, prjb_rebuild *r)
 {
     es_options o = {.read_only = true};
     es_store *log = NULL;
     guild_error err = {0};
-    *store = NULL;
     if (es_store_open(events_dir, &o, &log, &err) != GUILD_OK) {
         snprintf(r->first_error, sizeof r->first_error, "opening %.80s: %.100s", events_dir,
                  err.message);
@@ -136,6 +138,80 @@ int prjb_rebuild_run(const char *events_dir, const char *model_dir, const prjb_h
     uint8_t digest[PRJ_DIGEST_LEN];
     prj_store_snapshot(target, &r->position, digest);
     sodium_bin2hex(r->digest, sizeof r->digest, digest, sizeof digest);
+    prj_store_close(target);
+    return 0;
+}
+
+int prjb_rebuild_child(const char *events_dir, const char *model_dir, int out_fd)
+{
+    prjb_rebuild r = {0};
+    int rc = replay_here(events_dir, model_dir, isatty(1), &r);
+    const char *p = (const char *)&r;
+    for (size_t done = 0; done < sizeof r;) {
+        ssize_t n = write(out_fd, p + done, sizeof r - done);
+        if (n <= 0)
+            return 1;
+        done += (size_t)n;
+    }
+    return rc == 0 ? 0 : 1;
+}
+
+/* Runs the replay in a process of its own, as `guild project rebuild` is
+ * one: the bench's own process has just written, verified and exported
+ * the history, and its heap would slow the replay by a third. */
+static int replay_apart(const char *events_dir, const char *model_dir, prjb_rebuild *r)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return replay_here(events_dir, model_dir, isatty(1), r);
+    char self[1024];
+    ssize_t sn = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[sn > 0 ? sn : 0] = '\0';
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        if (fds[1] != 3) {
+            dup2(fds[1], 3);
+            close(fds[1]);
+        }
+        execl(self, "guild", "bench", "project", "--rebuild-child", events_dir, model_dir,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return replay_here(events_dir, model_dir, isatty(1), r);
+    }
+    char *p = (char *)r;
+    size_t got = 0;
+    for (ssize_t n; got < sizeof *r && (n = read(fds[0], p + got, sizeof *r - got)) > 0;)
+        got += (size_t)n;
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (got != sizeof *r) {
+        snprintf(r->first_error, sizeof r->first_error, "the replay process said nothing");
+        return -1;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+int prjb_rebuild_run(const char *events_dir, const char *model_dir, const prjb_history *h, bool tty,
+                     prjb_rebuild *r, prj_store **store)
+{
+    (void)tty; /* the replay process looks at its own terminal */
+    guild_error err = {0};
+    *store = NULL;
+    if (replay_apart(events_dir, model_dir, r) != 0)
+        return -1;
+    prj_store *target = NULL;
+    if (prj_store_open(model_dir, prj_model_find("talent"), &target, &err) != GUILD_OK) {
+        snprintf(r->first_error, sizeof r->first_error, "%.150s", err.message);
+        return -1;
+    }
     printf("[1/3] checking the model: get_profile for each of the %u ids ... ", h->profiles);
     fflush(stdout);
     check_profiles(target, h, r);

@@ -360,8 +360,8 @@ static void print_rebuild(const run *r)
 {
     const prjb_rebuild *rb = &r->rb;
     char a[32], b[32], c[32], d[32], e[32];
-    printf("\n  rebuild (prj_store_replay: the log read in pages of 4096, 262,144 events to a "
-           "transaction)\n");
+    printf("\n  rebuild (prj_store_replay in a process of its own: the log read in pages of "
+           "4096, 1,048,576 events to a transaction)\n");
     printf("    %s events in %.2f s = %s events/s; %.0f%% of the time applying and committing, "
            "CPU %.2f s\n",
            bench_fmt_count((double)rb->events, a, sizeof a), rb->seconds,
@@ -546,6 +546,8 @@ static void on_signal(int sig)
 
 int bench_project_main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "--rebuild-child") == 0)
+        return prjb_rebuild_child(argv[2], argv[3], 3);
     options o;
     int prc = parse_options(argc, argv, &o);
     if (prc != 0)
