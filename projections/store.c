@@ -57,7 +57,11 @@ struct prj_txn {
     prj_store *s;
     MDB_txn *txn;
     uint64_t lanes[4];
-    prj_wcache *wc; /* NULL: reads and writes go straight to LMDB */
+    prj_wcache *wc;
+    /* Databases empty when the transaction began, and not written since: a
+     * key in one is known absent without a look, and sorted writes can
+     * append. */
+    bool empty[MAX_DBS];
 };
 
 struct prj_read {
@@ -179,7 +183,7 @@ static guild_status unknown_db(const char *db)
 /* Writes an entry to LMDB, keeping the digest: out goes what LMDB held for
  * the key (read first unless the entry knows it), in comes `h`, the new
  * value's part (when the entry is present). */
-static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint64_t h[4])
+static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint64_t h[4], bool append)
 {
     MDB_val k = {e->klen, e->key}, old;
     MDB_dbi dbi = t->s->dbs[e->db];
@@ -195,7 +199,9 @@ static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint64_t h[4])
     int rc = 0;
     if (e->present) {
         MDB_val v = {e->vlen, e->val};
-        rc = mdb_put(t->txn, dbi, &k, &v, 0);
+        rc = mdb_put(t->txn, dbi, &k, &v, append ? MDB_APPEND : 0);
+        if (rc == MDB_KEYEXIST && append)
+            rc = mdb_put(t->txn, dbi, &k, &v, 0);
     } else if (e->stored_present) {
         rc = mdb_del(t->txn, dbi, &k, NULL);
     }
@@ -244,6 +250,12 @@ static guild_status wc_flush(prj_txn *t)
     prj_wcache *c = t->wc;
     prj_wcache_sort_dirty(c);
     guild_status st = GUILD_OK;
+    /* Sorted writes into a database still empty append (LMDB fills each
+     * page instead of splitting it); afterwards it is empty no more. */
+    bool append[MAX_DBS];
+    memcpy(append, t->empty, sizeof append);
+    for (size_t i = 0; i < c->n_dirty; i++)
+        t->empty[c->dirty[i]->db] = false;
     for (size_t i = 0; i < c->n_dirty && st == GUILD_OK; i++) {
         prj_wentry *e = c->dirty[i];
         if ((st = wc_encode(e)) != GUILD_OK)
@@ -251,7 +263,7 @@ static guild_status wc_flush(prj_txn *t)
         uint64_t h[4] = {0};
         if (e->present)
             entry_hash(t->s->names[e->db], e->key, e->klen, e->val, e->vlen, h);
-        if ((st = write_entry(t, e, h)) != GUILD_OK)
+        if ((st = write_entry(t, e, h, append[e->db])) != GUILD_OK)
             break;
         e->stored_known = true;
         e->stored_present = e->present;
@@ -273,16 +285,34 @@ static guild_status wc_trim(prj_txn *t)
     return st;
 }
 
+/* The cache's entry for a key, for a write (nothing read from LMDB). */
+static prj_wentry *wc_entry(prj_txn *t, int i, const void *key, size_t klen)
+{
+    prj_wentry *e = prj_wcache_find(t->wc, i, key, klen, false);
+    if (!e) {
+        e = prj_wcache_find(t->wc, i, key, klen, true);
+        if (t->empty[i]) {
+            e->stored_known = true;
+            e->stored_present = false;
+        }
+    }
+    return e;
+}
+
 /* The cache's entry for a key, loaded from LMDB when it has none. */
 static guild_status wc_load(prj_txn *t, int i, const void *key, size_t klen, prj_wentry **out)
 {
     prj_wentry *e = prj_wcache_find(t->wc, i, key, klen, false);
     if (!e) {
         MDB_val k = {klen, (void *)key}, v;
-        int rc = mdb_get(t->txn, t->s->dbs[i], &k, &v);
+        int rc = t->empty[i] ? MDB_NOTFOUND : mdb_get(t->txn, t->s->dbs[i], &k, &v);
         if (rc && rc != MDB_NOTFOUND)
             return lmdb_status(NULL, rc, "reading the read model");
         e = prj_wcache_find(t->wc, i, key, klen, true);
+        if (rc == MDB_NOTFOUND) {
+            e->stored_known = true; /* read: it is not there */
+            e->stored_present = false;
+        }
         if (rc == 0) {
             e->val = guild_xmemdup(v.mv_data, v.mv_size ? v.mv_size : 1);
             e->vlen = v.mv_size;
@@ -299,7 +329,7 @@ guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, c
     int i = db_index(t->s, db);
     if (i < 0)
         return unknown_db(db);
-    prj_wcache_set_bytes(t->wc, prj_wcache_find(t->wc, i, key, klen, true), val, vlen);
+    prj_wcache_set_bytes(t->wc, wc_entry(t, i, key, klen), val, vlen);
     return GUILD_OK;
 }
 
@@ -308,7 +338,7 @@ guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
     int i = db_index(t->s, db);
     if (i < 0)
         return unknown_db(db);
-    prj_wcache_set_absent(t->wc, prj_wcache_find(t->wc, i, key, klen, true));
+    prj_wcache_set_absent(t->wc, wc_entry(t, i, key, klen));
     return GUILD_OK;
 }
 
@@ -379,7 +409,7 @@ guild_status prj_put_obj(prj_txn *t, const char *db, const void *key, size_t kle
         type->free(obj);
         return unknown_db(db);
     }
-    prj_wcache_set_obj(t->wc, prj_wcache_find(t->wc, i, key, klen, true), type, obj, true);
+    prj_wcache_set_obj(t->wc, wc_entry(t, i, key, klen), type, obj, true);
     return GUILD_OK;
 }
 
@@ -455,7 +485,7 @@ guild_status prj_put_json(prj_txn *t, const char *db, const void *key, size_t kl
     int i = db_index(t->s, db);
     if (t->wc && i >= 0) {
         /* The model hands the row over: it does not change it afterwards. */
-        prj_wcache_set_json(t->wc, prj_wcache_find(t->wc, i, key, klen, true), (json_t *)val);
+        prj_wcache_set_json(t->wc, wc_entry(t, i, key, klen), (json_t *)val);
         return GUILD_OK;
     }
     char *bytes = NULL;
@@ -789,8 +819,12 @@ static int session_begin(prj_store *s, bool careful, prj_session *x)
     int rc = mdb_txn_begin(s->env, NULL, 0, &x->txn);
     if (rc)
         return rc;
-    x->t = (prj_txn){s, x->txn, {0}, &s->wc};
+    x->t = (prj_txn){s, x->txn, {0}, &s->wc, {false}};
     x->careful = careful;
+    for (int i = 0; i < s->n_dbs; i++) {
+        MDB_stat ms;
+        x->t.empty[i] = mdb_stat(x->txn, s->dbs[i], &ms) == 0 && ms.ms_entries == 0;
+    }
     memcpy(x->t.lanes, s->lanes, sizeof x->t.lanes);
     x->position = s->position;
     x->time = s->event_time;
@@ -1111,7 +1145,7 @@ guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left)
             (*left)++;
             continue;
         }
-        prj_txn t = {s, txn, {0}, &s->wc};
+        prj_txn t = {s, txn, {0}, &s->wc, {false}};
         memcpy(t.lanes, s->lanes, sizeof t.lanes);
         prj_batch_stats stats = {0};
         uint8_t key[8];
