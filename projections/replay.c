@@ -5,6 +5,7 @@
 
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/codec.h"
 
 #include <lmdb.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@ typedef struct batch {
     const es_record **ptrs;
     es_record *recs;
     uint8_t **raws;
+    bool *checked; /* the record's data passed the codec's check */
     size_t n;
     uint64_t stop_at;
 } batch;
@@ -81,11 +83,23 @@ typedef struct reader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     es_store *log;
+    bool check;    /* also check each event's data (the model reads msgpack) */
     batch *b;      /* the page being read, or read and not taken */
     uint64_t from; /* its first position */
     bool busy, stop, running;
     guild_status st;
 } reader;
+
+/* Reads the page at `from` into b, checking each event's data when the
+ * model reads it as msgpack: off the applying thread. */
+static guild_status read_page(reader *r, batch *b, uint64_t from)
+{
+    guild_status st = batch_read(r->log, b, from, PAGE);
+    for (size_t i = 0; i < b->n; i++)
+        b->checked[i] = r->check && guild_codec_check_msgpack(b->recs[i].data, b->recs[i].data_len,
+                                                              NULL) == GUILD_OK;
+    return st;
+}
 
 static void *reader_main(void *arg)
 {
@@ -99,7 +113,7 @@ static void *reader_main(void *arg)
         batch *b = r->b;
         uint64_t from = r->from;
         pthread_mutex_unlock(&r->mu);
-        guild_status st = batch_read(r->log, b, from, PAGE);
+        guild_status st = read_page(r, b, from);
         pthread_mutex_lock(&r->mu);
         r->st = st;
         r->busy = false;
@@ -109,10 +123,11 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-static void reader_start(reader *r, es_store *log)
+static void reader_start(reader *r, es_store *log, bool check)
 {
     memset(r, 0, sizeof *r);
     r->log = log;
+    r->check = check;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     r->running = pthread_create(&r->thread, NULL, reader_main, r) == 0;
@@ -125,7 +140,7 @@ static void reader_ask(reader *r, batch *b, uint64_t from)
     if (!r->running) {
         r->b = b;
         r->from = from;
-        r->st = batch_read(r->log, b, from, PAGE);
+        r->st = read_page(r, b, from);
         return;
     }
     pthread_mutex_lock(&r->mu);
@@ -177,6 +192,7 @@ static void batch_init(batch *b, uint64_t stop_at)
     *b = (batch){.ptrs = guild_xcalloc(PAGE, sizeof *b->ptrs),
                  .recs = guild_xcalloc(PAGE, sizeof *b->recs),
                  .raws = guild_xcalloc(PAGE, sizeof *b->raws),
+                 .checked = guild_xcalloc(PAGE, sizeof *b->checked),
                  .stop_at = stop_at};
 }
 
@@ -186,6 +202,7 @@ static void batch_free(batch *b)
     free(b->ptrs);
     free(b->recs);
     free(b->raws);
+    free(b->checked);
 }
 
 /* ---- the loop ---------------------------------------------------------------- */
@@ -199,7 +216,7 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
     for (int i = 0; i < 3; i++)
         batch_init(&pages[i], stop_at);
     reader rd;
-    reader_start(&rd, log);
+    reader_start(&rd, log, prj__reads_msgpack(s));
     int turn = 0;
     guild_status st = GUILD_OK;
     bool done = false;
@@ -239,7 +256,7 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
                 reader_ask(&rd, &pages[turn], read_to + 1);
             prj_batch_stats stats = {0};
             uint64_t t0 = guild_mono_ns();
-            rc = prj__session_apply(x, b->ptrs, b->n, &stats);
+            rc = prj__session_apply(x, b->ptrs, b->checked, b->n, &stats);
             double secs = (double)(guild_mono_ns() - t0) / 1e9;
             batch_drop(b);
             if (rc)

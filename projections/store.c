@@ -681,13 +681,14 @@ bool prj_store_wait(prj_store *s, uint64_t position, int64_t timeout_ms)
 /* ---- applying ------------------------------------------------------------- */
 
 /* Builds the event a model sees; false (with why) if it does not decode. */
-static bool event_of(const prj_store *s, const es_record *rec, prj_event *ev, json_t **data,
-                     char *type, char *stream, const char **why)
+static bool event_of(const prj_store *s, const es_record *rec, bool checked, prj_event *ev,
+                     json_t **data, char *type, char *stream, const char **why)
 {
     *data = NULL;
-    if (s->m->reads_msgpack ? guild_codec_check_msgpack(rec->data, rec->data_len, NULL) != GUILD_OK
-                            : guild_codec_decode(rec->data, rec->data_len, GUILD_FMT_MSGPACK, data,
-                                                 NULL) != GUILD_OK) {
+    if (s->m->reads_msgpack
+            ? !checked && guild_codec_check_msgpack(rec->data, rec->data_len, NULL) != GUILD_OK
+            : guild_codec_decode(rec->data, rec->data_len, GUILD_FMT_MSGPACK, data, NULL) !=
+                  GUILD_OK) {
         *why = "the event's data does not decode";
         return false;
     }
@@ -744,14 +745,14 @@ static int wc_status(guild_status st)
 /* Applies one record; `careful` runs it in a nested transaction so a
  * failure undoes its writes and parks it. Returns an LMDB code for the
  * batch (MDB_MAP_FULL, or -1: a failure seen while not careful). */
-static int apply_one(prj_store *s, prj_txn *t, const es_record *rec, bool careful,
+static int apply_one(prj_store *s, prj_txn *t, const es_record *rec, bool checked, bool careful,
                      prj_batch_stats *stats)
 {
     json_t *data = NULL;
     char type[ES_TYPE_MAX + 1], stream[ES_STREAM_MAX + 1];
     prj_event ev;
     const char *why = NULL;
-    if (!event_of(s, rec, &ev, &data, type, stream, &why)) {
+    if (!event_of(s, rec, checked, &ev, &data, type, stream, &why)) {
         if (!careful)
             return -1;
         stats->parked++;
@@ -833,8 +834,8 @@ static int session_begin(prj_store *s, bool careful, prj_session *x)
 
 /* Applies records in log order, adding to stats. 0; -1 when an event
  * failed while not careful; or an LMDB code (MDB_MAP_FULL: grow, redo). */
-static int session_apply(prj_session *x, const es_record *const *recs, size_t n,
-                         prj_batch_stats *stats)
+static int session_apply(prj_session *x, const es_record *const *recs, const bool *checked,
+                         size_t n, prj_batch_stats *stats)
 {
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -845,7 +846,8 @@ static int session_apply(prj_session *x, const es_record *const *recs, size_t n,
         /* An undecodable message is parked under its stream sequence, which
          * the relay keeps equal to the log position, and counts as applied. */
         bool undecodable = !recs[i]->type.p;
-        rc = apply_one(x->s, &x->t, recs[i], x->careful || undecodable, stats);
+        rc = apply_one(x->s, &x->t, recs[i], checked && checked[i], x->careful || undecodable,
+                       stats);
         if (rc == 0)
             rc = wc_status(wc_trim(&x->t));
         x->position = recs[i]->position;
@@ -897,7 +899,7 @@ static int apply_batch(prj_store *s, const es_record *const *recs, size_t n, boo
     int rc = session_begin(s, careful, &x);
     if (rc)
         return rc;
-    rc = session_apply(&x, recs, n, stats);
+    rc = session_apply(&x, recs, NULL, n, stats);
     if (rc) {
         session_abort(&x);
         return rc;
@@ -923,10 +925,15 @@ int prj__session_begin(prj_store *s, prj_session **out)
     return 0;
 }
 
-int prj__session_apply(prj_session *x, const es_record *const *recs, size_t n,
+int prj__session_apply(prj_session *x, const es_record *const *recs, const bool *checked, size_t n,
                        prj_batch_stats *stats)
 {
-    return session_apply(x, recs, n, stats);
+    return session_apply(x, recs, checked, n, stats);
+}
+
+bool prj__reads_msgpack(const prj_store *s)
+{
+    return s->m->reads_msgpack;
 }
 
 uint64_t prj__session_position(const prj_session *x)
@@ -1154,7 +1161,7 @@ guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left)
         /* Careful mode parks it again (same key) if it still fails. */
         int rc = mdb_del(txn, s->dead, &k, NULL);
         if (rc == 0)
-            rc = apply_one(s, &t, &rec, true, &stats);
+            rc = apply_one(s, &t, &rec, false, true, &stats);
         if (rc == 0)
             rc = meta_store(s, txn, s->position, s->event_time, t.lanes);
         if (rc == 0 && (rc = mdb_txn_commit(txn)) == 0) {

@@ -25,10 +25,15 @@ typedef struct prj_session prj_session;
 int prj__session_begin(prj_store *s, prj_session **out);
 
 /* Applies records in log order (those at or below the position reached are
- * skipped), adding to stats. 0; -1 when an event failed; or an LMDB code
- * (MDB_MAP_FULL: end without committing, prj__grow, begin again). */
-int prj__session_apply(prj_session *x, const es_record *const *recs, size_t n,
+ * skipped), adding to stats. checked (NULL, or one per record): the
+ * record's data already passed guild_codec_check_msgpack, for a model that
+ * reads_msgpack. 0; -1 when an event failed; or an LMDB code (MDB_MAP_FULL:
+ * end without committing, prj__grow, begin again). */
+int prj__session_apply(prj_session *x, const es_record *const *recs, const bool *checked, size_t n,
                        prj_batch_stats *stats);
+
+/* Whether the store's model reads event data as msgpack (prj_model). */
+bool prj__reads_msgpack(const prj_store *s);
 
 /* The last position applied in the session (not committed yet). */
 uint64_t prj__session_position(const prj_session *x);
