@@ -288,13 +288,11 @@ static guild_status wc_trim(prj_txn *t)
 /* The cache's entry for a key, for a write (nothing read from LMDB). */
 static prj_wentry *wc_entry(prj_txn *t, int i, const void *key, size_t klen)
 {
-    prj_wentry *e = prj_wcache_find(t->wc, i, key, klen, false);
-    if (!e) {
-        e = prj_wcache_find(t->wc, i, key, klen, true);
-        if (t->empty[i]) {
-            e->stored_known = true;
-            e->stored_present = false;
-        }
+    bool created;
+    prj_wentry *e = prj_wcache_get(t->wc, i, key, klen, &created);
+    if (created && t->empty[i]) {
+        e->stored_known = true;
+        e->stored_present = false;
     }
     return e;
 }

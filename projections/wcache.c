@@ -9,16 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a over the database index and the key. */
+/* A multiply-xorshift hash over the key 8 bytes at a time, seeded by the
+ * database index and the length. */
 static uint64_t key_hash(int db, const void *key, size_t klen)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(unsigned)db;
     const uint8_t *p = key;
-    for (size_t i = 0; i < klen; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)(unsigned)db << 32) ^ klen;
+    for (; klen >= 8; p += 8, klen -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
     }
-    return h;
+    uint64_t w = 0;
+    memcpy(&w, p, klen);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
 }
 
 #define CHUNK_BYTES ((size_t)1 << 20)
@@ -133,6 +139,28 @@ static void grow(prj_wcache *c)
 
 prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen, bool create)
 {
+    bool created;
+    return create ? prj_wcache_get(c, db, key, klen, &created)
+                  : prj_wcache_lookup(c, db, key, klen);
+}
+
+prj_wentry *prj_wcache_lookup(prj_wcache *c, int db, const void *key, size_t klen)
+{
+    uint64_t h = key_hash(db, key, klen);
+    if (c->cap)
+        for (size_t j = h & (c->cap - 1);; j = (j + 1) & (c->cap - 1)) {
+            prj_wentry *e = c->slots[j];
+            if (!e)
+                break;
+            if (e->hash == h && e->db == db && e->klen == klen && memcmp(e->key, key, klen) == 0)
+                return e;
+        }
+    return NULL;
+}
+
+prj_wentry *prj_wcache_get(prj_wcache *c, int db, const void *key, size_t klen, bool *created)
+{
+    *created = false;
     uint64_t h = key_hash(db, key, klen);
     if (c->cap) {
         for (size_t j = h & (c->cap - 1);; j = (j + 1) & (c->cap - 1)) {
@@ -143,8 +171,7 @@ prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen,
                 return e;
         }
     }
-    if (!create)
-        return NULL;
+    *created = true;
     if (2 * (c->count + 1) > c->cap)
         grow(c);
     prj_wentry *e = chunk_alloc(c, sizeof *e + klen);

@@ -64,6 +64,12 @@ void prj_wcache_release(prj_wcache *c);
 /* The entry of (db, key), or NULL; with `create`, a new absent one. */
 prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen, bool create);
 
+/* The entry of (db, key), or NULL. */
+prj_wentry *prj_wcache_lookup(prj_wcache *c, int db, const void *key, size_t klen);
+
+/* The entry of (db, key), made (absent) if there was none: *created says. */
+prj_wentry *prj_wcache_get(prj_wcache *c, int db, const void *key, size_t klen, bool *created);
+
 /* Sets the entry's value (bytes copied, or a reference to json taken) and
  * marks it dirty. */
 void prj_wcache_set_bytes(prj_wcache *c, prj_wentry *e, const void *val, size_t vlen);
