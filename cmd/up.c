@@ -209,6 +209,21 @@ int cmd_up(int argc, char **argv)
     bool external = getenv("GUILD_NATS_URL") || cmd_opt(argc, argv, "--nats");
     if ((argc = cmd_common_parse(&c, argc, argv)) < 0)
         return 2;
+    for (int i = 1; i < argc; i++) {
+        bool help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        if (!help)
+            fprintf(stderr, "guild up: unknown option %s\n", argv[i]);
+        fprintf(help ? stdout : stderr,
+                "usage: guild up [--data DIR] [--nats URL | --port N] [--dev]\n"
+                "  starts nats-server (unless --nats names one), the identity and talent\n"
+                "  services and the projector, with their data under DIR (default ./data),\n"
+                "  and supervises them until Ctrl-C\n");
+        return help ? 0 : 2;
+    }
     const char *port_opt = cmd_opt(argc, argv, "--port");
 
     sigset_t sigs;
