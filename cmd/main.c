@@ -72,7 +72,11 @@ int main(int argc, char **argv)
             return bench_commands_main(argc - 2, argv + 2);
         if (argc >= 3 && strcmp(argv[2], "project") == 0)
             return bench_project_main(argc - 2, argv + 2);
-        fprintf(stderr, "guild bench: unknown benchmark (try: store)\n");
+        bool help = argc >= 3 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0);
+        fprintf(help ? stdout : stderr,
+                "usage: guild bench store|commands|project [options] (each takes --help)\n");
+        if (help)
+            return 0;
         return 2;
     }
     fprintf(stderr, "guild: unknown command '%s'\n", cmd);

@@ -339,10 +339,14 @@ int cmd_project(int argc, char **argv)
     cmd_common c;
     if ((argc = cmd_common_parse(&c, argc, argv)) < 0)
         return 2;
-    if (argc < 2) {
-        fprintf(stderr, "usage: guild project <model...|all> | status | dead-letters <model> | "
-                        "retry <model> | rebuild <model> [--no-swap]\n");
-        return 2;
+    bool help = argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0);
+    if (argc < 2 || help || argv[1][0] == '-') {
+        if (argc >= 2 && !help)
+            fprintf(stderr, "guild project: unknown option %s\n", argv[1]);
+        fprintf(help ? stdout : stderr,
+                "usage: guild project <model...|all> | status | dead-letters <model> | "
+                "retry <model> | rebuild <model> [--no-swap]\n");
+        return help ? 0 : 2;
     }
     const char *verb = argv[1];
     if (strcmp(verb, "status") == 0)

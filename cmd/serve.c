@@ -13,9 +13,11 @@ int cmd_serve(int argc, char **argv)
     cmd_common c;
     if ((argc = cmd_common_parse(&c, argc, argv)) < 0)
         return 2;
-    if (argc < 2) {
-        fprintf(stderr, "usage: guild serve <domain> [--data DIR] [--nats URL] [--dev]\n");
-        return 2;
+    bool help = argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0);
+    if (argc < 2 || help) {
+        fprintf(help ? stdout : stderr,
+                "usage: guild serve <domain> [--data DIR] [--nats URL] [--dev]\n");
+        return help ? 0 : 2;
     }
     const char *domain = argv[1];
     char service[64];
