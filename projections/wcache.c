@@ -201,6 +201,13 @@ static void mark_dirty(prj_wcache *c, prj_wentry *e)
     e->dirty = true;
 }
 
+/* Lets go of the entry's value in every form. */
+static void drop_value(prj_wentry *e)
+{
+    prj_wcache_forget_bytes(e);
+    drop_obj(e);
+}
+
 void prj_wcache_set_bytes(prj_wcache *c, prj_wentry *e, const void *val, size_t vlen)
 {
     json_decref(e->json);
@@ -218,13 +225,9 @@ void prj_wcache_set_bytes(prj_wcache *c, prj_wentry *e, const void *val, size_t 
 
 void prj_wcache_set_json(prj_wcache *c, prj_wentry *e, json_t *json)
 {
-    json_incref(json);
-    json_decref(e->json);
+    json_incref(json); /* first: json may be the entry's own */
+    drop_value(e);
     e->json = json;
-    drop_obj(e);
-    free(e->val);
-    e->val = NULL;
-    e->vlen = 0;
     e->present = true;
     mark_dirty(c, e);
 }
@@ -244,12 +247,7 @@ void prj_wcache_set_obj(prj_wcache *c, prj_wentry *e, const prj_objtype *type, v
 
 void prj_wcache_set_absent(prj_wcache *c, prj_wentry *e)
 {
-    json_decref(e->json);
-    e->json = NULL;
-    drop_obj(e);
-    free(e->val);
-    e->val = NULL;
-    e->vlen = 0;
+    drop_value(e);
     e->present = false;
     mark_dirty(c, e);
 }
