@@ -89,6 +89,39 @@ static prj_batch_stats apply_log(world *w, prj_store *s, uint64_t from, size_t p
     }
 }
 
+/* A fresh talent model in a directory of its own, for building again what
+ * w's model holds; fresh_close removes both. */
+typedef struct fresh {
+    char *dir;
+    prj_store *s;
+} fresh;
+
+static fresh fresh_open(const char *name)
+{
+    fresh f = {tst_dir_new(name), NULL};
+    guild_error err;
+    ck_assert_status(prj_store_open(f.dir, &prj_talent_model, &f.s, &err), GUILD_OK);
+    return f;
+}
+
+/* The fresh model holds what w's does: the same digest at the same
+ * position. */
+static void assert_same_state(const fresh *f, prj_store *live)
+{
+    uint8_t digest[PRJ_DIGEST_LEN], again[PRJ_DIGEST_LEN];
+    prj_store_digest(live, digest);
+    prj_store_digest(f->s, again);
+    ck_assert_mem_eq(digest, again, PRJ_DIGEST_LEN);
+    ck_assert_uint_eq(prj_store_position(f->s), prj_store_position(live));
+}
+
+static void fresh_close(fresh *f)
+{
+    prj_store_close(f->s);
+    tst_dir_remove(f->dir);
+    free(f->dir);
+}
+
 /* Applies what was appended since the last sync. */
 static prj_batch_stats world_sync(world *w)
 {
@@ -1081,21 +1114,13 @@ START_TEST(claims_and_unknown_events_are_ignored_and_impossible_ones_parked)
 
     /* A replay (the rebuild's loop, long transactions read ahead) parks the
      * same events and reaches the same state. */
-    char *dir = tst_dir_new("replay");
-    prj_store *fresh = NULL;
-    ck_assert_status(prj_store_open(dir, &prj_talent_model, &fresh, &err), GUILD_OK);
-    ck_assert_status(prj_store_replay(fresh, w.es, 0, 0, NULL, NULL), GUILD_OK);
-    uint8_t digest[PRJ_DIGEST_LEN], again[PRJ_DIGEST_LEN];
-    prj_store_digest(w.prj, digest);
-    prj_store_digest(fresh, again);
-    ck_assert_mem_eq(digest, again, PRJ_DIGEST_LEN);
-    ck_assert_uint_eq(prj_store_position(fresh), prj_store_position(w.prj));
+    fresh f = fresh_open("replay");
+    ck_assert_status(prj_store_replay(f.s, w.es, 0, 0, NULL, NULL), GUILD_OK);
+    assert_same_state(&f, w.prj);
     dead = 0;
-    ck_assert_status(prj_store_dead_letters(fresh, count_dead, &dead), GUILD_OK);
+    ck_assert_status(prj_store_dead_letters(f.s, count_dead, &dead), GUILD_OK);
     ck_assert_int_eq(dead, 3);
-    prj_store_close(fresh);
-    tst_dir_remove(dir);
-    free(dir);
+    fresh_close(&f);
     batch_release(&b);
     world_close(&w);
 }
@@ -1137,18 +1162,10 @@ START_TEST(a_failed_batch_leaves_no_half_folded_row_behind)
     check_indexes(&w, &a, 1);
 
     /* The same state as a model that never kept anything: one event a batch. */
-    uint8_t digest[PRJ_DIGEST_LEN], again[PRJ_DIGEST_LEN];
-    prj_store_digest(w.prj, digest);
-    char *dir = tst_dir_new("one-by-one");
-    prj_store *fresh = NULL;
-    guild_error err;
-    ck_assert_status(prj_store_open(dir, &prj_talent_model, &fresh, &err), GUILD_OK);
-    apply_log(&w, fresh, 1, 1);
-    prj_store_digest(fresh, again);
-    ck_assert_mem_eq(digest, again, PRJ_DIGEST_LEN);
-    prj_store_close(fresh);
-    tst_dir_remove(dir);
-    free(dir);
+    fresh f = fresh_open("one-by-one");
+    apply_log(&w, f.s, 1, 1);
+    assert_same_state(&f, w.prj);
+    fresh_close(&f);
     batch_release(&b);
     world_close(&w);
 }
@@ -1556,19 +1573,10 @@ START_TEST(random_history_answers_as_a_brute_force_would)
         check_row_against_domain(&w, m[i].id);
 
     /* a rebuild in other batch sizes reaches the same state */
-    uint8_t digest[PRJ_DIGEST_LEN], again[PRJ_DIGEST_LEN];
-    prj_store_digest(w.prj, digest);
-    char *dir = tst_dir_new("rebuild");
-    prj_store *fresh = NULL;
-    guild_error err;
-    ck_assert_status(prj_store_open(dir, &prj_talent_model, &fresh, &err), GUILD_OK);
-    apply_log(&w, fresh, 1, 4321);
-    prj_store_digest(fresh, again);
-    ck_assert_mem_eq(digest, again, PRJ_DIGEST_LEN);
-    ck_assert_uint_eq(prj_store_position(fresh), prj_store_position(w.prj));
-    prj_store_close(fresh);
-    tst_dir_remove(dir);
-    free(dir);
+    fresh f = fresh_open("rebuild");
+    apply_log(&w, f.s, 1, 4321);
+    assert_same_state(&f, w.prj);
+    fresh_close(&f);
 
     free(sorted);
     free(m);
