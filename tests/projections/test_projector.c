@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "eventstore/es.h"
 #include "tests/support/check_util.h"
+#include "tests/support/children.h"
 #include "tests/support/nats_server.h"
 #include "tests/support/tmpdir.h"
 
@@ -73,35 +74,6 @@ static uint64_t rnd(uint64_t *s)
  * test's process, an atexit handler for a failed assertion (Check exits the
  * forked test process). */
 
-#define CHILDREN_MAX 16
-static pid_t g_children[CHILDREN_MAX];
-static bool g_children_hooked;
-
-static void children_kill_all(void)
-{
-    for (int i = 0; i < CHILDREN_MAX; i++) {
-        if (g_children[i] > 0) {
-            kill(g_children[i], SIGKILL);
-            waitpid(g_children[i], NULL, 0);
-            g_children[i] = 0;
-        }
-    }
-}
-
-static void children_track(pid_t pid, bool add)
-{
-    if (!g_children_hooked) {
-        atexit(children_kill_all);
-        g_children_hooked = true;
-    }
-    for (int i = 0; i < CHILDREN_MAX; i++) {
-        if (add ? g_children[i] == 0 : g_children[i] == pid) {
-            g_children[i] = add ? pid : 0;
-            return;
-        }
-    }
-}
-
 typedef struct gproc {
     const char *args[4]; /* after the program: "serve", "talent" */
     pid_t pid;           /* 0 when not running */
@@ -158,7 +130,7 @@ static void gproc_start(gproc *g, const char *data, const char *url)
     }
     close(log_fd);
     g->pid = pid;
-    children_track(pid, true);
+    tst_child_track(pid);
 }
 
 /* Sends sig and reaps the child; its exit status (128 + signal when it
@@ -185,7 +157,7 @@ static int gproc_signal(gproc *g, int sig)
         }
         sleep_ms(5);
     }
-    children_track(g->pid, false);
+    tst_child_untrack(g->pid);
     g->pid = 0;
     return rc;
 }

@@ -2,13 +2,15 @@
  * guild_proc.c — `guild serve` child processes and a contract-speaking
  * client for end-to-end tests (see guild_proc.h).
  *
- * Sections: the registry of running processes (killed at exit); fork/exec;
+ * Sections: fork/exec (each child tracked, children.h);
  * waiting for a process; the public process calls; requests; users.
  */
 #include "tests/support/guild_proc.h"
 
 #include "common/b64.h"
 #include "common/codec.h"
+
+#include "tests/support/children.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,49 +30,6 @@
 #define READY_TIMEOUT_MS 30000
 #define STOP_TIMEOUT_MS 40000 /* a stop drains its subscriptions: cnats allows 30 s */
 #define PING_WAIT_MS 250
-
-/* ---- the registry of running processes --------------------------------------- */
-
-/* Processes this process started and has not reaped: killed at exit, so that
- * a test failing half-way (Check exits its child process) leaves nothing
- * behind. */
-#define REGISTRY_MAX 32
-static pid_t registry[REGISTRY_MAX];
-static bool registry_hooked;
-
-static void registry_kill_all(void)
-{
-    for (int i = 0; i < REGISTRY_MAX; i++) {
-        if (registry[i] > 0) {
-            kill(registry[i], SIGKILL);
-            waitpid(registry[i], NULL, 0);
-            registry[i] = 0;
-        }
-    }
-}
-
-static void registry_add(pid_t pid)
-{
-    if (!registry_hooked) {
-        atexit(registry_kill_all);
-        registry_hooked = true;
-    }
-    for (int i = 0; i < REGISTRY_MAX; i++) {
-        if (registry[i] == 0) {
-            registry[i] = pid;
-            return;
-        }
-    }
-    fprintf(stderr, "guild_proc: more than %d processes running; pid %d not tracked\n",
-            REGISTRY_MAX, (int)pid);
-}
-
-static void registry_remove(pid_t pid)
-{
-    for (int i = 0; i < REGISTRY_MAX; i++)
-        if (registry[i] == pid)
-            registry[i] = 0;
-}
 
 static uint64_t now_ms(void)
 {
@@ -161,7 +120,7 @@ static bool reaped(tst_guild *g)
     pid_t w = waitpid(g->pid, &status, WNOHANG);
     if (w == g->pid || (w < 0 && errno == ECHILD)) {
         g->exit_status = w == g->pid ? status : -1;
-        registry_remove(g->pid);
+        tst_child_untrack(g->pid);
         g->pid = 0;
         return true;
     }
@@ -253,7 +212,7 @@ static void terminate(tst_guild *g, int sig)
             kill(g->pid, SIGKILL);
             int status = 0;
             waitpid(g->pid, &status, 0);
-            registry_remove(g->pid);
+            tst_child_untrack(g->pid);
             g->pid = 0;
             g->exit_status = status;
             return;
@@ -283,7 +242,7 @@ static int launch(tst_guild *g)
         g->pid = 0;
         return -1;
     }
-    registry_add(g->pid);
+    tst_child_track(g->pid);
     if (wait_ready(g) == 0)
         return 0;
     if (g->pid > 0)

@@ -2,7 +2,7 @@
  * nats_server.c — starting, crashing and restarting a real nats-server for
  * tests (see nats_server.h).
  *
- * Sections: the registry of running servers (killed at exit); finding the
+ * Sections (each server tracked as a child, children.h): finding the
  * program and a free port; fork/exec; waiting until the server is ready;
  * the public calls; client connections.
  */
@@ -11,6 +11,8 @@
 #include "tests/support/tmpdir.h"
 
 #include <arpa/inet.h>
+#include "tests/support/children.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -33,49 +35,6 @@
 #define READY_TIMEOUT_MS 5000
 #define STOP_TIMEOUT_MS 5000
 #define START_ATTEMPTS 5
-
-/* ---- the registry of running servers ------------------------------------ */
-
-/* Servers this process started and has not reaped: killed at exit, so that
- * a test that fails half-way (Check exits its child process) leaves no
- * broker behind. */
-#define REGISTRY_MAX 32
-static pid_t registry[REGISTRY_MAX];
-static bool registry_hooked;
-
-static void registry_kill_all(void)
-{
-    for (int i = 0; i < REGISTRY_MAX; i++) {
-        if (registry[i] > 0) {
-            kill(registry[i], SIGKILL);
-            waitpid(registry[i], NULL, 0);
-            registry[i] = 0;
-        }
-    }
-}
-
-static void registry_add(pid_t pid)
-{
-    if (!registry_hooked) {
-        atexit(registry_kill_all);
-        registry_hooked = true;
-    }
-    for (int i = 0; i < REGISTRY_MAX; i++) {
-        if (registry[i] == 0) {
-            registry[i] = pid;
-            return;
-        }
-    }
-    fprintf(stderr, "nats_server: more than %d servers running; pid %d not tracked\n", REGISTRY_MAX,
-            (int)pid);
-}
-
-static void registry_remove(pid_t pid)
-{
-    for (int i = 0; i < REGISTRY_MAX; i++)
-        if (registry[i] == pid)
-            registry[i] = 0;
-}
 
 /* ---- finding the program and a free port --------------------------------- */
 
@@ -227,7 +186,7 @@ static int wait_ready(tst_nats *srv)
         int status;
         pid_t w = waitpid(srv->pid, &status, WNOHANG);
         if (w == srv->pid) {
-            registry_remove(srv->pid);
+            tst_child_untrack(srv->pid);
             srv->pid = 0;
             return -1;
         }
@@ -253,7 +212,7 @@ static int launch(tst_nats *srv)
         srv->pid = 0;
         return -1;
     }
-    registry_add(srv->pid);
+    tst_child_track(srv->pid);
     if (wait_ready(srv) == 0)
         return 0;
     if (srv->pid > 0)
@@ -283,7 +242,7 @@ static int terminate(tst_nats *srv, int sig)
         }
         sleep_ms(5);
     }
-    registry_remove(srv->pid);
+    tst_child_untrack(srv->pid);
     srv->pid = 0;
     return rc;
 }
