@@ -19,40 +19,54 @@
 typedef struct batch {
     const es_record **ptrs;
     es_record *recs;
-    uint8_t **raws;
+    size_t *offs; /* where each record's copy starts in buf */
+    uint8_t *buf; /* the page's records, copied out one after another */
+    size_t used, cap;
     bool *checked; /* the record's data passed the codec's check */
     size_t n;
     uint64_t stop_at;
 } batch;
 
-/* The read transaction ends before apply: each record is copied out. */
+/* The read transaction ends before apply: each record is copied out, into
+ * one buffer the batch keeps from page to page. */
 static int collect(void *ctx, const es_record *rec)
 {
     batch *b = ctx;
     if (b->stop_at && rec->position > b->stop_at)
         return 1;
-    b->raws[b->n] = guild_xmemdup(rec->raw, rec->raw_len);
-    b->recs[b->n] = *rec;
-    es_record_rebase(&b->recs[b->n], b->raws[b->n]);
-    b->ptrs[b->n] = &b->recs[b->n];
+    if (b->used + rec->raw_len > b->cap) {
+        size_t cap = b->cap ? b->cap : 1 << 20;
+        while (cap < b->used + rec->raw_len)
+            cap *= 2;
+        b->buf = guild_xrealloc(b->buf, cap);
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->used, rec->raw, rec->raw_len);
+    b->offs[b->n] = b->used;
+    b->used += rec->raw_len;
+    b->recs[b->n] = *rec; /* still pointing into the log: rebased below */
     b->n++;
     return 0;
 }
 
-/* Reads the next page of the log after `from` into b (its raws freed by
- * batch_drop). */
+/* Reads the next page of the log after `from` into b. */
 static guild_status batch_read(es_store *log, batch *b, uint64_t from, size_t page)
 {
     b->n = 0;
+    b->used = 0;
     uint64_t next = from;
-    return es_read_log(log, from, page, collect, b, &next);
+    guild_status st = es_read_log(log, from, page, collect, b, &next);
+    for (size_t i = 0; i < b->n; i++) {
+        es_record_rebase(&b->recs[i], b->buf + b->offs[i]);
+        b->ptrs[i] = &b->recs[i];
+    }
+    return st;
 }
 
 static void batch_drop(batch *b)
 {
-    for (size_t i = 0; i < b->n; i++)
-        free(b->raws[i]);
     b->n = 0;
+    b->used = 0;
 }
 
 /* Applies [from, to] page by page with prj_store_apply, which parks the
@@ -191,7 +205,7 @@ static void batch_init(batch *b, uint64_t stop_at)
 {
     *b = (batch){.ptrs = guild_xcalloc(PAGE, sizeof *b->ptrs),
                  .recs = guild_xcalloc(PAGE, sizeof *b->recs),
-                 .raws = guild_xcalloc(PAGE, sizeof *b->raws),
+                 .offs = guild_xcalloc(PAGE, sizeof *b->offs),
                  .checked = guild_xcalloc(PAGE, sizeof *b->checked),
                  .stop_at = stop_at};
 }
@@ -201,7 +215,8 @@ static void batch_free(batch *b)
     batch_drop(b);
     free(b->ptrs);
     free(b->recs);
-    free(b->raws);
+    free(b->offs);
+    free(b->buf);
     free(b->checked);
 }
 

@@ -50,7 +50,8 @@ struct prj_store {
     uint64_t position;
     int64_t event_time;
     uint64_t lanes[4];
-    prj_wcache wc; /* the batch's, while apply_lock is held */
+    prj_wcache wc;           /* the batch's, while apply_lock is held */
+    msgpack_sbuffer scratch; /* an object's bytes while they are written out */
 };
 
 struct prj_txn {
@@ -183,7 +184,8 @@ static guild_status unknown_db(const char *db)
 /* Writes an entry to LMDB, keeping the digest: out goes what LMDB held for
  * the key (read first unless the entry knows it), in comes `h`, the new
  * value's part (when the entry is present). */
-static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint64_t h[4], bool append)
+static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint8_t *val, size_t vlen,
+                                const uint64_t h[4], bool append)
 {
     MDB_val k = {e->klen, e->key}, old;
     MDB_dbi dbi = t->s->dbs[e->db];
@@ -198,7 +200,7 @@ static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint64_t h[4], 
     }
     int rc = 0;
     if (e->present) {
-        MDB_val v = {e->vlen, e->val};
+        MDB_val v = {vlen, (void *)val};
         rc = mdb_put(t->txn, dbi, &k, &v, append ? MDB_APPEND : 0);
         if (rc == MDB_KEYEXIST && append)
             rc = mdb_put(t->txn, dbi, &k, &v, 0);
@@ -256,14 +258,30 @@ static guild_status wc_flush(prj_txn *t)
     memcpy(append, t->empty, sizeof append);
     for (size_t i = 0; i < c->n_dirty; i++)
         t->empty[c->dirty[i]->db] = false;
+    msgpack_sbuffer *sb = &t->s->scratch;
     for (size_t i = 0; i < c->n_dirty && st == GUILD_OK; i++) {
         prj_wentry *e = c->dirty[i];
-        if ((st = wc_encode(e)) != GUILD_OK)
+        const uint8_t *val = e->val;
+        size_t vlen = e->vlen;
+        if (e->present && !val && e->obj) {
+            /* Encoded into the scratch buffer only: the object stays the
+             * value, so the entry keeps no bytes of its own. */
+            sb->size = 0;
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+            e->otype->encode(e->obj, &pk);
+            val = (const uint8_t *)sb->data;
+            vlen = sb->size;
+        } else if ((st = wc_encode(e)) != GUILD_OK) {
             break;
+        } else {
+            val = e->val;
+            vlen = e->vlen;
+        }
         uint64_t h[4] = {0};
         if (e->present)
-            entry_hash(t->s->names[e->db], e->key, e->klen, e->val, e->vlen, h);
-        if ((st = write_entry(t, e, h, append[e->db])) != GUILD_OK)
+            entry_hash(t->s->names[e->db], e->key, e->klen, val, vlen, h);
+        if ((st = write_entry(t, e, val, vlen, h, append[e->db])) != GUILD_OK)
             break;
         e->stored_known = true;
         e->stored_present = e->present;
@@ -570,6 +588,7 @@ guild_status prj_store_open(const char *dir, const prj_model *m, prj_store **out
     prj_store *s = guild_xcalloc(1, sizeof *s);
     s->m = m;
     prj_wcache_init(&s->wc);
+    msgpack_sbuffer_init(&s->scratch);
     pthread_rwlock_init(&s->resize, NULL);
     pthread_mutex_init(&s->apply_lock, NULL);
     pthread_mutex_init(&s->lock, NULL);
@@ -620,6 +639,7 @@ void prj_store_close(prj_store *s)
     if (s->env)
         mdb_env_close(s->env);
     prj_wcache_release(&s->wc);
+    msgpack_sbuffer_destroy(&s->scratch);
     pthread_cond_destroy(&s->moved);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->apply_lock);
