@@ -69,7 +69,9 @@ guild_status prj_get_json(prj_txn *t, const char *db, const void *key, size_t kl
 
 /* Values of a model's own type: how it decodes its stored bytes into an
  * object, encodes one (into pk, as msgpack) and frees one. A row kept as a
- * C struct costs far less to fold an event into than one kept as JSON. */
+ * C struct costs far less to fold an event into than one kept as JSON.
+ * encode may run on another thread than the one that applies (while the
+ * object is not being changed): it only reads the object. */
 typedef struct prj_objtype {
     void *(*decode)(const void *bytes, size_t len); /* NULL: not this type */
     void (*encode)(const void *obj, msgpack_packer *pk);

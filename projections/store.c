@@ -245,6 +245,91 @@ static guild_status wc_encode(prj_wentry *e)
     return st;
 }
 
+/* ---- a large flush prepared on two threads ----------------------------------
+ * Encoding the objects and hashing every entry for the digest is most of a
+ * large flush's work outside LMDB, and needs no transaction: two threads do
+ * it, in blocks taken in turn, before the writes. */
+
+#define PREP_MIN 65536  /* dirty entries at which a flush is prepared so */
+#define PREP_BLOCK 1024 /* entries a thread takes at a time */
+
+typedef struct prep_item {
+    size_t off, len; /* the encoded object in its thread's buffer */
+    bool encoded;    /* false: the value is the entry's own bytes */
+    bool ready;      /* false: left to the writer (a JSON value) */
+    uint64_t h[4];
+} prep_item;
+
+typedef struct prep {
+    prj_store *s;
+    prj_wentry **v;
+    size_t n;
+    prep_item *items;
+    msgpack_sbuffer sb[2];
+} prep;
+
+typedef struct prep_part {
+    prep *p;
+    int part;
+} prep_part;
+
+static void *prep_main(void *arg)
+{
+    prep_part *pp = arg;
+    prep *p = pp->p;
+    msgpack_sbuffer *sb = &p->sb[pp->part];
+    for (size_t b = (size_t)pp->part * PREP_BLOCK; b < p->n; b += 2 * PREP_BLOCK) {
+        size_t end = b + PREP_BLOCK < p->n ? b + PREP_BLOCK : p->n;
+        for (size_t i = b; i < end; i++) {
+            prj_wentry *e = p->v[i];
+            prep_item *it = &p->items[i];
+            if (!e->present) {
+                it->ready = true; /* nothing to hash */
+                continue;
+            }
+            const uint8_t *val = e->val;
+            size_t vlen = e->vlen;
+            if (!val && e->obj) {
+                it->off = sb->size;
+                msgpack_packer pk;
+                msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+                e->otype->encode(e->obj, &pk);
+                it->len = sb->size - it->off;
+                it->encoded = true;
+                val = (const uint8_t *)sb->data + it->off;
+                vlen = it->len;
+            } else if (!val) {
+                continue;
+            }
+            entry_hash(p->s->names[e->db], e->key, e->klen, val, vlen, it->h);
+            it->ready = true;
+        }
+    }
+    return NULL;
+}
+
+static void prep_run(prep *p, prj_store *s, prj_wentry **v, size_t n)
+{
+    *p = (prep){.s = s, .v = v, .n = n, .items = guild_xcalloc(n, sizeof *p->items)};
+    msgpack_sbuffer_init(&p->sb[0]);
+    msgpack_sbuffer_init(&p->sb[1]);
+    prep_part parts[2] = {{p, 0}, {p, 1}};
+    pthread_t th;
+    bool apart = pthread_create(&th, NULL, prep_main, &parts[1]) == 0;
+    prep_main(&parts[0]);
+    if (apart)
+        pthread_join(th, NULL);
+    else
+        prep_main(&parts[1]);
+}
+
+static void prep_free(prep *p)
+{
+    free(p->items);
+    msgpack_sbuffer_destroy(&p->sb[0]);
+    msgpack_sbuffer_destroy(&p->sb[1]);
+}
+
 /* Writes the cache's changes to LMDB in key order, keeping the digest, and
  * leaves every entry clean. GUILD_UNAVAILABLE when the map is full. */
 static guild_status wc_flush(prj_txn *t)
@@ -258,29 +343,41 @@ static guild_status wc_flush(prj_txn *t)
     memcpy(append, t->empty, sizeof append);
     for (size_t i = 0; i < c->n_dirty; i++)
         t->empty[c->dirty[i]->db] = false;
+    prep p = {0};
+    if (c->n_dirty >= PREP_MIN)
+        prep_run(&p, t->s, c->dirty, c->n_dirty);
     msgpack_sbuffer *sb = &t->s->scratch;
     for (size_t i = 0; i < c->n_dirty && st == GUILD_OK; i++) {
         prj_wentry *e = c->dirty[i];
         const uint8_t *val = e->val;
         size_t vlen = e->vlen;
-        if (e->present && !val && e->obj) {
-            /* Encoded into the scratch buffer only: the object stays the
-             * value, so the entry keeps no bytes of its own. */
-            sb->size = 0;
-            msgpack_packer pk;
-            msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-            e->otype->encode(e->obj, &pk);
-            val = (const uint8_t *)sb->data;
-            vlen = sb->size;
-        } else if ((st = wc_encode(e)) != GUILD_OK) {
-            break;
-        } else {
-            val = e->val;
-            vlen = e->vlen;
-        }
         uint64_t h[4] = {0};
-        if (e->present)
-            entry_hash(t->s->names[e->db], e->key, e->klen, val, vlen, h);
+        const prep_item *it = p.items ? &p.items[i] : NULL;
+        if (it && it->ready) {
+            if (it->encoded) {
+                val = (const uint8_t *)p.sb[(i / PREP_BLOCK) % 2].data + it->off;
+                vlen = it->len;
+            }
+            memcpy(h, it->h, sizeof h);
+        } else {
+            if (e->present && !val && e->obj) {
+                /* Encoded into the scratch buffer only: the object stays
+                 * the value, so the entry keeps no bytes of its own. */
+                sb->size = 0;
+                msgpack_packer pk;
+                msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+                e->otype->encode(e->obj, &pk);
+                val = (const uint8_t *)sb->data;
+                vlen = sb->size;
+            } else if ((st = wc_encode(e)) != GUILD_OK) {
+                break;
+            } else {
+                val = e->val;
+                vlen = e->vlen;
+            }
+            if (e->present)
+                entry_hash(t->s->names[e->db], e->key, e->klen, val, vlen, h);
+        }
         if ((st = write_entry(t, e, val, vlen, h, append[e->db])) != GUILD_OK)
             break;
         e->stored_known = true;
@@ -288,6 +385,8 @@ static guild_status wc_flush(prj_txn *t)
         memcpy(e->stored_hash, h, sizeof h);
         e->dirty = false;
     }
+    if (p.items)
+        prep_free(&p);
     c->n_dirty = 0;
     return st;
 }
@@ -299,7 +398,7 @@ static guild_status wc_trim(prj_txn *t)
     if (t->wc->count < WCACHE_MAX)
         return GUILD_OK;
     guild_status st = wc_flush(t);
-    prj_wcache_clear(t->wc);
+    prj_wcache_clear_behind(t->wc);
     return st;
 }
 
@@ -897,7 +996,7 @@ static int session_commit(prj_session *x)
      * batch (this process is the model's only writer), unless it grew
      * large or the commit failed. */
     if (rc || x->t.wc->count > WCACHE_KEEP)
-        prj_wcache_clear(x->t.wc);
+        prj_wcache_clear_behind(x->t.wc);
     if (rc == 0) {
         pthread_mutex_lock(&s->lock);
         s->position = x->position;

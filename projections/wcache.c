@@ -22,7 +22,8 @@ static uint64_t key_hash(int db, const void *key, size_t klen)
         h ^= h >> 32;
     }
     uint64_t w = 0;
-    memcpy(&w, p, klen);
+    if (klen)
+        memcpy(&w, p, klen);
     h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 29);
 }
@@ -106,8 +107,16 @@ void prj_wcache_clear(prj_wcache *c)
     c->chunk_used = 0;
 }
 
+static void reclaim_wait(prj_wcache *c)
+{
+    if (c->reclaiming)
+        pthread_join(c->reclaimer, NULL);
+    c->reclaiming = false;
+}
+
 void prj_wcache_release(prj_wcache *c)
 {
+    reclaim_wait(c);
     prj_wcache_clear(c);
     free(c->slots);
     free(c->dirty);
@@ -117,6 +126,34 @@ void prj_wcache_release(prj_wcache *c)
         c->chunks = next;
     }
     memset(c, 0, sizeof *c);
+}
+
+static void *reclaim_main(void *arg)
+{
+    prj_wcache *old = arg;
+    prj_wcache_release(old);
+    free(old);
+    return NULL;
+}
+
+/* Below this many entries freeing in place is quicker than a thread. */
+#define CLEAR_BEHIND_MIN 65536
+
+void prj_wcache_clear_behind(prj_wcache *c)
+{
+    reclaim_wait(c);
+    if (c->count < CLEAR_BEHIND_MIN) {
+        prj_wcache_clear(c);
+        return;
+    }
+    prj_wcache *old = guild_xmalloc(sizeof *old);
+    *old = *c;
+    prj_wcache_init(c);
+    if (pthread_create(&c->reclaimer, NULL, reclaim_main, old) != 0) {
+        reclaim_main(old);
+        return;
+    }
+    c->reclaiming = true;
 }
 
 static void grow(prj_wcache *c)
@@ -217,7 +254,8 @@ void prj_wcache_set_bytes(prj_wcache *c, prj_wentry *e, const void *val, size_t 
         free(e->val);
         e->val = guild_xmalloc(vlen ? vlen : 1);
     }
-    memcpy(e->val, val, vlen);
+    if (vlen)
+        memcpy(e->val, val, vlen);
     e->vlen = vlen;
     e->present = true;
     mark_dirty(c, e);
@@ -266,8 +304,42 @@ static int dirty_cmp(const void *a, const void *b)
     return (x->klen > y->klen) - (x->klen < y->klen);
 }
 
+typedef struct sort_half {
+    prj_wentry **v;
+    size_t n;
+} sort_half;
+
+static void *sort_main(void *arg)
+{
+    sort_half *h = arg;
+    qsort(h->v, h->n, sizeof *h->v, dirty_cmp);
+    return NULL;
+}
+
+/* Above this many, the two halves are sorted on two threads and merged. */
+#define SORT_APART_MIN 65536
+
 void prj_wcache_sort_dirty(prj_wcache *c)
 {
-    if (c->n_dirty > 1)
-        qsort(c->dirty, c->n_dirty, sizeof *c->dirty, dirty_cmp);
+    size_t n = c->n_dirty;
+    pthread_t th;
+    sort_half hi = {c->dirty + n / 2, n - n / 2};
+    if (n < SORT_APART_MIN || pthread_create(&th, NULL, sort_main, &hi) != 0) {
+        if (n > 1)
+            qsort(c->dirty, n, sizeof *c->dirty, dirty_cmp);
+        return;
+    }
+    qsort(c->dirty, n / 2, sizeof *c->dirty, dirty_cmp);
+    pthread_join(th, NULL);
+    prj_wentry **out = guild_xmalloc(c->dirty_cap * sizeof *out);
+    prj_wentry **a = c->dirty, **a_end = c->dirty + n / 2, **b = hi.v, **b_end = hi.v + hi.n;
+    size_t k = 0;
+    while (a < a_end && b < b_end)
+        out[k++] = dirty_cmp(b, a) < 0 ? *b++ : *a++;
+    while (a < a_end)
+        out[k++] = *a++;
+    while (b < b_end)
+        out[k++] = *b++;
+    free(c->dirty);
+    c->dirty = out;
 }

@@ -21,6 +21,7 @@
 #include "projections/prj.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,12 +54,20 @@ typedef struct prj_wcache {
      * a batch makes and drops hundreds of thousands of them. */
     struct wc_chunk *chunks, *chunk;
     size_t chunk_used;
+    /* A cache emptied by prj_wcache_clear_behind, being freed. */
+    pthread_t reclaimer;
+    bool reclaiming;
 } prj_wcache;
 
 void prj_wcache_init(prj_wcache *c);
 
 /* Drops every entry. */
 void prj_wcache_clear(prj_wcache *c);
+/* Drops every entry at once: the cache starts afresh and a thread of its own
+ * frees what the old one held (a large cache takes a while to free). Waits
+ * for the thread of the call before, so one old cache is freed at a time. */
+void prj_wcache_clear_behind(prj_wcache *c);
+/* Frees everything, waiting for an old cache being freed. */
 void prj_wcache_release(prj_wcache *c);
 
 /* The entry of (db, key), or NULL; with `create`, a new absent one. */

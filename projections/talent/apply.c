@@ -55,10 +55,14 @@ static void lower_copy(uint8_t *out, const char *s, size_t n)
 
 size_t prj_talent__skill_prefix(const char *skill, uint8_t *out)
 {
-    size_t n = strlen(skill);
-    if (n > TM_SKILL_MAX)
-        return 0;
-    lower_copy(out, skill, n);
+    /* Measured while copied: out has room for TM_SKILL_MAX bytes and more. */
+    size_t n = 0;
+    for (; skill[n]; n++) {
+        if (n == TM_SKILL_MAX)
+            return 0;
+        unsigned char c = (unsigned char)skill[n];
+        out[n] = c >= 'A' && c <= 'Z' ? (uint8_t)(c - 'A' + 'a') : c;
+    }
     out[n] = 0;
     return n + 1;
 }
@@ -451,6 +455,7 @@ static const struct {
 
 typedef struct ix_entry {
     const char *db;
+    uint64_t pre; /* the key's first 8 bytes, big-endian, zero-padded: compares fast */
     size_t key_at, key_len, count_at, count_len;
     const uint8_t *key, *count;
 } ix_entry;
@@ -475,12 +480,23 @@ typedef struct ix_set {
  * the entries, then the bytes they point into. */
 typedef struct ix_memo {
     size_t n, used;
+    size_t size; /* of the block */
     ix_entry v[];
 } ix_memo;
 
-static void *ix_memo_of(const ix_set *s)
+/* The row's memo made to hold s: written over the old one when it has the
+ * room (nothing borrows from it any more), else in a new block. */
+static void ix_memo_store(void **slot, const ix_set *s)
 {
-    ix_memo *m = guild_xmalloc(sizeof *m + s->n * sizeof *s->v + s->used);
+    size_t need = sizeof(ix_memo) + s->n * sizeof *s->v + s->used;
+    ix_memo *m = *slot;
+    if (!m || m->size < need) {
+        free(m);
+        size_t size = need + need / 4;
+        m = guild_xmalloc(size);
+        m->size = size;
+        *slot = m;
+    }
     uint8_t *arena = (uint8_t *)&m->v[s->n];
     m->n = s->n;
     m->used = s->used;
@@ -490,7 +506,6 @@ static void *ix_memo_of(const ix_set *s)
         m->v[i].key = arena + s->v[i].key_at;
         m->v[i].count = arena + s->v[i].count_at;
     }
-    return m;
 }
 
 /* s borrows the memo's entries (read only; ix_release leaves them). */
@@ -533,7 +548,7 @@ static size_t arena_put(ix_set *s, const void *bytes, size_t n)
 
 /* Adds the entry db: key ‖ talent id, counted under tag ‖ count. */
 static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, const char *tid,
-                   char tag, const uint8_t *count, size_t clen)
+                   size_t tlen, char tag, const uint8_t *count, size_t clen)
 {
     if (s->n == s->cap) {
         ix_entry *v = guild_xmalloc(2 * s->cap * sizeof *v);
@@ -546,7 +561,6 @@ static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, c
     ix_entry *e = &s->v[s->n++];
     e->db = db;
     e->key_at = arena_put(s, key, klen);
-    size_t tlen = strlen(tid);
     arena_put(s, tid, tlen);
     e->key_len = klen + tlen;
     e->count_at = arena_put(s, &tag, 1);
@@ -563,6 +577,8 @@ static int ix_cmp(const void *a, const void *b)
     int c = (xd > yd) - (xd < yd);
     if (c)
         return c;
+    if (x->pre != y->pre)
+        return x->pre < y->pre ? -1 : 1;
     size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
     c = memcmp(x->key, y->key, n);
     if (c)
@@ -570,7 +586,7 @@ static int ix_cmp(const void *a, const void *b)
     return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
 }
 
-static void ix_skills(ix_set *s, const tm_row *row, const char *tid)
+static void ix_skills(ix_set *s, const tm_row *row, const char *tid, size_t tlen)
 {
     for (size_t i = 0; i < row->skills.n; i++) {
         const tm_skill *e = TM_AT(row->skills, tm_skill, i);
@@ -582,39 +598,43 @@ static void ix_skills(ix_set *s, const tm_row *row, const char *tid)
             continue; /* the fold lets neither in */
         key[n] = (uint8_t)level;
         key[n + 1] = 0;
-        ix_add(s, TM_BY_SKILL, key, n + 2, tid, TM_COUNT_SKILL, key, n + 1);
+        ix_add(s, TM_BY_SKILL, key, n + 2, tid, tlen, TM_COUNT_SKILL, key, n + 1);
     }
 }
 
 /* The index entries of a row: none when there is no row or it is archived.
  * Sorted, without duplicates. */
-static void ix_collect(ix_set *s, const tm_row *row, const char *tid)
+static void ix_collect(ix_set *s, const tm_row *row, const char *tid, size_t tlen)
 {
     if (!row || row->archived)
         return;
-    ix_skills(s, row, tid);
+    ix_skills(s, row, tid, tlen);
 
     uint8_t key[TM_LOCATION_KEY_MAX + 1];
     const char *location = row->location;
     size_t n = prj_talent__location_prefix(location ? location : "", key);
-    ix_add(s, TM_BY_LOCATION, key, n, tid, TM_COUNT_LOCATION, key, n - 1);
+    ix_add(s, TM_BY_LOCATION, key, n, tid, tlen, TM_COUNT_LOCATION, key, n - 1);
 
     const char *currency = row->currency;
     int64_t rate = row->hourly_rate;
-    if (currency && strlen(currency) == 3 && rate >= 0) {
+    if (currency && currency[0] && currency[1] && currency[2] && !currency[3] && rate >= 0) {
         memcpy(key, currency, 3);
         key[3] = 0;
         prj_talent__u64_put(key + 4, (uint64_t)rate);
         key[12] = 0;
-        ix_add(s, TM_BY_RATE, key, 13, tid, TM_COUNT_CURRENCY, key, 3);
+        ix_add(s, TM_BY_RATE, key, 13, tid, tlen, TM_COUNT_CURRENCY, key, 3);
     }
 
     key[0] = prj_talent__hours_byte(row->hours_per_week - row->reserved_hours);
-    ix_add(s, TM_BY_HOURS, key, 1, tid, TM_COUNT_HOURS, key, 1);
+    ix_add(s, TM_BY_HOURS, key, 1, tid, tlen, TM_COUNT_HOURS, key, 1);
 
     for (size_t i = 0; i < s->n; i++) {
-        s->v[i].key = s->arena + s->v[i].key_at;
-        s->v[i].count = s->arena + s->v[i].count_at;
+        ix_entry *e = &s->v[i];
+        e->key = s->arena + e->key_at;
+        e->count = s->arena + e->count_at;
+        uint8_t pre[8] = {0};
+        memcpy(pre, e->key, e->key_len < 8 ? e->key_len : 8);
+        e->pre = prj_talent__u64_get(pre);
     }
     /* A row has a handful of entries: insertion sort, no allocation. */
     for (size_t i = 1; i < s->n; i++) {
@@ -689,17 +709,15 @@ static guild_status ix_write(prj_txn *t, const ix_set *old, const ix_set *now, g
 /* The index entries of the row before the event (`old`, collected before
  * the fold changed the row) against those of the row after it, which the
  * row then keeps (replacing the memo `old` may borrow from). */
-static guild_status reindex(prj_txn *t, const char *tid, ix_set *old, tm_row *now, guild_error *err)
+static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *old, tm_row *now,
+                            guild_error *err)
 {
     ix_set b;
     ix_init(&b);
-    ix_collect(&b, now, tid);
+    ix_collect(&b, now, tid, tlen);
     guild_status s = ix_write(t, old, &b, err);
-    if (s == GUILD_OK) {
-        void *memo = ix_memo_of(&b);
-        free(now->ix_memo);
-        now->ix_memo = memo;
-    }
+    if (s == GUILD_OK)
+        ix_memo_store(&now->ix_memo, &b);
     ix_release(&b);
     return s;
 }
@@ -737,7 +755,7 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     if (row && row->ix_memo)
         ix_from_memo(&old, row->ix_memo);
     else
-        ix_collect(&old, row, tid);
+        ix_collect(&old, row, tid, tlen);
     bool fresh = !row;
     if (fresh)
         row = tm_row_new(tid);
@@ -748,7 +766,7 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
         free(row->updated);
         row->updated = event_time_str(ev);
         row->version = (int64_t)ev->rec->version;
-        s = reindex(t, tid, &old, row, err);
+        s = reindex(t, tid, tlen, &old, row, err);
     }
     if (s == GUILD_OK)
         s = prj_put_obj(t, TM_PROFILES, tid, tlen, &tm_row_type, row);

@@ -92,27 +92,25 @@ void tm_row_free(tm_row *r)
  * Key for key what guild_codec_encode made of the JSON row: the same order,
  * msgpack_pack_int64 for integers. */
 
-static void put_str(msgpack_packer *pk, const char *s)
+static void put_bytes(msgpack_packer *pk, const char *s, size_t n)
 {
-    size_t n = strlen(s);
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, s, n);
 }
 
-static void put_key_str(msgpack_packer *pk, const char *key, const char *s)
+/* A key: a string literal, its length known when compiled. */
+#define put_key(pk, lit) put_bytes(pk, "" lit, sizeof(lit) - 1)
+
+static void put_str_or_nil(msgpack_packer *pk, const char *s)
 {
-    put_str(pk, key);
     if (s)
-        put_str(pk, s);
+        put_bytes(pk, s, strlen(s));
     else
         msgpack_pack_nil(pk);
 }
 
-static void put_key_int(msgpack_packer *pk, const char *key, int64_t v)
-{
-    put_str(pk, key);
-    msgpack_pack_int64(pk, v);
-}
+#define put_key_str(pk, lit, s) (put_key(pk, lit), put_str_or_nil(pk, s))
+#define put_key_int(pk, lit, v) (put_key(pk, lit), msgpack_pack_int64(pk, v))
 
 static void row_encode(const void *obj, msgpack_packer *pk)
 {
@@ -125,7 +123,7 @@ static void row_encode(const void *obj, msgpack_packer *pk)
     put_key_str(pk, "location", r->location);
     put_key_str(pk, "timezone", r->timezone);
 
-    put_str(pk, "skills");
+    put_key(pk, "skills");
     msgpack_pack_array(pk, r->skills.n);
     for (size_t i = 0; i < r->skills.n; i++) {
         const tm_skill *s = TM_AT(r->skills, tm_skill, i);
@@ -135,7 +133,7 @@ static void row_encode(const void *obj, msgpack_packer *pk)
         if (s->years >= 0)
             put_key_int(pk, "years", s->years);
     }
-    put_str(pk, "certifications");
+    put_key(pk, "certifications");
     msgpack_pack_array(pk, r->certs.n);
     for (size_t i = 0; i < r->certs.n; i++) {
         const tm_cert *c = TM_AT(r->certs, tm_cert, i);
@@ -147,12 +145,12 @@ static void row_encode(const void *obj, msgpack_packer *pk)
             put_key_str(pk, "expires_on", c->expires_on);
     }
     put_key_str(pk, "currency", r->currency);
-    put_str(pk, "hourly_rate");
+    put_key(pk, "hourly_rate");
     if (r->hourly_rate >= 0)
         msgpack_pack_int64(pk, r->hourly_rate);
     else
         msgpack_pack_nil(pk);
-    put_str(pk, "pricing_history");
+    put_key(pk, "pricing_history");
     msgpack_pack_array(pk, r->prices.n);
     for (size_t i = 0; i < r->prices.n; i++) {
         const tm_price *p = TM_AT(r->prices, tm_price, i);
@@ -163,7 +161,7 @@ static void row_encode(const void *obj, msgpack_packer *pk)
     }
     put_key_int(pk, "hours_per_week", r->hours_per_week);
     put_key_int(pk, "reserved_hours", r->reserved_hours);
-    put_str(pk, "reservations");
+    put_key(pk, "reservations");
     msgpack_pack_array(pk, r->resv.n);
     for (size_t i = 0; i < r->resv.n; i++) {
         const tm_resv *v = TM_AT(r->resv, tm_resv, i);
@@ -171,7 +169,7 @@ static void row_encode(const void *obj, msgpack_packer *pk)
         put_key_str(pk, "reservation_id", v->id);
         put_key_int(pk, "hours_per_week", v->hours);
     }
-    put_str(pk, "archived");
+    put_key(pk, "archived");
     if (r->archived)
         msgpack_pack_true(pk);
     else
