@@ -43,8 +43,8 @@ struct bus_runtime {
     bus_relay *relay;
     bus_auth *auth;
     bus_signer *signer;    /* signs the log head now and then (checkpoint.h) */
-    agg_cache *cache;      /* writer thread only */
-    cmd_req *last_decided; /* writer thread only: of the batch being run */
+    agg_cache *cache;      /* the thread running the store's batch only */
+    cmd_req *last_decided; /* likewise: of the batch being run */
     /* Completions run one at a time, in order (on the writer or the store's
      * completer): events committed since the relay was last woken. */
     bool relay_due;
@@ -543,7 +543,9 @@ static void on_done(void *arg, es_result *res)
     req_free(r);
 }
 
-static void submit(cmd_req *r)
+/* `here`: this thread holds no read transaction and nothing else waits for
+ * it, so it may run the append itself when the store's writer is idle. */
+static void submit(cmd_req *r, bool here)
 {
     es_append a = {
         .stream = r->stream,
@@ -553,6 +555,7 @@ static void submit(cmd_req *r)
                  .actor = r->actor[0] ? r->actor : NULL},
         .decide = run_decide,
         .decide_ctx = r,
+        .run_here = here,
     };
     guild_status s = es_append_submit(r->rt->store, &a, on_done, r);
     if (s != GUILD_OK) {
@@ -590,7 +593,7 @@ static void prepare_and_submit(cmd_req *r)
     }
     r->prepared = json_incref(c.prep);
     dom_ctx_release(&c);
-    submit(r);
+    submit(r, true);
 }
 
 static void *worker_main(void *arg)
@@ -750,7 +753,6 @@ static bool answered_from_history(cmd_req *r)
 static void on_command(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc;
-    (void)sub;
     bus_runtime *rt = closure;
     flight_begin(rt);
     cmd_req *r = guild_xcalloc(1, sizeof *r);
@@ -776,10 +778,16 @@ static void on_command(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
     } else if (dom_validate(r->cmd->fields, r->body, &err) != GUILD_OK) {
         reply_error(r, err.status, err.field, err.message);
     } else if (read_headers(r) && authorize(r) && !answered_from_history(r) && find_target(r)) {
-        if (r->cmd->prepare)
+        if (r->cmd->prepare) {
             enqueue_prepare(rt, r);
-        else
-            submit(r);
+        } else {
+            /* With more commands behind this one, hand it to the writer
+             * (they will be committed together); alone, run it here. */
+            int pending = 0;
+            bool alone =
+                natsSubscription_GetPending(sub, &pending, NULL) == NATS_OK && pending == 0;
+            submit(r, alone);
+        }
         return;
     }
     req_free(r);

@@ -179,6 +179,11 @@ typedef struct es_append {
     size_t n_events;
     es_decide_fn decide; /* when set, `events` is ignored */
     void *decide_ctx;    /* borrowed until the append completes */
+    /* The calling thread may run the append itself (decide, commit, done)
+     * when the writer is idle and nothing waits: a lone caller saves the
+     * hand-over to the writer thread. Only from a thread that holds no read
+     * transaction of this store. */
+    bool run_here;
 } es_append;
 
 /* The outcome of one append. */
@@ -199,7 +204,9 @@ typedef struct es_result {
 /* Frees what a result owns and zeroes it. */
 void es_result_release(es_result *r);
 
-/* Called on the writer thread once the append is durable (or failed).
+/* Called once the append is durable (or failed), on the thread that ran
+ * its batch (the writer, or the submitter with run_here) or the store's
+ * completer; one at a time, in commit order.
  * `res` is owned by the callee: release it with es_result_release. Keep it
  * short: the next batch waits. */
 typedef void (*es_done_fn)(void *ctx, es_result *res);

@@ -59,6 +59,9 @@ struct es_store {
     pthread_mutex_t q_lock;
     pthread_cond_t q_cond;
     es_req *q_head, *q_tail;
+    /* A thread (the writer, or a submitter with run_here) is running a
+     * batch or a checkpoint slice: one at a time. */
+    bool running;
     bool stopping;
     bool writer_started;
     pthread_t writer;

@@ -512,12 +512,50 @@ static void hand_off(es_store *st, es_req *batch, es_req *last)
     pthread_mutex_unlock(&st->c_lock);
 }
 
+/* Runs a batch taken from the queue (or a lone append run where it was
+ * submitted), with `running` set: commits, counts, completes, and indexes
+ * the tail when it has grown. */
+static void run_taken(es_store *st, es_req *batch, es_req *last)
+{
+    uint64_t t0 = guild_mono_ns();
+    run_batch(st, batch);
+    uint64_t took = guild_mono_ns() - t0;
+    unsigned n = 0;
+    for (es_req *q = batch; q; q = q->next)
+        n++;
+    pthread_mutex_lock(&st->q_lock);
+    st->stats.batches++;
+    st->stats.requests += n;
+    st->stats.commit_ns += took;
+    if (n > st->stats.max_batch)
+        st->stats.max_batch = n;
+    pthread_mutex_unlock(&st->q_lock);
+    hand_off(st, batch, last);
+    if (st->tail.events >= st->index_every)
+        es__checkpoint_slice(st, st->checkpoint_slice);
+}
+
+/* Ends a turn at running: the writer is told if work waits for it. */
+static void running_done(es_store *st)
+{
+    pthread_mutex_lock(&st->q_lock);
+    st->running = false;
+    pthread_cond_broadcast(&st->q_cond);
+    pthread_mutex_unlock(&st->q_lock);
+}
+
 static void *writer_main(void *arg)
 {
     es_store *st = arg;
     for (;;) {
         pthread_mutex_lock(&st->q_lock);
-        while (!st->q_head && !st->stopping) {
+        for (;;) {
+            if (st->running) { /* a submitter runs its append: wait for it */
+                pthread_cond_wait(&st->q_cond, &st->q_lock);
+                continue;
+            }
+            if (st->q_head || st->stopping)
+                break;
             if (st->tail.events == 0) {
                 pthread_cond_wait(&st->q_cond, &st->q_lock);
                 continue;
@@ -528,10 +566,12 @@ static void *writer_main(void *arg)
             until.tv_sec += IDLE_CHECKPOINT_SECONDS;
             if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until) == ETIMEDOUT) {
                 /* Slice by slice, so an append arriving meanwhile waits little. */
-                while (!st->q_head && st->tail.events > 0) {
+                while (!st->q_head && !st->running && st->tail.events > 0) {
+                    st->running = true;
                     pthread_mutex_unlock(&st->q_lock);
                     es__checkpoint_slice(st, st->checkpoint_slice);
                     pthread_mutex_lock(&st->q_lock);
+                    st->running = false;
                 }
             }
         }
@@ -547,24 +587,10 @@ static void *writer_main(void *arg)
         if (!st->q_head)
             st->q_tail = NULL;
         last->next = NULL;
+        st->running = true;
         pthread_mutex_unlock(&st->q_lock);
-
-        uint64_t t0 = guild_mono_ns();
-        run_batch(st, batch);
-        uint64_t took = guild_mono_ns() - t0;
-        unsigned n = 0;
-        for (es_req *q = batch; q; q = q->next)
-            n++;
-        pthread_mutex_lock(&st->q_lock);
-        st->stats.batches++;
-        st->stats.requests += n;
-        st->stats.commit_ns += took;
-        if (n > st->stats.max_batch)
-            st->stats.max_batch = n;
-        pthread_mutex_unlock(&st->q_lock);
-        hand_off(st, batch, last);
-        if (st->tail.events >= st->index_every)
-            es__checkpoint_slice(st, st->checkpoint_slice);
+        run_taken(st, batch, last);
+        running_done(st);
     }
     return NULL;
 }
@@ -624,6 +650,22 @@ static guild_status enqueue(es_store *st, es_req *r)
     return GUILD_OK;
 }
 
+/* Runs r on the calling thread if nothing else runs or waits; false when
+ * it must be queued instead. */
+static bool run_here(es_store *st, es_req *r)
+{
+    pthread_mutex_lock(&st->q_lock);
+    bool mine = !st->stopping && st->writer_started && !st->running && !st->q_head;
+    if (mine)
+        st->running = true;
+    pthread_mutex_unlock(&st->q_lock);
+    if (!mine)
+        return false;
+    run_taken(st, r, r);
+    running_done(st);
+    return true;
+}
+
 /* ---- submitting ----------------------------------------------------------- */
 
 guild_status es_append_submit(es_store *st, const es_append *a, es_done_fn done, void *ctx)
@@ -653,6 +695,8 @@ guild_status es_append_submit(es_store *st, const es_append *a, es_done_fn done,
                         a->events[i].data ? a->events[i].data_len : 0);
     r->done = done;
     r->done_ctx = ctx;
+    if (a->run_here && run_here(st, r))
+        return GUILD_OK;
     if ((s = enqueue(st, r)) != GUILD_OK)
         req_free(r);
     return s;
