@@ -1585,6 +1585,295 @@ START_TEST(random_history_answers_as_a_brute_force_would)
 }
 END_TEST
 
+/* ---- large transactions ------------------------------------------------------------------
+ * A flush of at least 65,536 dirty entries (PREP_MIN in projections/store.c)
+ * sorts them on two threads (prj_wcache_sort_dirty), encodes the rows and
+ * hashes every entry on two threads (prep_run), and a cache that grew past
+ * WCACHE_KEEP is freed on a thread of its own after the commit
+ * (prj_wcache_clear_behind). A replay puts up to 1,048,576 events in one
+ * transaction, so a history of many profiles reaches that path; a replay
+ * of 1000 events a transaction, and the live path (prj_store_apply in pages
+ * of 1000), never do. The three must reach the same state. */
+
+/* A profile with one or two skills (distinct ones), a rate and hours, now
+ * and then a reservation or a certification: 4 + skills keys of the model
+ * (the row, a by_skill entry a skill, by_location, by_rate, by_hours). */
+static void big_profile(batch *b, m_prof *p)
+{
+    op_create(b, p, NULL, random_case(PICK(location_pool)));
+    size_t first = rnd() % POOL(skill_pool);
+    op_skill(b, p, TALENT_EV_SKILL_ADDED, random_case(skill_pool[first]), rnd_in(1, 5),
+             chance(70) ? rnd_in(0, 20) : -1);
+    if (chance(50))
+        op_skill(b, p, TALENT_EV_SKILL_ADDED,
+                 random_case(
+                     skill_pool[(first + 1 + rnd() % (POOL(skill_pool) - 1)) % POOL(skill_pool)]),
+                 rnd_in(1, 5), -1);
+    op_rate(b, p, PICK(currency_pool), rnd_in(10, 200) * 100);
+    op_hours(b, p, rnd_in(1, 80));
+    if (chance(10))
+        op_reserve(b, p, rnd_in(1, p->hours));
+    if (chance(10))
+        op_cert_add(b, p);
+}
+
+/* Appends profiles m[from..to) (a batch holds a few thousand streams at
+ * most: batch_add looks its stream up from the end). */
+static void append_profiles(world *w, m_prof *m, size_t from, size_t to)
+{
+    batch b = {0};
+    for (size_t i = from; i < to; i++) {
+        big_profile(&b, &m[i]);
+        if ((i + 1 - from) % 1000 == 0 || i + 1 == to)
+            batch_submit(w, &b);
+    }
+    batch_release(&b);
+}
+
+/* Appends `n` random changes to profiles among m[0..among). */
+static void append_changes(world *w, m_prof *m, size_t among, size_t n)
+{
+    batch b = {0};
+    for (size_t k = 0; k < n; k++) {
+        random_change(&b, &m[rnd() % among]);
+        if ((k + 1) % 1000 == 0 || k + 1 == n)
+            batch_submit(w, &b);
+    }
+    batch_release(&b);
+}
+
+/* The keys of the model's own databases, counts aside, that the copy calls
+ * for: a row a profile, and the index entries of each live one. */
+static size_t m_keys(const m_prof *m, size_t from, size_t to)
+{
+    size_t n = 0;
+    for (size_t i = from; i < to; i++)
+        n += m[i].archived ? 1 : 3 + (size_t)m[i].n_skills + m[i].has_rate;
+    return n;
+}
+
+/* What a replay went through: its commits, events and parked ones. */
+typedef struct replay_seen {
+    size_t commits, events;
+    size_t in_txn, most_in_txn; /* events of the open transaction, of the largest */
+    uint64_t parked;
+} replay_seen;
+
+static int replay_count(void *ctx, uint64_t position, const prj_batch_stats *page, size_t events,
+                        double apply_seconds)
+{
+    (void)position, (void)apply_seconds;
+    replay_seen *r = ctx;
+    if (events == 0) {
+        r->commits++;
+        r->most_in_txn = r->in_txn > r->most_in_txn ? r->in_txn : r->most_in_txn;
+        r->in_txn = 0;
+    }
+    r->events += events;
+    r->in_txn += events;
+    r->parked += page->parked;
+    return 0;
+}
+
+static replay_seen replay(fresh *f, es_store *log, uint64_t stop_at, size_t per_txn)
+{
+    replay_seen seen = {0};
+    ck_assert_status(prj_store_replay(f->s, log, stop_at, per_txn, replay_count, &seen), GUILD_OK);
+    ck_assert_uint_eq(seen.parked, 0);
+    return seen;
+}
+
+/* The entries of the model's databases (counts aside, and counts apart),
+ * read from its environment with the store closed; it opens again after. */
+static size_t fresh_entries(fresh *f, size_t *counts)
+{
+    prj_store_close(f->s);
+    f->s = NULL;
+    MDB_env *env;
+    MDB_txn *txn;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, f->dir, MDB_RDONLY, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    size_t n = 0;
+    *counts = 0;
+    for (const char *const *db = prj_talent_model.dbs; *db; db++) {
+        MDB_dbi dbi;
+        MDB_stat st;
+        ck_assert_int_eq(mdb_dbi_open(txn, *db, 0, &dbi), 0);
+        ck_assert_int_eq(mdb_stat(txn, dbi, &st), 0);
+        if (strcmp(*db, "counts") == 0)
+            *counts = st.ms_entries;
+        else
+            n += st.ms_entries;
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    guild_error err;
+    ck_assert_status(prj_store_open(f->dir, &prj_talent_model, &f->s, &err), GUILD_OK);
+    return n;
+}
+
+static json_t *row_of(prj_store *s, const char *id)
+{
+    guild_error err = {0};
+    json_t *args = json_pack("{s:s}", "talent_id", id), *data = NULL;
+    guild_status st = prj_store_query(s, "get_profile", args, NULL, &data, NULL, &err);
+    json_decref(args);
+    ck_assert_msg(st == GUILD_OK, "get_profile %s: %s %s", id, guild_status_code(st), err.message);
+    return data;
+}
+
+/* The stores hold the same state: one position, one digest, and the same
+ * row for every `step`-th profile. */
+static void assert_same_stores(prj_store *const *s, int n, const m_prof *m, size_t n_prof,
+                               size_t step)
+{
+    uint64_t pos0, pos;
+    uint8_t d0[PRJ_DIGEST_LEN], d[PRJ_DIGEST_LEN];
+    prj_store_snapshot(s[0], &pos0, d0);
+    for (int i = 1; i < n; i++) {
+        prj_store_snapshot(s[i], &pos, d);
+        ck_assert_uint_eq(pos, pos0);
+        ck_assert_msg(memcmp(d, d0, PRJ_DIGEST_LEN) == 0, "store %d: a digest other than store 0's",
+                      i);
+    }
+    for (size_t k = 0; k < n_prof; k += step) {
+        json_t *r0 = row_of(s[0], m[k].id);
+        for (int i = 1; i < n; i++) {
+            json_t *r = row_of(s[i], m[k].id);
+            if (!json_equal(r, r0)) {
+                char *x = json_dumps(r0, JSON_COMPACT), *y = json_dumps(r, JSON_COMPACT);
+                ck_abort_msg("profile %s: store 0 %s, store %d %s", m[k].id, x, i, y);
+            }
+            json_decref(r);
+        }
+        json_decref(r0);
+    }
+}
+
+#define BIG_PROFILES 16000
+#define BIG_CHANGES 3000
+
+START_TEST(a_replay_in_one_large_transaction_matches_small_ones_and_the_live_path)
+{
+    world w;
+    world_open(&w);
+    m_prof *m = calloc(BIG_PROFILES, sizeof *m);
+    append_profiles(&w, m, 0, BIG_PROFILES);
+    prj_batch_stats st = world_sync(&w); /* live: prj_store_apply, 1000 a batch */
+    ck_assert_uint_eq(st.parked, 0);
+    uint64_t end = prj_store_position(w.prj);
+
+    /* A: the whole log in one transaction; B: 1000 events a transaction. */
+    fresh a = fresh_open("one-txn"), b = fresh_open("small-txns");
+    replay_seen ra = replay(&a, w.es, 0, 0);
+    ck_assert_uint_eq(ra.commits, 1);
+    ck_assert_uint_eq(ra.events, end);
+    replay_seen rb = replay(&b, w.es, 0, 1000);
+    /* A transaction ends at the first page (4096 events) that reaches
+     * per_txn; an event dirties a dozen keys at most, so B's flushes stay
+     * well below 65,536 entries. */
+    ck_assert_uint_gt(rb.commits, 20);
+    ck_assert_uint_le(rb.most_in_txn, 4096);
+    ck_assert_uint_eq(rb.events, end);
+
+    /* A's one transaction began on empty databases, so it wrote every key
+     * the model holds now: its last flush (the only one, below WCACHE_MAX
+     * entries) had at least that many dirty entries. The copy says how
+     * many, and B's environment (the same state, by digest) confirms it. */
+    size_t keys = m_keys(m, 0, BIG_PROFILES), counts = 0;
+    ck_assert_uint_gt(keys, 65536 + 10000);
+    ck_assert_uint_eq(fresh_entries(&b, &counts), keys);
+    ck_assert_uint_gt(counts, 0);
+
+    /* every row compared: the digest is summed from hashes the two
+     * threads computed, the rows are the bytes written */
+    prj_store *stores[] = {a.s, b.s, w.prj};
+    assert_same_stores(stores, 3, m, BIG_PROFILES, 1);
+
+    /* More on top, through the live path, while A's large cache may still
+     * be being freed behind: the same state again, round after round. */
+    for (int round = 0; round < 3; round++) {
+        append_changes(&w, m, BIG_PROFILES, BIG_CHANGES);
+        st = world_sync(&w);
+        ck_assert_uint_eq(st.parked, 0);
+        apply_log(&w, a.s, prj_store_position(a.s) + 1, 700);
+        apply_log(&w, b.s, prj_store_position(b.s) + 1, 1000);
+        prj_store *again[] = {a.s, b.s, w.prj};
+        assert_same_stores(again, 3, m, BIG_PROFILES, 13);
+    }
+    check_indexes(&w, m, BIG_PROFILES);
+    for (size_t i = 0; i < BIG_PROFILES; i += 401)
+        check_row_against_domain(&w, m[i].id);
+
+    fresh_close(&a);
+    fresh_close(&b);
+    free(m);
+    world_close(&w);
+}
+END_TEST
+
+#define FILLED_PROFILES 4000
+#define NEW_PROFILES 13000
+#define FILLED_CHANGES 4000
+
+/* A large transaction onto databases that are not empty, after a reopen
+ * (an empty cache): no key it writes is known to be absent without a look
+ * in LMDB, the rows it changes are decoded from LMDB's bytes, and old index
+ * entries are deleted. */
+START_TEST(a_large_replay_transaction_onto_a_filled_model_matches_the_live_path)
+{
+    world w;
+    world_open(&w);
+    m_prof *m = calloc(FILLED_PROFILES + NEW_PROFILES, sizeof *m);
+    append_profiles(&w, m, 0, FILLED_PROFILES);
+    prj_batch_stats st = world_sync(&w);
+    ck_assert_uint_eq(st.parked, 0);
+    uint64_t filled = prj_store_position(w.prj);
+    size_t filled_keys = m_keys(m, 0, FILLED_PROFILES), counts = 0;
+
+    /* Then new profiles and changes to the first ones, in turns. */
+    for (size_t i = FILLED_PROFILES; i < FILLED_PROFILES + NEW_PROFILES; i += NEW_PROFILES / 4) {
+        size_t to = i + NEW_PROFILES / 4;
+        append_profiles(&w, m, i,
+                        to < FILLED_PROFILES + NEW_PROFILES ? to : FILLED_PROFILES + NEW_PROFILES);
+        append_changes(&w, m, FILLED_PROFILES, FILLED_CHANGES / 4);
+    }
+    st = world_sync(&w);
+    ck_assert_uint_eq(st.parked, 0);
+    uint64_t end = prj_store_position(w.prj);
+
+    fresh c = fresh_open("filled");
+    replay_seen r = replay(&c, w.es, filled, 1000);
+    ck_assert_uint_eq(prj_store_position(c.s), filled);
+    ck_assert_uint_gt(r.commits, 1);
+    ck_assert_uint_eq(fresh_entries(&c, &counts), filled_keys); /* and reopens */
+    r = replay(&c, w.es, 0, 0);
+    ck_assert_uint_eq(r.commits, 1);
+    ck_assert_uint_eq(r.events, end - filled);
+    /* The new profiles' keys alone were all written (dirty) in that one
+     * transaction. */
+    ck_assert_uint_gt(m_keys(m, FILLED_PROFILES, FILLED_PROFILES + NEW_PROFILES), 65536);
+
+    prj_store *stores[] = {c.s, w.prj};
+    assert_same_stores(stores, 2, m, FILLED_PROFILES + NEW_PROFILES, 1);
+    check_indexes(&w, m, FILLED_PROFILES + NEW_PROFILES);
+
+    /* and on, through the live path */
+    append_changes(&w, m, FILLED_PROFILES + NEW_PROFILES, 3000);
+    st = world_sync(&w);
+    ck_assert_uint_eq(st.parked, 0);
+    apply_log(&w, c.s, prj_store_position(c.s) + 1, 1000);
+    prj_store *again[] = {c.s, w.prj};
+    assert_same_stores(again, 2, m, FILLED_PROFILES + NEW_PROFILES, 11);
+
+    fresh_close(&c);
+    free(m);
+    world_close(&w);
+}
+END_TEST
+
 static Suite *talent_model_suite(void)
 {
     Suite *s = suite_create("talent read model");
@@ -1601,6 +1890,8 @@ static Suite *talent_model_suite(void)
     tcase_add_test(tc, search_pages_with_the_last_id_as_cursor);
     tcase_add_test(tc, match_ranks_by_requirements_met_then_levels_above);
     tcase_add_test(tc, random_history_answers_as_a_brute_force_would);
+    tcase_add_test(tc, a_replay_in_one_large_transaction_matches_small_ones_and_the_live_path);
+    tcase_add_test(tc, a_large_replay_transaction_onto_a_filled_model_matches_the_live_path);
     suite_add_tcase(s, tc);
     return s;
 }
