@@ -11,7 +11,8 @@
  *     first result (duplicate = true) and write nothing.
  *   - Appends from many threads are committed together by one writer thread
  *     (group commit): each append succeeds or fails on its own, the batch
- *     shares one transaction and one sync.
+ *     shares one transaction and one sync. A lone append may run on the
+ *     thread that submits it instead (es_append.run_here).
  *   - Every record carries the BLAKE2b-256 hash chain of DESIGN.md; es_verify
  *     names the first position where it breaks.
  *   - Another process may open the store read-only while the writer runs;
@@ -38,7 +39,9 @@
  *
  * Threads: every function may be called from any thread. Callbacks
  * (es_record_fn, es_decide_fn, es_done_fn) run on the calling thread for reads
- * and on the writer thread for appends.
+ * and, for appends, on the thread running the batch: the writer thread, or
+ * the submitting one with run_here (es_done_fn also on the store's
+ * completion thread). One batch runs at a time.
  *
  * Errors: GUILD_INVALID_REQUEST (bad argument), GUILD_CONFLICT (expected
  * version), GUILD_NOT_FOUND, GUILD_IO (LMDB or the OS failed; the LMDB code is
@@ -70,7 +73,7 @@ typedef struct es_options {
     unsigned max_batch;        /* most appends in one commit; 0 = 4096 */
     uint64_t index_every;      /* unindexed events that start a checkpoint slice; 0 = 1,000,000 */
     uint64_t checkpoint_slice; /* events one checkpoint slice indexes at most; 0 = 8192 */
-    /* Called on the writer thread after each batch's commit (committed =
+    /* Called on the thread running the batch after its commit (committed =
      * true) or its failure, before the next batch's decide functions run:
      * a caller caching state built inside decide drops it on failure. */
     void (*batch_hook)(void *ctx, bool committed);
@@ -161,7 +164,8 @@ typedef struct es_provenance {
 /* The inside of the writer's transaction, handed to a decide function. */
 typedef struct es_wctx es_wctx;
 
-/* Runs on the writer thread inside its transaction, after the expected
+/* Runs on the thread running the batch (the writer thread, or the
+ * submitting one with run_here) inside its transaction, after the expected
  * version was checked. Reads the stream through `w` and emits events with
  * es_wctx_emit. Returns GUILD_OK to commit what it emitted (possibly
  * nothing), or a failure (see es_wctx_fail) to write nothing for this
