@@ -12,6 +12,7 @@
  * queries, dead letters.
  */
 #include "projections/prj.h"
+#include "projections/prep.h"
 #include "projections/store_internal.h"
 #include "projections/wcache.h"
 
@@ -143,22 +144,6 @@ static int grow(prj_store *s)
 
 /* ---- the digest ----------------------------------------------------------- */
 
-static void entry_hash(const char *db, const void *k, size_t kn, const void *v, size_t vn,
-                       uint64_t out[4])
-{
-    uint8_t h[32], len[8];
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
-    crypto_generichash_update(&st, (const uint8_t *)db, strlen(db) + 1);
-    u64_put(len, kn);
-    crypto_generichash_update(&st, len, 8);
-    crypto_generichash_update(&st, k, kn);
-    crypto_generichash_update(&st, v, vn);
-    crypto_generichash_final(&st, h, sizeof h);
-    for (int i = 0; i < 4; i++)
-        out[i] = u64_get(h + 8 * i);
-}
-
 static void lanes_add(uint64_t lanes[4], const uint64_t h[4], bool subtract)
 {
     for (int i = 0; i < 4; i++)
@@ -195,8 +180,8 @@ static guild_status write_entry(prj_txn *t, prj_wentry *e, const uint8_t *val, s
             return lmdb_status(NULL, rc, "reading the read model");
         e->stored_present = rc == 0;
         if (rc == 0)
-            entry_hash(t->s->names[e->db], e->key, e->klen, old.mv_data, old.mv_size,
-                       e->stored_hash);
+            prj__entry_hash(t->s->names[e->db], e->key, e->klen, old.mv_data, old.mv_size,
+                            e->stored_hash);
     }
     int rc = 0;
     if (e->present) {
@@ -245,91 +230,6 @@ static guild_status wc_encode(prj_wentry *e)
     return st;
 }
 
-/* ---- a large flush prepared on two threads ----------------------------------
- * Encoding the objects and hashing every entry for the digest is most of a
- * large flush's work outside LMDB, and needs no transaction: two threads do
- * it, in blocks taken in turn, before the writes. */
-
-#define PREP_MIN 65536  /* dirty entries at which a flush is prepared so */
-#define PREP_BLOCK 1024 /* entries a thread takes at a time */
-
-typedef struct prep_item {
-    size_t off, len; /* the encoded object in its thread's buffer */
-    bool encoded;    /* false: the value is the entry's own bytes */
-    bool ready;      /* false: left to the writer (a JSON value) */
-    uint64_t h[4];
-} prep_item;
-
-typedef struct prep {
-    prj_store *s;
-    prj_wentry **v;
-    size_t n;
-    prep_item *items;
-    msgpack_sbuffer sb[2];
-} prep;
-
-typedef struct prep_part {
-    prep *p;
-    int part;
-} prep_part;
-
-static void *prep_main(void *arg)
-{
-    prep_part *pp = arg;
-    prep *p = pp->p;
-    msgpack_sbuffer *sb = &p->sb[pp->part];
-    for (size_t b = (size_t)pp->part * PREP_BLOCK; b < p->n; b += 2 * PREP_BLOCK) {
-        size_t end = b + PREP_BLOCK < p->n ? b + PREP_BLOCK : p->n;
-        for (size_t i = b; i < end; i++) {
-            prj_wentry *e = p->v[i];
-            prep_item *it = &p->items[i];
-            if (!e->present) {
-                it->ready = true; /* nothing to hash */
-                continue;
-            }
-            const uint8_t *val = e->val;
-            size_t vlen = e->vlen;
-            if (!val && e->obj) {
-                it->off = sb->size;
-                msgpack_packer pk;
-                msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-                e->otype->encode(e->obj, &pk);
-                it->len = sb->size - it->off;
-                it->encoded = true;
-                val = (const uint8_t *)sb->data + it->off;
-                vlen = it->len;
-            } else if (!val) {
-                continue;
-            }
-            entry_hash(p->s->names[e->db], e->key, e->klen, val, vlen, it->h);
-            it->ready = true;
-        }
-    }
-    return NULL;
-}
-
-static void prep_run(prep *p, prj_store *s, prj_wentry **v, size_t n)
-{
-    *p = (prep){.s = s, .v = v, .n = n, .items = guild_xcalloc(n, sizeof *p->items)};
-    msgpack_sbuffer_init(&p->sb[0]);
-    msgpack_sbuffer_init(&p->sb[1]);
-    prep_part parts[2] = {{p, 0}, {p, 1}};
-    pthread_t th;
-    bool apart = pthread_create(&th, NULL, prep_main, &parts[1]) == 0;
-    prep_main(&parts[0]);
-    if (apart)
-        pthread_join(th, NULL);
-    else
-        prep_main(&parts[1]);
-}
-
-static void prep_free(prep *p)
-{
-    free(p->items);
-    msgpack_sbuffer_destroy(&p->sb[0]);
-    msgpack_sbuffer_destroy(&p->sb[1]);
-}
-
 /* Writes the cache's changes to LMDB in key order, keeping the digest, and
  * leaves every entry clean. GUILD_UNAVAILABLE when the map is full. */
 static guild_status wc_flush(prj_txn *t)
@@ -343,23 +243,16 @@ static guild_status wc_flush(prj_txn *t)
     memcpy(append, t->empty, sizeof append);
     for (size_t i = 0; i < c->n_dirty; i++)
         t->empty[c->dirty[i]->db] = false;
-    prep p = {0};
-    if (c->n_dirty >= PREP_MIN)
-        prep_run(&p, t->s, c->dirty, c->n_dirty);
+    prj_prep p = {0};
+    if (c->n_dirty >= PRJ_PREP_MIN)
+        prj__prep_run(&p, t->s->names, c->dirty, c->n_dirty);
     msgpack_sbuffer *sb = &t->s->scratch;
     for (size_t i = 0; i < c->n_dirty && st == GUILD_OK; i++) {
         prj_wentry *e = c->dirty[i];
         const uint8_t *val = e->val;
         size_t vlen = e->vlen;
         uint64_t h[4] = {0};
-        const prep_item *it = p.items ? &p.items[i] : NULL;
-        if (it && it->ready) {
-            if (it->encoded) {
-                val = (const uint8_t *)p.sb[(i / PREP_BLOCK) % 2].data + it->off;
-                vlen = it->len;
-            }
-            memcpy(h, it->h, sizeof h);
-        } else {
+        if (!p.items || !prj__prep_take(&p, i, &val, &vlen, h)) {
             if (e->present && !val && e->obj) {
                 /* Encoded into the scratch buffer only: the object stays
                  * the value, so the entry keeps no bytes of its own. */
@@ -376,7 +269,7 @@ static guild_status wc_flush(prj_txn *t)
                 vlen = e->vlen;
             }
             if (e->present)
-                entry_hash(t->s->names[e->db], e->key, e->klen, val, vlen, h);
+                prj__entry_hash(t->s->names[e->db], e->key, e->klen, val, vlen, h);
         }
         if ((st = write_entry(t, e, val, vlen, h, append[e->db])) != GUILD_OK)
             break;
@@ -386,7 +279,7 @@ static guild_status wc_flush(prj_txn *t)
         e->dirty = false;
     }
     if (p.items)
-        prep_free(&p);
+        prj__prep_free(&p);
     c->n_dirty = 0;
     return st;
 }
