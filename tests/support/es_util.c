@@ -130,13 +130,8 @@ guild_status tst_store_open_ro(const char *dir, es_store **out)
     return s;
 }
 
-guild_status tst_append(es_store *st, const char *stream, uint64_t expected, const char *command_id,
-                        size_t n, es_result *out)
+void tst_events_fill(es_event_in *ev, tst_map *maps, size_t n)
 {
-    es_event_in *ev = calloc(n ? n : 1, sizeof *ev);
-    tst_map *maps = calloc(n ? n : 1, sizeof *maps);
-    if (!ev || !maps)
-        abort();
     for (size_t k = 0; k < n; k++) {
         tst_map_init(&maps[k], 1);
         tst_map_int(&maps[k], "i", (int64_t)k);
@@ -145,14 +140,29 @@ guild_status tst_append(es_store *st, const char *stream, uint64_t expected, con
                               .data = tst_map_data(&maps[k]),
                               .data_len = tst_map_len(&maps[k])};
     }
+}
+
+void tst_events_release(tst_map *maps, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        tst_map_release(&maps[k]);
+}
+
+guild_status tst_append(es_store *st, const char *stream, uint64_t expected, const char *command_id,
+                        size_t n, es_result *out)
+{
+    es_event_in *ev = calloc(n ? n : 1, sizeof *ev);
+    tst_map *maps = calloc(n ? n : 1, sizeof *maps);
+    if (!ev || !maps)
+        abort();
+    tst_events_fill(ev, maps, n);
     es_append req = {.stream = stream,
                      .expected_version = expected,
                      .prov = {.command_id = command_id},
                      .events = ev,
                      .n_events = n};
     guild_status s = es_append_wait(st, &req, out);
-    for (size_t k = 0; k < n; k++)
-        tst_map_release(&maps[k]);
+    tst_events_release(maps, n);
     free(maps);
     free(ev);
     return s;

@@ -7,6 +7,7 @@
 #define GUILD_TESTS_SUPPORT_ES_UTIL_H
 
 #include "eventstore/es.h"
+#include "tests/support/mpmap.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -70,6 +71,13 @@ guild_status tst_store_open(const char *dir, const char *domain, size_t map_size
 
 /* Opens a store read-only. */
 guild_status tst_store_open_ro(const char *dir, es_store **out);
+
+/* Fills ev[0..n-1] with events of type "thing_happened" (schema 1, data
+ * {"i": k} for event k), their data held in maps[0..n-1]. */
+void tst_events_fill(es_event_in *ev, tst_map *maps, size_t n);
+
+/* Releases the maps tst_events_fill filled. */
+void tst_events_release(tst_map *maps, size_t n);
 
 /* Appends `n` events of type "thing_happened" (schema 1, data {"i": k} for
  * k = 0..n-1) to `stream` and waits. *out is filled (release it). */
