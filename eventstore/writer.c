@@ -513,8 +513,9 @@ static void hand_off(es_store *st, es_req *batch, es_req *last)
 }
 
 /* Runs a batch taken from the queue (or a lone append run where it was
- * submitted), with `running` set: commits, counts, completes, and indexes
- * the tail when it has grown. */
+ * submitted) by the thread that set `running`: commits, counts, completes,
+ * indexes the tail when it has grown, then clears `running` and tells the
+ * writer, in case work waits for it. */
 static void run_taken(es_store *st, es_req *batch, es_req *last)
 {
     uint64_t t0 = guild_mono_ns();
@@ -533,11 +534,6 @@ static void run_taken(es_store *st, es_req *batch, es_req *last)
     hand_off(st, batch, last);
     if (st->tail.events >= st->index_every)
         es__checkpoint_slice(st, st->checkpoint_slice);
-}
-
-/* Ends a turn at running: the writer is told if work waits for it. */
-static void running_done(es_store *st)
-{
     pthread_mutex_lock(&st->q_lock);
     st->running = false;
     pthread_cond_broadcast(&st->q_cond);
@@ -590,7 +586,6 @@ static void *writer_main(void *arg)
         st->running = true;
         pthread_mutex_unlock(&st->q_lock);
         run_taken(st, batch, last);
-        running_done(st);
     }
     return NULL;
 }
@@ -662,7 +657,6 @@ static bool run_here(es_store *st, es_req *r)
     if (!mine)
         return false;
     run_taken(st, r, r);
-    running_done(st);
     return true;
 }
 

@@ -1,36 +1,14 @@
 /*
- * prep.c — the digest's hash of an entry, and a large flush prepared on two
- * threads (see prep.h).
+ * prep.c — a large flush prepared on two threads (see prep.h).
  */
 #include "projections/prep.h"
+#include "projections/store_internal.h"
 
 #include "common/alloc.h"
+#include "common/pair.h"
 
-#include <pthread.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-
-void prj__entry_hash(const char *db, const void *k, size_t kn, const void *v, size_t vn,
-                     uint64_t out[4])
-{
-    uint8_t h[32], len[8];
-    for (int i = 0; i < 8; i++)
-        len[i] = (uint8_t)((uint64_t)kn >> (56 - 8 * i));
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
-    crypto_generichash_update(&st, (const uint8_t *)db, strlen(db) + 1);
-    crypto_generichash_update(&st, len, 8);
-    crypto_generichash_update(&st, k, kn);
-    crypto_generichash_update(&st, v, vn);
-    crypto_generichash_final(&st, h, sizeof h);
-    for (int i = 0; i < 4; i++) {
-        uint64_t x = 0;
-        for (int j = 0; j < 8; j++)
-            x = (x << 8) | h[8 * i + j];
-        out[i] = x;
-    }
-}
 
 #define PREP_BLOCK 1024 /* entries a thread takes at a time */
 
@@ -87,13 +65,7 @@ void prj__prep_run(prj_prep *p, const char *const *names, prj_wentry **v, size_t
     msgpack_sbuffer_init(&p->sb[0]);
     msgpack_sbuffer_init(&p->sb[1]);
     prep_part parts[2] = {{p, 0}, {p, 1}};
-    pthread_t th;
-    bool apart = pthread_create(&th, NULL, prep_main, &parts[1]) == 0;
-    prep_main(&parts[0]);
-    if (apart)
-        pthread_join(th, NULL);
-    else
-        prep_main(&parts[1]);
+    guild_run_pair(prep_main, &parts[0], &parts[1]);
 }
 
 bool prj__prep_take(const prj_prep *p, size_t i, const uint8_t **val, size_t *vlen, uint64_t h[4])

@@ -1,6 +1,5 @@
 /*
- * prep.h — the digest's hash of an entry, and a large flush prepared on two
- * threads (internal to projections/).
+ * prep.h — a large flush prepared on two threads (internal to projections/).
  *
  * Encoding a transaction's objects and hashing every entry for the digest
  * is most of a large flush's work outside LMDB, and needs no transaction:
@@ -16,14 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The part of the digest one entry contributes: BLAKE2b-256 over the
- * database's name (with its NUL), the key's length (8 bytes big-endian),
- * the key and the value, read as four 64-bit lanes. */
-void prj__entry_hash(const char *db, const void *k, size_t kn, const void *v, size_t vn,
-                     uint64_t out[4]);
-
-#define PRJ_PREP_MIN 65536 /* dirty entries at which a flush is prepared */
-
 typedef struct prj_prep_item prj_prep_item;
 
 typedef struct prj_prep {
@@ -35,7 +26,8 @@ typedef struct prj_prep {
 } prj_prep;
 
 /* Encodes the objects of v[0..n) (entries without bytes of their own) and
- * hashes every present entry, on two threads. Only reads the entries. */
+ * hashes every present entry (prj__entry_hash), on two threads. Only reads
+ * the entries. Worth it from PRJ_WCACHE_LARGE entries. */
 void prj__prep_run(prj_prep *p, const char *const *names, prj_wentry **v, size_t n);
 
 /* Entry i as prepared: its bytes (left as they are when the entry has its

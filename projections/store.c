@@ -144,6 +144,22 @@ static int grow(prj_store *s)
 
 /* ---- the digest ----------------------------------------------------------- */
 
+void prj__entry_hash(const char *db, const void *k, size_t kn, const void *v, size_t vn,
+                     uint64_t out[4])
+{
+    uint8_t h[32], len[8];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, (const uint8_t *)db, strlen(db) + 1);
+    u64_put(len, kn);
+    crypto_generichash_update(&st, len, 8);
+    crypto_generichash_update(&st, k, kn);
+    crypto_generichash_update(&st, v, vn);
+    crypto_generichash_final(&st, h, sizeof h);
+    for (int i = 0; i < 4; i++)
+        out[i] = u64_get(h + 8 * i);
+}
+
 static void lanes_add(uint64_t lanes[4], const uint64_t h[4], bool subtract)
 {
     for (int i = 0; i < 4; i++)
@@ -244,7 +260,7 @@ static guild_status wc_flush(prj_txn *t)
     for (size_t i = 0; i < c->n_dirty; i++)
         t->empty[c->dirty[i]->db] = false;
     prj_prep p = {0};
-    if (c->n_dirty >= PRJ_PREP_MIN)
+    if (c->n_dirty >= PRJ_WCACHE_LARGE)
         prj__prep_run(&p, t->s->names, c->dirty, c->n_dirty);
     msgpack_sbuffer *sb = &t->s->scratch;
     for (size_t i = 0; i < c->n_dirty && st == GUILD_OK; i++) {

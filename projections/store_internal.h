@@ -51,4 +51,10 @@ int prj__reserve(prj_store *s, size_t more);
 
 guild_status prj__lmdb_status(int rc, const char *what);
 
+/* The part of the digest one entry contributes: BLAKE2b-256 over the
+ * database's name (with its NUL), the key's length (8 bytes big-endian),
+ * the key and the value, read as four 64-bit lanes. */
+void prj__entry_hash(const char *db, const void *k, size_t kn, const void *v, size_t vn,
+                     uint64_t out[4]);
+
 #endif

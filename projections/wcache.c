@@ -4,6 +4,7 @@
 #include "projections/wcache.h"
 
 #include "common/alloc.h"
+#include "common/pair.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -136,13 +137,10 @@ static void *reclaim_main(void *arg)
     return NULL;
 }
 
-/* Below this many entries freeing in place is quicker than a thread. */
-#define CLEAR_BEHIND_MIN 65536
-
 void prj_wcache_clear_behind(prj_wcache *c)
 {
     reclaim_wait(c);
-    if (c->count < CLEAR_BEHIND_MIN) {
+    if (c->count < PRJ_WCACHE_LARGE) {
         prj_wcache_clear(c);
         return;
     }
@@ -316,23 +314,18 @@ static void *sort_main(void *arg)
     return NULL;
 }
 
-/* Above this many, the two halves are sorted on two threads and merged. */
-#define SORT_APART_MIN 65536
-
 void prj_wcache_sort_dirty(prj_wcache *c)
 {
     size_t n = c->n_dirty;
-    pthread_t th;
-    sort_half hi = {c->dirty + n / 2, n - n / 2};
-    if (n < SORT_APART_MIN || pthread_create(&th, NULL, sort_main, &hi) != 0) {
+    if (n < PRJ_WCACHE_LARGE) {
         if (n > 1)
             qsort(c->dirty, n, sizeof *c->dirty, dirty_cmp);
         return;
     }
-    qsort(c->dirty, n / 2, sizeof *c->dirty, dirty_cmp);
-    pthread_join(th, NULL);
+    sort_half lo = {c->dirty, n / 2}, hi = {c->dirty + n / 2, n - n / 2};
+    guild_run_pair(sort_main, &lo, &hi);
     prj_wentry **out = guild_xmalloc(c->dirty_cap * sizeof *out);
-    prj_wentry **a = c->dirty, **a_end = c->dirty + n / 2, **b = hi.v, **b_end = hi.v + hi.n;
+    prj_wentry **a = lo.v, **a_end = lo.v + lo.n, **b = hi.v, **b_end = hi.v + hi.n;
     size_t k = 0;
     while (a < a_end && b < b_end)
         out[k++] = dirty_cmp(b, a) < 0 ? *b++ : *a++;

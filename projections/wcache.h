@@ -59,13 +59,17 @@ typedef struct prj_wcache {
     bool reclaiming;
 } prj_wcache;
 
+/* Entries from which a cache's bulk work (sorting its dirty entries,
+ * encoding and hashing them, freeing it) is shared with a second thread. */
+#define PRJ_WCACHE_LARGE 65536
+
 void prj_wcache_init(prj_wcache *c);
 
 /* Drops every entry. */
 void prj_wcache_clear(prj_wcache *c);
-/* Drops every entry at once: the cache starts afresh and a thread of its own
- * frees what the old one held (a large cache takes a while to free). Waits
- * for the thread of the call before, so one old cache is freed at a time. */
+/* Drops every entry at once: the cache starts afresh and, when it was
+ * large, a thread of its own frees what the old one held. Waits for the
+ * thread of the call before, so one old cache is freed at a time. */
 void prj_wcache_clear_behind(prj_wcache *c);
 /* Frees everything, waiting for an old cache being freed. */
 void prj_wcache_release(prj_wcache *c);
@@ -92,7 +96,8 @@ void prj_wcache_set_absent(prj_wcache *c, prj_wentry *e);
 /* Drops the entry's bytes and JSON (the object is the value now). */
 void prj_wcache_forget_bytes(prj_wentry *e);
 
-/* Sorts the dirty entries by (db, key), the order to write them in. */
+/* Sorts the dirty entries by (db, key), the order to write them in (a
+ * large set in two halves on two threads, then merged). */
 void prj_wcache_sort_dirty(prj_wcache *c);
 
 #endif

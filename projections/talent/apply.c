@@ -55,14 +55,10 @@ static void lower_copy(uint8_t *out, const char *s, size_t n)
 
 size_t prj_talent__skill_prefix(const char *skill, uint8_t *out)
 {
-    /* Measured while copied: out has room for TM_SKILL_MAX bytes and more. */
-    size_t n = 0;
-    for (; skill[n]; n++) {
-        if (n == TM_SKILL_MAX)
-            return 0;
-        unsigned char c = (unsigned char)skill[n];
-        out[n] = c >= 'A' && c <= 'Z' ? (uint8_t)(c - 'A' + 'a') : c;
-    }
+    size_t n = strnlen(skill, TM_SKILL_MAX + 1);
+    if (n > TM_SKILL_MAX)
+        return 0;
+    lower_copy(out, skill, n);
     out[n] = 0;
     return n + 1;
 }
@@ -617,7 +613,7 @@ static void ix_collect(ix_set *s, const tm_row *row, const char *tid, size_t tle
 
     const char *currency = row->currency;
     int64_t rate = row->hourly_rate;
-    if (currency && currency[0] && currency[1] && currency[2] && !currency[3] && rate >= 0) {
+    if (currency && strlen(currency) == 3 && rate >= 0) {
         memcpy(key, currency, 3);
         key[3] = 0;
         prj_talent__u64_put(key + 4, (uint64_t)rate);
