@@ -266,10 +266,7 @@ static uint64_t g_rng = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
 {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return g_rng;
+    return tst_rng_next(&g_rng);
 }
 
 /* A uniform integer in lo..hi. */
@@ -648,16 +645,30 @@ static void lines_release(lines *l)
 static const char *const index_dbs[] = {"by_skill", "by_location", "by_rate",
                                         "by_hours", "counts",      NULL};
 
+/* A model's environment opened read-only (its store closed), with a read
+ * transaction; env_close ends both. */
+static MDB_txn *env_open_ro(const char *dir, MDB_env **env)
+{
+    MDB_txn *txn;
+    ck_assert_int_eq(mdb_env_create(env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(*env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(*env, dir, MDB_RDONLY, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(*env, NULL, MDB_RDONLY, &txn), 0);
+    return txn;
+}
+
+static void env_close(MDB_env *env, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
 static void indexes_read(world *w, lines *out)
 {
     prj_store_close(w->prj);
     w->prj = NULL;
     MDB_env *env;
-    MDB_txn *txn;
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(env, w->prj_dir, MDB_RDONLY, 0644), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    MDB_txn *txn = env_open_ro(w->prj_dir, &env);
     for (const char *const *db = index_dbs; *db; db++) {
         MDB_dbi dbi;
         MDB_cursor *cur;
@@ -669,8 +680,7 @@ static void indexes_read(world *w, lines *out)
             lines_push(out, *db, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
         mdb_cursor_close(cur);
     }
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
+    env_close(env, txn);
     qsort(out->v, out->n, sizeof *out->v, str_ptr_cmp);
     prj_open(w);
 }
@@ -1690,11 +1700,7 @@ static size_t fresh_entries(fresh *f, size_t *counts)
     prj_store_close(f->s);
     f->s = NULL;
     MDB_env *env;
-    MDB_txn *txn;
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(env, f->dir, MDB_RDONLY, 0644), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    MDB_txn *txn = env_open_ro(f->dir, &env);
     size_t n = 0;
     *counts = 0;
     for (const char *const *db = prj_talent_model.dbs; *db; db++) {
@@ -1707,8 +1713,7 @@ static size_t fresh_entries(fresh *f, size_t *counts)
         else
             n += st.ms_entries;
     }
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
+    env_close(env, txn);
     guild_error err;
     ck_assert_status(prj_store_open(f->dir, &prj_talent_model, &f->s, &err), GUILD_OK);
     return n;

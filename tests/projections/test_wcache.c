@@ -21,21 +21,9 @@
             ck_abort_msg(__VA_ARGS__);                                                             \
     } while (0)
 
-/* Above these many, sort_dirty and clear_behind take their threaded paths. */
-#define THREADED_MIN 65536
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static size_t rng_below(uint64_t *s, size_t n)
 {
-    return (size_t)(rng_next(s) % n);
+    return (size_t)(tst_rng_next(s) % n);
 }
 
 /* A (db, key) pair as the test keeps it. */
@@ -234,7 +222,7 @@ static size_t random_key(uint64_t *s, uint8_t *k, const kref *last)
     case 0:
         n = 1 + rng_below(s, KEY_MAX);
         for (size_t i = 0; i < n; i++)
-            k[i] = (uint8_t)rng_next(s);
+            k[i] = (uint8_t)tst_rng_next(s);
         return n;
     case 1:
         memcpy(k, "javascript\0", 11);
@@ -317,14 +305,14 @@ START_TEST(sort_dirty_orders_a_small_set_by_db_then_key)
 {
     sort_case(100, 0x9e3779b97f4a7c15ull);
     sort_case(1, 7);
-    sort_case(THREADED_MIN - 1, 0xfeedfacecafebeefull);
+    sort_case(PRJ_WCACHE_LARGE - 1, 0xfeedfacecafebeefull);
 }
 END_TEST
 
 START_TEST(sort_dirty_orders_a_large_set_on_two_threads)
 {
     sort_case(200001, 0x0123456789abcdefull);
-    sort_case(THREADED_MIN, 42);
+    sort_case(PRJ_WCACHE_LARGE, 42);
 }
 END_TEST
 
@@ -332,7 +320,7 @@ END_TEST
 
 START_TEST(clear_behind_a_large_cache_starts_afresh)
 {
-    const size_t big = THREADED_MIN + 34464; /* 100000 */
+    const size_t big = PRJ_WCACHE_LARGE + 34464; /* 100000 */
     prj_wcache c;
     prj_wcache_init(&c);
     fill_rows(&c, 0, 0, big);

@@ -5,6 +5,7 @@
 #include "common/status.h"
 
 #include <check.h>
+#include <stdint.h>
 
 /* Asserts a guild_status, naming both codes on failure. */
 #define ck_assert_status(got, want)                                                                \
@@ -14,6 +15,16 @@
         ck_assert_msg(got_ == want_, "%s: got %s, want %s", #got, guild_status_code(got_),         \
                       guild_status_code(want_));                                                   \
     } while (0)
+
+/* xorshift64: reproducible randomness from a fixed, non-zero seed. */
+static inline uint64_t tst_rng_next(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
 
 /* Runs one suite with a fresh runner; returns the process exit status. */
 int tst_run_suite(Suite *s);
