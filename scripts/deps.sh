@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config git
     libnats-dev liblmdb-dev lmdb-utils libmsgpack-dev libuv1-dev libsodium-dev
-    libjansson-dev check libsubunit-dev nats-server
+    libjansson-dev libjemalloc-dev check libsubunit-dev nats-server
     clang-format cppcheck
 )
 
