@@ -80,7 +80,11 @@ void bus_auth_destroy(bus_auth *a)
     if (a->watcher_started)
         pthread_join(a->watcher, NULL);
     if (a->watch) {
-        natsSubscription_Unsubscribe(a->watch);
+        /* Unsubscribing deletes the ordered consumer, a JetStream request
+         * that would only time out with the server gone; the server drops
+         * an ephemeral consumer without interest by itself. */
+        if (natsConnection_Status(a->nc) == NATS_CONN_STATUS_CONNECTED)
+            natsSubscription_Unsubscribe(a->watch);
         natsSubscription_Destroy(a->watch);
     }
     jsCtx_Destroy(a->js);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -93,6 +94,7 @@ static bool spawn(child *c)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* guild up killed: its children stop too */
         execvp(c->argv[0], c->argv);
         fprintf(stderr, "guild: cannot run %s: %s\n", c->argv[0], strerror(errno));
         _exit(127);
@@ -115,12 +117,21 @@ static void arg(child *c, const char *a)
     c->argv[c->argc] = NULL;
 }
 
-/* Waits until a service answers $SRV.PING.<name>. */
+/* True once Ctrl-C or SIGTERM has come (they stay blocked until the
+ * supervisor's loop takes them). */
+static bool stop_pending(void)
+{
+    sigset_t pending;
+    return sigpending(&pending) == 0 &&
+           (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1);
+}
+
+/* Waits until a service answers $SRV.PING.<name>, or a stop is asked for. */
 static bool wait_ready(natsConnection *nc, const char *name, int timeout_ms)
 {
     char subject[96];
     snprintf(subject, sizeof subject, "$SRV.PING.%s", name);
-    for (int waited = 0; waited < timeout_ms; waited += 250) {
+    for (int waited = 0; waited < timeout_ms && !stop_pending(); waited += 250) {
         natsMsg *reply = NULL;
         uint64_t t0 = guild_mono_ns();
         if (natsConnection_RequestString(&reply, nc, subject, "", 250) == NATS_OK) {
@@ -234,10 +245,33 @@ int cmd_up(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    mkdir(c.data, 0755);
     char url[128];
     if (!external) {
-        int port = port_opt ? atoi(port_opt) : port_free(4222) ? 4222 : any_free_port();
+        int port = port_free(4222) ? 4222 : any_free_port();
+        if (port_opt) {
+            char *end = NULL;
+            errno = 0;
+            long p = strtol(port_opt, &end, 10);
+            if (errno || end == port_opt || *end || p <= 0 || p > 65535) {
+                fprintf(stderr, "guild up: --port %s is not a port number\n", port_opt);
+                return 2;
+            }
+            port = (int)p;
+            /* A server already on that port would take our connection and
+             * the services would run against it: refuse instead. */
+            if (!port_free(port)) {
+                fprintf(stderr,
+                        "guild: port %d on 127.0.0.1 is in use; choose another with --port, or "
+                        "use the server there with --nats nats://127.0.0.1:%d\n",
+                        port, port);
+                return 1;
+            }
+        }
+        if (port < 0) {
+            fprintf(stderr, "guild: no free port on 127.0.0.1 for nats-server\n");
+            return 1;
+        }
+        mkdir(c.data, 0755);
         char dir[1024], log[1100], portbuf[16];
         snprintf(dir, sizeof dir, "%s/nats", c.data);
         mkdir(dir, 0755);
@@ -254,6 +288,8 @@ int cmd_up(int argc, char **argv)
         }
         snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
         c.nats = url;
+    } else {
+        mkdir(c.data, 0755);
     }
     natsConnection *nc = NULL;
     guild_error err = {0};
@@ -276,7 +312,14 @@ int cmd_up(int argc, char **argv)
 
     char self[1024];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[n > 0 ? n : 0] = '\0';
+    if (n <= 0) {
+        say("cannot find the guild binary (/proc/self/exe): %s", strerror(errno));
+        bus_close(nc);
+        if (nats_child)
+            stop_child(nats_child, SIGTERM);
+        return 1;
+    }
+    self[n] = '\0';
     for (int i = 0; services[i]; i++) {
         child *ch = add_child(services[i]);
         const char *args[] = {self, "serve", services[i], "--data", c.data, "--nats", c.nats, NULL};
@@ -287,20 +330,27 @@ int cmd_up(int argc, char **argv)
         spawn(ch);
         if (wait_ready(nc, services[i], 20000))
             say("%s ready (pid %d)", services[i], ch->pid);
-        else
+        else if (!stop_pending())
             say("%s did not answer within 20 s (pid %d); still trying", services[i], ch->pid);
+        if (stop_pending())
+            break;
     }
-    child *prj = add_child("projector");
-    const char *pargs[] = {self, "project", "all", "--data", c.data, "--nats", c.nats, NULL};
-    for (int j = 0; pargs[j]; j++)
-        arg(prj, pargs[j]);
-    spawn(prj);
-    if (wait_ready(nc, "projector", 20000))
-        say("projector ready (pid %d): read models and queries", prj->pid);
-    else
-        say("projector did not answer within 20 s (pid %d); still trying", prj->pid);
-    bootstrap_admin(nc);
-    say("up: NATS %s, data in %s. Ctrl-C stops.", c.nats, c.data);
+    /* A Ctrl-C during start-up stays pending: the loop below takes it at once. */
+    if (!stop_pending()) {
+        child *prj = add_child("projector");
+        const char *pargs[] = {self, "project", "all", "--data", c.data, "--nats", c.nats, NULL};
+        for (int j = 0; pargs[j]; j++)
+            arg(prj, pargs[j]);
+        spawn(prj);
+        if (wait_ready(nc, "projector", 20000))
+            say("projector ready (pid %d): read models and queries", prj->pid);
+        else if (!stop_pending())
+            say("projector did not answer within 20 s (pid %d); still trying", prj->pid);
+    }
+    if (!stop_pending()) {
+        bootstrap_admin(nc);
+        say("up: NATS %s, data in %s. Ctrl-C stops.", c.nats, c.data);
+    }
 
     for (;;) {
         siginfo_t info;
@@ -320,6 +370,7 @@ int cmd_up(int argc, char **argv)
     if (nats_child)
         stop_child(nats_child, SIGTERM);
     reap(true);
+    unlink(urlfile); /* no server is there any more */
     say("stopped");
     for (int i = 0; i < n_children; i++)
         for (int j = 0; j < children[i].argc; j++)

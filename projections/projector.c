@@ -127,7 +127,10 @@ static natsSubscription *subscribe(feed *f)
 static void refresh_stream_last(feed *f)
 {
     jsStreamInfo *si = NULL;
-    if (js_GetStreamInfo(&si, f->p->js, f->stream, NULL, NULL) == NATS_OK) {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = 1000; /* a figure for the status: not worth holding the fetch thread longer */
+    if (js_GetStreamInfo(&si, f->p->js, f->stream, &o, NULL) == NATS_OK) {
         pthread_mutex_lock(&f->stats_lock);
         f->stream_last = si->State.LastSeq;
         pthread_mutex_unlock(&f->stats_lock);
@@ -271,7 +274,10 @@ static void release_sub(feed *f, natsSubscription **sub, bool unsubscribe)
     while (f->outstanding > 0)
         pthread_cond_wait(&f->q_take, &f->q_lock);
     pthread_mutex_unlock(&f->q_lock);
-    if (unsubscribe)
+    /* Deleting the consumer is a JetStream request: with the server gone
+     * it would only wait out its timeout, and the next start deletes a
+     * consumer left behind anyway. */
+    if (unsubscribe && natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED)
         natsSubscription_Unsubscribe(*sub); /* deletes the consumer */
     natsSubscription_Destroy(*sub);
     *sub = NULL;
@@ -287,6 +293,12 @@ static void *fetch_main(void *arg)
     natsSubscription *sub = NULL;
     uint64_t last_info = 0;
     while (!f->p->stopping) {
+        /* JetStream requests made while the connection is down would only
+         * wait out their timeouts (and hold up a stop). */
+        if (natsConnection_Status(f->p->nc) != NATS_CONN_STATUS_CONNECTED) {
+            usleep(50 * 1000);
+            continue;
+        }
         if (!sub && !(sub = subscribe(f))) {
             usleep(250 * 1000);
             continue;
@@ -313,7 +325,8 @@ static void *fetch_main(void *arg)
             usleep(100 * 1000);
         }
         uint64_t now = guild_mono_ns();
-        if (now - last_info > 1000000000ull) {
+        if (now - last_info > 1000000000ull &&
+            natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED) {
             refresh_stream_last(f);
             last_info = now;
         }
