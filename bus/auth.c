@@ -27,6 +27,7 @@
 #define KEYS_SUBJECT "guild.qry.identity.public_keys"
 #define WATCH_BACK_S (BUS_TOKEN_TTL_S + 60)
 #define VERIFIED_MAX 20000 /* tokens remembered as verified */
+#define KEY_REFRESH_S 30   /* how often other services ask identity for its keys */
 
 struct bus_auth {
     natsConnection *nc;
@@ -42,6 +43,9 @@ struct bus_auth {
     pthread_cond_t replay_cond;
     pthread_t watcher;
     bool watcher_started;
+    pthread_t refresher; /* asks identity for its keys every refresh_s */
+    bool refresher_started;
+    unsigned refresh_s;
     volatile bool stopping;
     json_t *ended_sessions; /* session id -> time (s) it ended */
     json_t *deactivated;    /* user id -> time (s) */
@@ -79,6 +83,8 @@ void bus_auth_destroy(bus_auth *a)
     a->stopping = true;
     if (a->watcher_started)
         pthread_join(a->watcher, NULL);
+    if (a->refresher_started)
+        pthread_join(a->refresher, NULL);
     if (a->watch) {
         /* Unsubscribing deletes the ordered consumer, a JetStream request
          * that would only time out with the server gone; the server drops
@@ -175,7 +181,23 @@ json_t *bus_auth_jwks(bus_auth *a)
     return json_pack("{s:o}", "keys", keys);
 }
 
-/* Asks identity for its public keys; at most once a second. */
+/* True if the two rings hold the same key ids with the same keys. */
+static bool same_keys(const guild_jwt_keyring *x, const guild_jwt_keyring *y)
+{
+    if (x->count != y->count)
+        return false;
+    for (size_t i = 0; i < x->count; i++) {
+        const unsigned char *pk = guild_jwt_keyring_find(y, x->keys[i].kid);
+        if (!pk || memcmp(pk, x->keys[i].pk, sizeof x->keys[i].pk) != 0)
+            return false;
+    }
+    return true;
+}
+
+static guild_status fetch_keys_now(bus_auth *a, guild_error *err);
+
+/* For a token naming a key not known: asks identity for its public keys,
+ * at most once a second. */
 static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
 {
     pthread_mutex_lock(&a->lock);
@@ -189,11 +211,18 @@ static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
                   : guild_error_set(err, GUILD_UNAVAILABLE, 0,
                                     "identity's public keys are not available");
 
+    guild_status s = fetch_keys_now(a, err);
+    pthread_mutex_lock(&a->lock);
+    a->last_fetch_ok = s == GUILD_OK;
+    pthread_mutex_unlock(&a->lock);
+    return s;
+}
+
+/* Asks identity for its public keys and trusts exactly those. */
+static guild_status fetch_keys_now(bus_auth *a, guild_error *err)
+{
     natsMsg *reply = NULL;
     natsStatus ns = natsConnection_RequestString(&reply, a->nc, KEYS_SUBJECT, "{}", 2000);
-    pthread_mutex_lock(&a->lock);
-    a->last_fetch_ok = ns == NATS_OK;
-    pthread_mutex_unlock(&a->lock);
     if (ns != NATS_OK)
         return guild_error_set(err, GUILD_UNAVAILABLE, (int)ns,
                                "identity's public keys are not available: %s",
@@ -205,24 +234,63 @@ static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
     if (s != GUILD_OK)
         return guild_error_set(err, GUILD_UNAVAILABLE, 0, "identity's key set does not decode");
     json_t *keys = json_object_get(json_object_get(doc, "data"), "keys");
+    guild_jwt_keyring fresh;
+    guild_jwt_keyring_init(&fresh);
     size_t i;
     json_t *k;
-    pthread_mutex_lock(&a->lock);
     json_array_foreach(keys, i, k)
     {
         const char *kid = json_string_value(json_object_get(k, "kid"));
         const char *x = json_string_value(json_object_get(k, "x"));
         unsigned char pk[crypto_sign_PUBLICKEYBYTES];
         size_t len = 0;
-        if (kid && x && !guild_jwt_keyring_find(&a->ring, kid) &&
+        if (kid && x &&
             sodium_base642bin(pk, sizeof pk, x, strlen(x), NULL, &len, NULL,
                               sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
             len == sizeof pk)
-            guild_jwt_keyring_add(&a->ring, kid, pk);
+            guild_jwt_keyring_add(&fresh, kid, pk);
+    }
+    json_decref(doc);
+    if (!json_is_array(keys))
+        return guild_error_set(err, GUILD_UNAVAILABLE, 0, "identity's key set has no keys");
+    /* Identity's set is the whole truth: a key it no longer lists (rotated
+     * away) is no longer trusted, and tokens verified with it are
+     * forgotten so that they are checked again. */
+    pthread_mutex_lock(&a->lock);
+    bool changed = !same_keys(&a->ring, &fresh);
+    if (changed) {
+        a->ring = fresh;
+        json_object_clear(a->verified);
     }
     pthread_mutex_unlock(&a->lock);
-    json_decref(doc);
+    if (changed) {
+        char kids[GUILD_JWT_MAX_KEYS * (GUILD_JWT_KID_MAX + 2) + 1] = "";
+        size_t at = 0;
+        for (size_t j = 0; j < fresh.count; j++)
+            at += (size_t)snprintf(kids + at, sizeof kids - at, "%s%s", j ? ", " : "",
+                                   fresh.keys[j].kid);
+        guild_info("tokens are verified with identity's key(s) %s", fresh.count ? kids : "(none)");
+    }
     return GUILD_OK;
+}
+
+/* Asks identity for its keys every refresh_s seconds (and once at once),
+ * so a rotation reaches this service without waiting for a token signed
+ * with the new key. */
+static void *refresher_main(void *arg)
+{
+    bus_auth *a = arg;
+    uint64_t next = 0;
+    while (!a->stopping) {
+        uint64_t now = guild_mono_ns();
+        if (now >= next && natsConnection_Status(a->nc) == NATS_CONN_STATUS_CONNECTED) {
+            guild_error err = {0};
+            bool ok = fetch_keys_now(a, &err) == GUILD_OK;
+            next = now + (ok ? (uint64_t)a->refresh_s : 1u) * 1000000000u; /* identity down: soon */
+        }
+        usleep(50 * 1000);
+    }
+    return NULL;
 }
 
 /* ---- verifying ------------------------------------------------------------ */
@@ -444,6 +512,13 @@ static void *watcher_main(void *arg)
 
 void bus_auth_watch_start(bus_auth *a)
 {
+    if (!a->can_sign && !a->refresher_started) {
+        const char *v = getenv("GUILD_KEY_REFRESH_S");
+        long n = v ? strtol(v, NULL, 10) : 0;
+        a->refresh_s = n > 0 && n <= 86400 ? (unsigned)n : KEY_REFRESH_S;
+        if (pthread_create(&a->refresher, NULL, refresher_main, a) == 0)
+            a->refresher_started = true;
+    }
     /* When identity's stream is there, read the recent revocations back
      * before the service answers anything (a restarted service must not
      * accept a token whose session ended while it was down). */

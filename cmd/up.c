@@ -58,6 +58,21 @@ static void say(const char *fmt, ...)
     va_end(ap);
 }
 
+/* mkdir -p: the data directory may be several levels new. */
+static void mkdir_p(const char *path)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(buf, 0755);
+        *p = '/';
+    }
+    mkdir(buf, 0755);
+}
+
 static bool port_free(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -271,7 +286,7 @@ int cmd_up(int argc, char **argv)
             fprintf(stderr, "guild: no free port on 127.0.0.1 for nats-server\n");
             return 1;
         }
-        mkdir(c.data, 0755);
+        mkdir_p(c.data);
         char dir[1024], log[1100], portbuf[16];
         snprintf(dir, sizeof dir, "%s/nats", c.data);
         mkdir(dir, 0755);
@@ -289,7 +304,7 @@ int cmd_up(int argc, char **argv)
         snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
         c.nats = url;
     } else {
-        mkdir(c.data, 0755);
+        mkdir_p(c.data);
     }
     natsConnection *nc = NULL;
     guild_error err = {0};

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REVOCATION_WAIT_MS 5000
 
@@ -656,6 +657,78 @@ START_TEST(test_admin_grants_a_role_and_the_next_login_carries_its_permission)
 }
 END_TEST
 
+/* ---- key rotation ------------------------------------------------------------ */
+
+/* Services ask identity for its keys every GUILD_KEY_REFRESH_S seconds;
+ * one second here, so that a rotation is seen within the test's patience. */
+static void rotation_setup(void)
+{
+    setenv("GUILD_KEY_REFRESH_S", "1", 1);
+    world_setup();
+}
+
+/* Replaces identity's signing key as an operator does: a new file (here:
+ * none, so identity makes one) and a restart. Returns the new key id. */
+static void rotate_identity_key(char kid[GUILD_KEY_ID_LEN + 1])
+{
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];
+    char old[GUILD_KEY_ID_LEN + 1];
+    identity_key(sk, old);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/identity/keys/signing.key", g_data);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(tst_guild_restart(&g_identity), 0);
+    identity_key(sk, kid);
+    ck_assert_str_ne(kid, old);
+}
+
+START_TEST(test_a_rotated_key_is_dropped_everywhere)
+{
+    const char *old_token = g_alice.access_token;
+    ck_assert_int_eq(talent_status(old_token, "c"), 200); /* talent holds the old key */
+    char kid[GUILD_KEY_ID_LEN + 1];
+    rotate_identity_key(kid);
+
+    /* identity refuses the old key's tokens at once, and talent within
+     * about a refresh, without having seen a token of the new key */
+    ck_assert_int_eq(identity_status(&g_alice, old_token), 401);
+    ck_assert_int_eq(talent_status_within(old_token, 401, 5000), 401);
+    tst_call call = {.token = old_token};
+    tst_reply r;
+    send_cmd("talent", "add_skill", add_skill_body("go", 2), &call, &r);
+    assert_status(&r, 401, "unauthenticated");
+    ck_assert_msg(strstr(r.raw, "unknown key id"), "%s", r.raw);
+    tst_reply_release(&r);
+
+    /* a refresh gives a token of the new key, which both accept */
+    send_cmd("identity", "refresh_session",
+             json_pack("{s:s}", "refresh_token", g_alice.refresh_token), NULL, &r);
+    assert_status(&r, 200, "ok");
+    char fresh[4096];
+    snprintf(fresh, sizeof fresh, "%s", tst_reply_data_str(&r, "access_token"));
+    tst_reply_release(&r);
+    json_t *header = tst_jwt_header(fresh);
+    ck_assert_str_eq(json_string_value(json_object_get(header, "kid")), kid);
+    json_decref(header);
+    ck_assert_int_eq(talent_status(fresh, "go"), 200);
+    ck_assert_int_eq(identity_status(&g_alice, fresh), 200);
+}
+END_TEST
+
+/* More rotations than a keyring holds keys: talent keeps identity's
+ * current set, not every key it ever saw. */
+START_TEST(test_talent_follows_more_rotations_than_a_keyring_holds)
+{
+    for (int i = 0; i < GUILD_JWT_MAX_KEYS + 2; i++) {
+        char kid[GUILD_KEY_ID_LEN + 1];
+        rotate_identity_key(kid);
+        ck_assert_int_eq(tst_guild_login(g_nc, &g_alice), 0);
+        ck_assert_msg(talent_status_within(g_alice.access_token, 200, 3000) == 200,
+                      "talent refused a token of identity's key after rotation %d", i + 1);
+    }
+}
+END_TEST
+
 /* ---- suite ------------------------------------------------------------------- */
 
 static TCase *tcase(const char *name, void (*setup)(void))
@@ -692,6 +765,11 @@ static Suite *auth_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase("revocation_start_order", talent_first_setup);
     tcase_add_test(tc, test_talent_started_before_identity_still_learns_of_logouts);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("rotation", rotation_setup);
+    tcase_add_test(tc, test_a_rotated_key_is_dropped_everywhere);
+    tcase_add_test(tc, test_talent_follows_more_rotations_than_a_keyring_holds);
     suite_add_tcase(s, tc);
 
     tc = tcase("administration", world_setup);

@@ -498,17 +498,30 @@ int tst_guild_signup(natsConnection *nc, const char *email, bool admin, tst_user
     return tst_guild_login(nc, u);
 }
 
-json_t *tst_jwt_claims(const char *token)
+/* Part `part` (0: header, 1: claims) of a token, decoded. */
+static json_t *jwt_part(const char *token, int part)
 {
     const char *a = strchr(token, '.');
     const char *b = a ? strchr(a + 1, '.') : NULL;
     if (!b)
         return NULL;
+    const char *from = part == 0 ? token : a + 1;
+    const char *to = part == 0 ? a : b;
     unsigned char *text = NULL;
     size_t len = 0;
-    if (guild_b64_decode_alloc(a + 1, (size_t)(b - a - 1), &text, &len) != GUILD_OK)
+    if (guild_b64_decode_alloc(from, (size_t)(to - from), &text, &len) != GUILD_OK)
         return NULL;
-    json_t *claims = json_loadb((const char *)text, len, 0, NULL);
+    json_t *doc = json_loadb((const char *)text, len, 0, NULL);
     free(text);
-    return claims;
+    return doc;
+}
+
+json_t *tst_jwt_claims(const char *token)
+{
+    return jwt_part(token, 1);
+}
+
+json_t *tst_jwt_header(const char *token)
+{
+    return jwt_part(token, 0);
 }

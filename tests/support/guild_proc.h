@@ -155,4 +155,7 @@ int tst_guild_login(natsConnection *nc, tst_user *u);
 /* The claims of a JWT, decoded without any check (new reference), or NULL. */
 json_t *tst_jwt_claims(const char *token);
 
+/* The decoded header of a JWT (new reference), or NULL. */
+json_t *tst_jwt_header(const char *token);
+
 #endif
