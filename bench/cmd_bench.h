@@ -134,6 +134,14 @@ int cmdb_client_create(const char *url, bool echo, bool asap, cmdb_client **out)
 void cmdb_client_target(cmdb_client *cl, const char *bearer, char *const *talent_ids,
                         unsigned n_talents);
 
+/* From now on each command carries Guild-Expected-Version: the version
+ * the last reply about its profile gave (`initial` until then, for each
+ * profile of the last cmdb_client_target), and no two requests about one
+ * profile are out at once. A conflict is counted under its code, and the
+ * profile goes once without the header to learn its version again. The
+ * client must have more profiles than requests in flight. */
+void cmdb_client_expect_versions(cmdb_client *cl, uint64_t initial);
+
 /* Runs `spec`, adding to *out. For CMDB_CREATE, each created profile's id
  * is handed to `created` (from a NATS thread, one at a time). */
 void cmdb_client_run(cmdb_client *cl, const cmdb_spec *spec, cmdb_outcome *out,

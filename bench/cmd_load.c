@@ -81,6 +81,7 @@ typedef struct slot {
     uint32_t gen;
     bool busy;
     uint64_t sent_ns;
+    unsigned talent; /* the profile its request is about */
 } slot;
 
 /* A request to send, decided under the lock, built and published outside. */
@@ -89,6 +90,7 @@ typedef struct ticket {
     uint32_t gen;
     uint64_t seq;
     unsigned talent;
+    uint64_t expected; /* Guild-Expected-Version to send; 0: none */
 } ticket;
 
 struct cmdb_client {
@@ -117,6 +119,12 @@ struct cmdb_client {
     uint64_t finished;       /* answered, failed or timed out this run */
     unsigned busy;
     uint64_t rng;
+    /* With expected versions (cmdb_client_expect_versions): each profile's
+     * version as the last reply gave it (0: not known), and whether a
+     * request about it is out (one at a time, or they would conflict). */
+    bool expect;
+    uint64_t *versions;
+    bool *held;
 };
 
 static uint64_t rng_next(uint64_t *s)
@@ -146,12 +154,24 @@ static bool ticket_take(cmdb_client *cl, unsigned i, uint64_t now, ticket *t)
     t->gen = s->gen;
     t->seq = ++cl->seq;
     t->talent = cl->n_talents ? (unsigned)(rng_next(&cl->rng) % cl->n_talents) : 0;
+    t->expected = 0;
+    if (cl->expect && cl->n_talents && sp->kind == CMDB_COMMAND) {
+        /* another profile while this one has a request out (fewer are out
+         * than there are profiles: CMDB_MAX_IN_FLIGHT is checked at set-up) */
+        while (cl->held[t->talent])
+            t->talent = (unsigned)(rng_next(&cl->rng) % cl->n_talents);
+        cl->held[t->talent] = true;
+        t->expected = cl->versions[t->talent];
+    }
+    s->talent = t->talent;
     return true;
 }
 
 /* Frees slot i after its request ended; mu held. */
 static void slot_release(cmdb_client *cl, unsigned i)
 {
+    if (cl->expect && cl->held && cl->slots[i].talent < cl->n_talents)
+        cl->held[cl->slots[i].talent] = false;
     cl->slots[i].busy = false;
     cl->busy--;
     cl->finished++;
@@ -216,6 +236,11 @@ static void ticket_send(cmdb_client *cl, cmdb_kind kind, const ticket *t)
         s = natsMsgHeader_Set(m, BUS_H_AUTH, cl->bearer);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, BUS_H_COMMAND_ID, id);
+    if (s == NATS_OK && t->expected) {
+        char v[24];
+        snprintf(v, sizeof v, "%" PRIu64, t->expected);
+        s = natsMsgHeader_Set(m, BUS_H_EXPECTED, v);
+    }
     if (s == NATS_OK)
         s = natsConnection_PublishMsg(cl->nc, m);
     natsMsg_Destroy(m);
@@ -247,7 +272,7 @@ static const char *json_value_at(const char *data, size_t len, const char *key)
 /* What a reply says, read without decoding the whole body when it is ok. */
 typedef struct verdict {
     bool ok;
-    uint64_t position;
+    uint64_t position, version;
     char code[32];
     char message[160];
     char talent_id[64];
@@ -269,6 +294,9 @@ static void read_reply(cmdb_kind kind, natsMsg *msg, verdict *v)
         const char *p = json_value_at(data, len, "position");
         if (p)
             v->position = strtoull(p, NULL, 10);
+        p = json_value_at(data, len, "version");
+        if (p)
+            v->version = strtoull(p, NULL, 10);
         if (kind == CMDB_CREATE) {
             const char *t = json_value_at(data, len, "talent_id");
             if (t && *t == '"')
@@ -346,6 +374,8 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     slot *s = &cl->slots[i];
     if (cl->spec == sp && s->busy && s->gen == gen) {
         cmdb_outcome *o = cl->out;
+        if (cl->expect && kind == CMDB_COMMAND && s->talent < cl->n_talents)
+            cl->versions[s->talent] = v.ok ? v.version : 0; /* a conflict: learn it again */
         slot_release(cl, i);
         o->replies++;
         if (v.ok) {
@@ -471,8 +501,23 @@ void cmdb_client_target(cmdb_client *cl, const char *bearer, char *const *talent
 {
     pthread_mutex_lock(&cl->mu);
     cl->bearer = bearer;
+    if (cl->talents != talent_ids || cl->n_talents != n_talents) {
+        free(cl->versions);
+        free(cl->held);
+        cl->versions = guild_xcalloc(n_talents ? n_talents : 1, sizeof *cl->versions);
+        cl->held = guild_xcalloc(n_talents ? n_talents : 1, sizeof *cl->held);
+    }
     cl->talents = talent_ids;
     cl->n_talents = n_talents;
+    pthread_mutex_unlock(&cl->mu);
+}
+
+void cmdb_client_expect_versions(cmdb_client *cl, uint64_t initial)
+{
+    pthread_mutex_lock(&cl->mu);
+    cl->expect = true;
+    for (unsigned i = 0; i < cl->n_talents; i++)
+        cl->versions[i] = initial;
     pthread_mutex_unlock(&cl->mu);
 }
 
@@ -615,6 +660,8 @@ void cmdb_client_destroy(cmdb_client *cl)
     bus_close(cl->echo_nc);
     pthread_mutex_destroy(&cl->mu);
     free(cl->slots);
+    free(cl->versions);
+    free(cl->held);
     free(cl);
 }
 

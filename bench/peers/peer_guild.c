@@ -4,11 +4,13 @@
  *   - commands over NATS: a nats-server, `guild serve identity` and `guild
  *     serve talent` started as `guild bench commands` starts them (through
  *     cmd_bench.h), `n_streams` talent profiles, then set_rate and add_skill
- *     on random profiles with K requests in flight. Each is decoded,
- *     authorized (JWT), decided on the aggregate inside the store's writer
- *     (so it always sees the stream's latest version), appended durably with
- *     its command id, answered, and relayed to JetStream; the relay must keep
- *     up.
+ *     on random profiles with K requests in flight, each with the
+ *     profile's expected version (Guild-Expected-Version, from the last
+ *     reply about it; one request per profile at a time, as the other peers
+ *     hold a stream). Each is decoded, authorized (JWT), checked against the
+ *     expected version and decided on the aggregate inside the store's
+ *     writer, appended durably with its command id, answered, and relayed to
+ *     JetStream; the relay must keep up.
  *   - the event store in-process: K threads, each calling es_append_wait
  *     with one event, the expected version and a command id; then the long
  *     stream and the log read with es_read_stream and es_read_log.
@@ -368,6 +370,7 @@ static int cmd_start(const pw_config *cfg, pw_peer *p, void **ctx)
         return -1;
     }
     cmdb_client_target(cp->cl, c->token, c->talent_ids, c->n_talents);
+    cmdb_client_expect_versions(cp->cl, 1); /* a new profile is at version 1 */
     return 0;
 }
 
@@ -388,6 +391,11 @@ static void cmd_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, double
 {
     cmd_peer *cp = ctx;
     const cmdb_cluster *c = &cp->c;
+    if (k >= c->n_talents) { /* one request per profile at a time */
+        ph->res.errors++;
+        bench_result_error(&ph->res, "%u in flight needs more than %u streams", k, c->n_talents);
+        return;
+    }
     if (renew_token(cp) != 0) {
         ph->res.errors++;
         bench_result_error(&ph->res, "cannot log in again");
@@ -449,8 +457,7 @@ static void cmd_stop(void *ctx, pw_peer *p)
     cmdb_probe_destroy(cp->probe);
     cmdb_cluster_stop(&cp->c);
     free(cp);
-    pw_peer_note(p, "the service checks each command against the aggregate's latest version "
-                    "inside its writer; the requests carry no Guild-Expected-Version");
+    pw_peer_note(p, "each command carries Guild-Expected-Version, checked inside the writer");
     pw_peer_note(p,
                  "relay kept up: JetStream had every acknowledged event within %.0f ms of the "
                  "last reply of each slice",
