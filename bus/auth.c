@@ -250,8 +250,9 @@ static guild_status fetch_keys_now(bus_auth *a, guild_error *err)
             len == sizeof pk)
             guild_jwt_keyring_add(&fresh, kid, pk);
     }
+    bool listed = json_is_array(keys);
     json_decref(doc);
-    if (!json_is_array(keys))
+    if (!listed)
         return guild_error_set(err, GUILD_UNAVAILABLE, 0, "identity's key set has no keys");
     /* Identity's set is the whole truth: a key it no longer lists (rotated
      * away) is no longer trusted, and tokens verified with it are
