@@ -83,10 +83,11 @@ static guild_status replay_all(es_store *log, prj_store *target, prjb_rebuild *o
 
 /* ---- what the model holds ------------------------------------------------------- */
 
-static int count_dead(void *ctx, uint64_t position, const char *reason, const es_record *rec)
+static int count_dead(void *ctx, uint64_t position, const char *reason, const char *type,
+                      const char *stream)
 {
     prjb_rebuild *r = ctx;
-    (void)position, (void)rec;
+    (void)position, (void)type, (void)stream;
     if (r->dead_letters++ == 0)
         snprintf(r->first_error, sizeof r->first_error, "parked: %s", reason);
     return 0;

@@ -145,12 +145,11 @@ static int status(const cmd_common *c)
     return missing ? 1 : 0;
 }
 
-static int print_dead(void *ctx, uint64_t position, const char *reason, const es_record *rec)
+static int print_dead(void *ctx, uint64_t position, const char *reason, const char *type,
+                      const char *stream)
 {
     (void)ctx;
-    printf("%llu  %.*s  %.*s  %s\n", (unsigned long long)position, (int)rec->type.n,
-           rec->type.p ? rec->type.p : "", (int)rec->stream.n, rec->stream.p ? rec->stream.p : "",
-           reason);
+    printf("%llu  %s  %s  %s\n", (unsigned long long)position, type, stream, reason);
     return 0;
 }
 
@@ -170,6 +169,22 @@ static prj_store *open_model(const cmd_common *c, const prj_model *m, const char
         return NULL;
     }
     return s;
+}
+
+/* The model's domain's event store, read-only: where retried events are
+ * read from. NULL after saying why. */
+static es_store *open_log(const cmd_common *c, const prj_model *m)
+{
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/%s/events", c->data, m->domain);
+    es_options o = {.read_only = true};
+    es_store *log = NULL;
+    guild_error err = {0};
+    if (es_store_open(dir, &o, &log, &err) != GUILD_OK) {
+        fprintf(stderr, "guild project: cannot open the event store %s: %s\n", dir, err.message);
+        return NULL;
+    }
+    return log;
 }
 
 static int dead_letters(const cmd_common *c, const prj_model *m)
@@ -201,12 +216,15 @@ static int retry(const cmd_common *c, const prj_model *m)
         /* No projector answered: retry in place, if none runs. */
         const char *only[] = {m->name, NULL};
         prj_store *s = lock_models(c, only) ? open_model(c, m, "") : NULL;
-        if (!s || prj_store_retry(s, &retried, &left) != GUILD_OK) {
+        es_store *log = s ? open_log(c, m) : NULL;
+        if (!log || prj_store_retry(s, log, &retried, &left) != GUILD_OK) {
+            es_store_close(log);
             prj_store_close(s);
             json_decref(r);
             bus_close(nc);
             return 2;
         }
+        es_store_close(log);
         prj_store_close(s);
     }
     printf("%s: %llu applied, %llu still parked\n", m->name, (unsigned long long)retried,

@@ -194,12 +194,17 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
  * directory); GUILD_OK also when it is not there. */
 guild_status prj_store_remove(const char *dir);
 
-/* Dead letters: each with its position, reason and the raw record. */
-typedef int (*prj_dead_fn)(void *ctx, uint64_t position, const char *reason, const es_record *rec);
+/* Dead letters, in position order: each event's position, the reason it
+ * was parked, its type and stream ("" when it did not decode). The event's
+ * data is not kept. fn returns non-zero to stop. */
+typedef int (*prj_dead_fn)(void *ctx, uint64_t position, const char *reason, const char *type,
+                           const char *stream);
 guild_status prj_store_dead_letters(prj_store *s, prj_dead_fn fn, void *ctx);
 
-/* Applies parked events again (in position order); those that apply leave
- * the table. retried and left say how it went. */
-guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left);
+/* Applies parked events again (in position order), reading each from `log`
+ * (the domain's event store, read-only is enough); those that apply leave
+ * the table. retried and left say how it went: one `log` does not hold
+ * counts as left. */
+guild_status prj_store_retry(prj_store *s, es_store *log, uint64_t *retried, uint64_t *left);
 
 #endif

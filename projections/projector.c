@@ -597,10 +597,20 @@ static void on_control(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
         data = feed_status(f);
     } else if (strcmp(verb, "retry") == 0) {
         uint64_t retried = 0, left = 0;
-        pthread_rwlock_rdlock(&f->store_lock);
-        s = prj_store_retry(f->store, &retried, &left);
-        pthread_rwlock_unlock(&f->store_lock);
-        data = json_pack("{s:I, s:I}", "retried", (json_int_t)retried, "left", (json_int_t)left);
+        /* The parked events are read again from the domain's log. */
+        char dir[1200];
+        snprintf(dir, sizeof dir, "%s/%s/events", f->p->data_dir, f->m->domain);
+        es_options o = {.read_only = true};
+        es_store *log = NULL;
+        s = es_store_open(dir, &o, &log, &err);
+        if (s == GUILD_OK) {
+            pthread_rwlock_rdlock(&f->store_lock);
+            s = prj_store_retry(f->store, log, &retried, &left);
+            pthread_rwlock_unlock(&f->store_lock);
+            es_store_close(log);
+            data =
+                json_pack("{s:I, s:I}", "retried", (json_int_t)retried, "left", (json_int_t)left);
+        }
     } else if (strcmp(verb, "swap") == 0) {
         s = swap_in(f, &err);
         if (s == GUILD_OK)

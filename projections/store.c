@@ -734,22 +734,27 @@ static bool event_of(const prj_store *s, const es_record *rec, bool checked, prj
     return true;
 }
 
+/* A dead letter names the event (position, type, stream) and the reason;
+ * it does not keep the event's data, which may hold what a read model must
+ * not (a password hash): a retry reads the event again from the log. */
 static int park(prj_store *s, MDB_txn *txn, const es_record *rec, const char *reason)
 {
-    json_t *v = json_pack("{s:s}", "reason", reason);
+    json_t *v =
+        json_pack("{s:s, s:s%, s:s%}", "reason", reason, "type", rec->type.p ? rec->type.p : "",
+                  rec->type.n, "stream", rec->stream.p ? rec->stream.p : "", rec->stream.n);
     char *bytes = NULL;
     size_t len = 0;
     guild_codec_encode(v, GUILD_FMT_MSGPACK, &bytes, &len);
     json_decref(v);
-    /* value: u32 length of the reason entry, the entry, the raw record */
-    size_t total = 4 + len + rec->raw_len;
+    /* value: u32 length of the entry, the entry (and, in dead letters
+     * parked by earlier versions, the raw record after it) */
+    size_t total = 4 + len;
     uint8_t *buf = guild_xmalloc(total);
     buf[0] = (uint8_t)(len >> 24);
     buf[1] = (uint8_t)(len >> 16);
     buf[2] = (uint8_t)(len >> 8);
     buf[3] = (uint8_t)len;
     memcpy(buf + 4, bytes, len);
-    memcpy(buf + 4 + len, rec->raw, rec->raw_len);
     uint8_t key[8];
     u64_put(key, rec->position);
     MDB_val k = {8, key}, v2 = {total, buf};
@@ -1079,12 +1084,18 @@ guild_status prj_store_query(prj_store *s, const char *query, const json_t *args
 
 typedef struct dead_entry {
     uint64_t position;
-    char *reason;
-    uint8_t *raw;
+    char *reason, *type, *stream;
+    uint8_t *raw; /* only in dead letters parked by earlier versions */
     size_t raw_len;
 } dead_entry;
 
-static bool dead_split(const MDB_val *v, char **reason, const uint8_t **raw, size_t *raw_len)
+static char *entry_str(const json_t *j, const char *key)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    return guild_xstrdup(v ? v : "");
+}
+
+static bool dead_split(const MDB_val *v, dead_entry *e)
 {
     const uint8_t *p = v->mv_data;
     if (v->mv_size < 4)
@@ -1095,12 +1106,12 @@ static bool dead_split(const MDB_val *v, char **reason, const uint8_t **raw, siz
     json_t *j = NULL;
     if (guild_codec_decode(p + 4, len, GUILD_FMT_MSGPACK, &j, NULL) != GUILD_OK)
         return false;
-    *reason = guild_xstrdup(json_string_value(json_object_get(j, "reason"))
-                                ? json_string_value(json_object_get(j, "reason"))
-                                : "");
+    e->reason = entry_str(j, "reason");
+    e->type = entry_str(j, "type");
+    e->stream = entry_str(j, "stream");
     json_decref(j);
-    *raw = p + 4 + len;
-    *raw_len = v->mv_size - 4 - len;
+    e->raw_len = v->mv_size - 4 - len;
+    e->raw = e->raw_len ? guild_xmemdup(p + 4 + len, e->raw_len) : NULL;
     return true;
 }
 
@@ -1118,17 +1129,15 @@ static guild_status dead_collect(prj_store *s, dead_entry **out, size_t *n)
     MDB_val k, v;
     for (int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); g == 0;
          g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        char *reason;
-        const uint8_t *raw;
-        size_t raw_len;
-        if (k.mv_size != 8 || !dead_split(&v, &reason, &raw, &raw_len))
+        dead_entry e = {0};
+        if (k.mv_size != 8 || !dead_split(&v, &e))
             continue;
+        e.position = u64_get(k.mv_data);
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             *out = guild_xrealloc(*out, cap * sizeof **out);
         }
-        (*out)[*n] = (dead_entry){u64_get(k.mv_data), reason, guild_xmemdup(raw, raw_len), raw_len};
-        (*n)++;
+        (*out)[(*n)++] = e;
     }
     if (rc == 0)
         mdb_cursor_close(cur);
@@ -1140,6 +1149,8 @@ static void dead_free(dead_entry *d, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(d[i].reason);
+        free(d[i].type);
+        free(d[i].stream);
         free(d[i].raw);
     }
     free(d);
@@ -1151,17 +1162,44 @@ guild_status prj_store_dead_letters(prj_store *s, prj_dead_fn fn, void *ctx)
     size_t n;
     guild_status st = dead_collect(s, &d, &n);
     for (size_t i = 0; st == GUILD_OK && i < n; i++) {
-        es_record rec;
-        if (es_record_decode(d[i].raw, d[i].raw_len, &rec) != GUILD_OK)
-            memset(&rec, 0, sizeof rec);
-        if (fn(ctx, d[i].position, d[i].reason, &rec))
+        if (fn(ctx, d[i].position, d[i].reason, d[i].type, d[i].stream))
             break;
     }
     dead_free(d, n);
     return st;
 }
 
-guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left)
+typedef struct owned_record {
+    uint64_t position;
+    uint8_t *raw;
+    size_t raw_len;
+} owned_record;
+
+static int copy_record(void *ctx, const es_record *rec)
+{
+    owned_record *o = ctx;
+    if (rec->position == o->position) {
+        o->raw = guild_xmemdup(rec->raw, rec->raw_len);
+        o->raw_len = rec->raw_len;
+    }
+    return 1; /* one is enough */
+}
+
+/* The parked event's bytes: from the log (or, for a dead letter parked by
+ * an earlier version, from the letter itself); false when neither has it. */
+static bool dead_record(es_store *log, dead_entry *e)
+{
+    if (e->raw)
+        return true;
+    owned_record o = {.position = e->position};
+    if (!log || es_read_log(log, e->position, 1, copy_record, &o, NULL) != GUILD_OK || !o.raw)
+        return false;
+    e->raw = o.raw;
+    e->raw_len = o.raw_len;
+    return true;
+}
+
+guild_status prj_store_retry(prj_store *s, es_store *log, uint64_t *retried, uint64_t *left)
 {
     dead_entry *d;
     size_t n;
@@ -1173,7 +1211,8 @@ guild_status prj_store_retry(prj_store *s, uint64_t *retried, uint64_t *left)
     for (size_t i = 0; i < n; i++) {
         es_record rec;
         MDB_txn *txn;
-        if (es_record_decode(d[i].raw, d[i].raw_len, &rec) != GUILD_OK ||
+        if (!dead_record(log, &d[i]) ||
+            es_record_decode(d[i].raw, d[i].raw_len, &rec) != GUILD_OK ||
             mdb_txn_begin(s->env, NULL, 0, &txn) != 0) {
             (*left)++;
             continue;
