@@ -37,6 +37,7 @@ typedef struct child {
     pid_t pid;
     unsigned restarts;
     uint64_t started_ns;
+    uint64_t restart_ns; /* when to start it again; 0: not waiting to */
 } child;
 
 static const char *const services[] = {"identity", "talent", NULL};
@@ -203,8 +204,9 @@ static void bootstrap_admin(natsConnection *nc)
     natsMsg_Destroy(reply);
 }
 
-/* Reaps dead children and starts them again, with a growing pause when a
- * child keeps dying young. */
+/* Reaps dead children and, unless stopping, schedules their restart, with
+ * a growing pause when a child keeps dying young. The supervisor waits for
+ * signals meanwhile: a Ctrl-C during a pause is acted on at once. */
 static void reap(bool stopping)
 {
     int st;
@@ -223,10 +225,32 @@ static void reap(bool stopping)
             say("%s exited (%s %d); restarting in %u ms", c->name,
                 WIFSIGNALED(st) ? "signal" : "status",
                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), pause_ms);
-            usleep(pause_ms * 1000);
-            spawn(c);
+            c->restart_ns = guild_mono_ns() + (uint64_t)pause_ms * 1000000u;
         }
     }
+}
+
+/* Starts the children whose pause is over (a failed start is tried again
+ * a second later); returns how long until the next one is due, in ns, or
+ * 0 when none waits. */
+static uint64_t restart_due(void)
+{
+    uint64_t now = guild_mono_ns(), next = 0;
+    for (int i = 0; i < n_children; i++) {
+        child *c = &children[i];
+        if (!c->restart_ns)
+            continue;
+        if (c->restart_ns <= now) {
+            c->restart_ns = 0;
+            if (!spawn(c)) {
+                say("cannot start %s again: %s; trying again in 1 s", c->name, strerror(errno));
+                c->restart_ns = now + 1000000000u;
+            }
+        }
+        if (c->restart_ns && (!next || c->restart_ns - now < next))
+            next = c->restart_ns - now;
+    }
+    return next;
 }
 
 int cmd_up(int argc, char **argv)
@@ -369,12 +393,13 @@ int cmd_up(int argc, char **argv)
 
     for (;;) {
         siginfo_t info;
-        int sig = sigwaitinfo(&sigs, &info);
-        if (sig == SIGCHLD) {
+        uint64_t wait_ns = restart_due();
+        struct timespec ts = {.tv_sec = (time_t)(wait_ns / 1000000000u),
+                              .tv_nsec = (long)(wait_ns % 1000000000u)};
+        int sig = wait_ns ? sigtimedwait(&sigs, &info, &ts) : sigwaitinfo(&sigs, &info);
+        if (sig == SIGCHLD)
             reap(false);
-            continue;
-        }
-        if (sig == SIGINT || sig == SIGTERM)
+        else if (sig == SIGINT || sig == SIGTERM)
             break;
     }
     say("stopping");

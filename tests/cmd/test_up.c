@@ -719,6 +719,41 @@ START_TEST(test_a_killed_service_is_restarted)
 }
 END_TEST
 
+/* A child that keeps dying young waits longer each time before it is
+ * started again; the supervisor still acts on Ctrl-C at once meanwhile. */
+START_TEST(test_ctrl_c_during_a_restart_pause_stops_at_once)
+{
+    int port;
+    char url[64];
+    up_serving(&port, url);
+    for (int i = 0; i < 4; i++) { /* pauses of 200, 400, 800, then 1600 ms */
+        uint64_t deadline = guild_mono_ns() + (uint64_t)RESTART_TIMEOUT_MS * 1000000u;
+        pid_t t;
+        while ((t = kid(g_up.pid, " serve talent ")) <= 0) {
+            ck_assert_output(&g_up, guild_mono_ns() < deadline, "talent was not started again");
+            sleep_ms(20);
+        }
+        ck_assert_int_eq(kill(t, SIGKILL), 0);
+        while (alive(t))
+            sleep_ms(10);
+    }
+    ck_assert_output(&g_up, up_wait_output(&g_up, "restarting in 1600 ms", 5000),
+                     "no fourth, longer pause");
+    pid_t pids[MAX_KIDS];
+    int n = kids(g_up.pid, NULL, pids); /* talent is not among them: it waits */
+    ck_assert_int_eq(n, 3);
+    natsConnection_Destroy(g_nc);
+    g_nc = NULL;
+    uint64_t t0 = guild_mono_ns();
+    ck_assert_int_eq(kill(g_up.pid, SIGINT), 0);
+    ck_assert_output(&g_up, up_wait(&g_up, 1000), "Ctrl-C in a restart pause took over 1 s");
+    ck_assert_output(&g_up, up_exit_code(&g_up) == 0, "guild up did not exit with status 0");
+    ck_assert_msg(guild_mono_ns() - t0 < 1000000000u, "the stop waited for the pause");
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(!alive(pids[i]), "child %d outlived guild up", (int)pids[i]);
+}
+END_TEST
+
 /* A supervisor that dies without stopping its children (kill -9) takes
  * them with it: each child asked the kernel for SIGTERM at its parent's
  * death, and stops as it does on Ctrl-C. */
@@ -759,6 +794,7 @@ static Suite *up_suite(void)
     tcase_add_test(tc, test_up_serves_commands_until_interrupted);
     tcase_add_test(tc, test_a_killed_service_is_restarted);
     tcase_add_test(tc, test_children_stop_when_up_is_killed);
+    tcase_add_test(tc, test_ctrl_c_during_a_restart_pause_stops_at_once);
     suite_add_tcase(s, tc);
     return s;
 }
