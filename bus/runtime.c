@@ -423,6 +423,7 @@ static void ctx_setup(dom_ctx *c, cmd_req *r, dom_env *env, env_self *self, es_w
 static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *entry)
 {
     agg_entry *e = entry;
+    uint64_t own_events = 0;
     size_t i;
     json_t *ev;
     json_array_foreach(c->events, i, ev)
@@ -436,9 +437,10 @@ static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *e
             return es_wctx_fail(w, GUILD_INTERNAL, NULL, "an event does not encode");
         uint32_t schema = dom_event_schema(r->rt->domain, type);
         bool own = !stream || strcmp(stream, r->stream) == 0;
-        if (own)
+        if (own) {
             es_wctx_emit(w, type, schema, bytes, len);
-        else
+            own_events++;
+        } else
             es_wctx_emit_to(w, stream, type, schema, bytes, len);
         free(bytes);
         if (own && e) {
@@ -446,9 +448,21 @@ static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *e
                 e->version++;
             else
                 agg_cache_forget(r->rt->cache, r->stream);
-            if (e->version != es_wctx_version(w) + i + 1)
+            if (e->version != es_wctx_version(w) + own_events)
                 e = NULL; /* forgotten: later events need no evolve */
         }
+    }
+    /* Each time the stream passes a multiple of BUS_SNAPSHOT_EVERY versions,
+     * a snapshot of the evolved state goes into the same commit: a load
+     * after a restart or an eviction from the cache reads fewer events. */
+    if (e && e->agg->snapshot && own_events && agg_snapshots_on() &&
+        e->version == es_wctx_version(w) + own_events &&
+        e->version / BUS_SNAPSHOT_EVERY != (e->version - own_events) / BUS_SNAPSHOT_EVERY) {
+        char *snap = NULL;
+        size_t len = 0;
+        if (e->agg->snapshot(e->state, &snap, &len) == GUILD_OK)
+            es_wctx_snapshot(w, e->version, snap, len);
+        free(snap);
     }
     return GUILD_OK;
 }

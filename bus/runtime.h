@@ -21,6 +21,11 @@
 
 #include <stdbool.h>
 
+/* An aggregate with a snapshot codec gets a snapshot, in the same commit
+ * as its events, each time its stream passes a multiple of this many
+ * versions; loading it then reads the snapshot and the events after it. */
+#define BUS_SNAPSHOT_EVERY 100
+
 typedef struct bus_runtime bus_runtime;
 
 typedef struct bus_runtime_options {

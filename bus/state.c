@@ -44,11 +44,38 @@ static int load_one(void *arg, const es_record *rec)
     return l->status != GUILD_OK;
 }
 
+bool agg_snapshots_on(void)
+{
+    const char *v = getenv("GUILD_SNAPSHOTS");
+    return !(v && strcmp(v, "0") == 0);
+}
+
+/* Starts l from the stream's snapshot when there is one that restores
+ * (bytes as es_snapshot_get gives them; freed here). */
+static void from_snapshot(load_ctx *l, guild_status got, uint64_t version, void *bytes, size_t len)
+{
+    if (got != GUILD_OK)
+        return;
+    void *restored = l->agg->restore(bytes, len);
+    free(bytes);
+    if (!restored)
+        return; /* not a state this build can read: the events will do */
+    l->agg->destroy(l->state);
+    l->state = restored;
+    l->version = version;
+}
+
 guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream, void **state,
                       uint64_t *version)
 {
     load_ctx l = {agg, agg->create(), 0, GUILD_OK};
-    uint64_t from = 1, next = 1;
+    if (agg->restore && agg_snapshots_on()) {
+        uint64_t v = 0;
+        void *bytes = NULL;
+        size_t len = 0;
+        from_snapshot(&l, es_snapshot_get(st, stream, &v, &bytes, &len), v, bytes, len);
+    }
+    uint64_t from = l.version + 1, next = from;
     for (;;) {
         uint64_t before = l.version;
         guild_status s = es_read_stream(st, stream, from, LOAD_BATCH, load_one, &l, &next);
@@ -71,7 +98,13 @@ guild_status agg_load_wctx(es_wctx *w, const dom_aggregate *agg, const char *str
                            uint64_t *version)
 {
     load_ctx l = {agg, agg->create(), 0, GUILD_OK};
-    guild_status s = es_wctx_read_stream(w, stream, 1, load_one, &l);
+    if (agg->restore && agg_snapshots_on()) {
+        uint64_t v = 0;
+        void *bytes = NULL;
+        size_t len = 0;
+        from_snapshot(&l, es_wctx_snapshot_get(w, stream, &v, &bytes, &len), v, bytes, len);
+    }
+    guild_status s = es_wctx_read_stream(w, stream, l.version + 1, load_one, &l);
     if (s == GUILD_OK)
         s = l.status;
     if (s != GUILD_OK) {

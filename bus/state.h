@@ -44,6 +44,10 @@ guild_status agg_evolve(const dom_aggregate *agg, void *state, const char *type,
 
 /* Loads a fresh state from the store (outside the writer): *state owned by
  * the caller (agg->destroy), *version 0 if the stream does not exist. */
+/* Whether snapshots are used (read when loading, written by the runtime):
+ * yes unless the environment sets GUILD_SNAPSHOTS=0. */
+bool agg_snapshots_on(void);
+
 guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream, void **state,
                       uint64_t *version);
 

@@ -97,6 +97,12 @@ typedef struct dom_aggregate {
     /* True once the aggregate exists (not archived/deleted is the domain's
      * business). Optional: NULL means "version > 0". */
     bool (*exists)(const void *state);
+    /* Optional, both or neither: the state as bytes for a snapshot
+     * (malloc'd into *bytes), and a state from such bytes (NULL when they
+     * do not make one: the state is then loaded from the events). restore
+     * must give back exactly the state that was snapshotted. */
+    guild_status (*snapshot)(const void *state, char **bytes, size_t *len);
+    void *(*restore)(const void *bytes, size_t len);
 } dom_aggregate;
 
 /* ---- the decide context --------------------------------------------------- */

@@ -257,6 +257,17 @@ void es_wctx_emit_to(es_wctx *w, const char *stream, const char *type, uint32_t 
 /* Bytes stored with the command id and returned to every duplicate (copied). */
 void es_wctx_set_reply(es_wctx *w, const void *bytes, size_t len);
 
+/* A snapshot of the target stream's state after this append (bytes
+ * copied), stored in the same commit as its events when `version` is the
+ * version the stream has after them; otherwise dropped. The last call of
+ * an attempt counts. */
+void es_wctx_snapshot(es_wctx *w, uint64_t version, const void *state, size_t len);
+
+/* The latest snapshot of `stream` as the batch's transaction sees it, as
+ * es_snapshot_get gives it (*state malloc'd). GUILD_NOT_FOUND if none. */
+guild_status es_wctx_snapshot_get(es_wctx *w, const char *stream, uint64_t *version, void **state,
+                                  size_t *len);
+
 /* Records a failure detail for the result and returns `s`:
  * `return es_wctx_fail(w, GUILD_RULE_VIOLATION, "level", "level must be ...");` */
 guild_status es_wctx_fail(es_wctx *w, guild_status s, const char *field, const char *fmt, ...)

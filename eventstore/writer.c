@@ -54,6 +54,9 @@ struct es_req {
     int64_t time_ns;
     event_list events;  /* given at submit */
     event_list emitted; /* produced by decide in this attempt */
+    uint8_t *snap;      /* a snapshot decide asked to store (es_wctx_snapshot) */
+    size_t snap_len;
+    uint64_t snap_version;
     es_decide_fn decide;
     void *decide_ctx;
 
@@ -119,6 +122,7 @@ static void req_free(es_req *r)
     free(r->actor);
     events_free(&r->events);
     events_free(&r->emitted);
+    free(r->snap);
     free(r->key);
     free(r->val);
     es_result_release(&r->result);
@@ -228,6 +232,42 @@ void es_wctx_set_reply(es_wctx *w, const void *bytes, size_t len)
     free(r->reply);
     r->reply = len ? guild_xmemdup(bytes, len) : NULL;
     r->reply_len = len;
+}
+
+static void snap_clear(es_req *r)
+{
+    free(r->snap);
+    r->snap = NULL;
+    r->snap_len = 0;
+    r->snap_version = 0;
+}
+
+void es_wctx_snapshot(es_wctx *w, uint64_t version, const void *state, size_t len)
+{
+    snap_clear(w->req);
+    w->req->snap = guild_xmemdup(state, len ? len : 1);
+    w->req->snap_len = len;
+    w->req->snap_version = version;
+}
+
+guild_status es_wctx_snapshot_get(es_wctx *w, const char *stream, uint64_t *version, void **state,
+                                  size_t *len)
+{
+    size_t n = stream ? strlen(stream) : 0;
+    if (n == 0 || n > ES_STREAM_MAX)
+        return GUILD_INVALID_REQUEST;
+    MDB_val k = {n, (void *)stream}, v;
+    int rc = mdb_get(w->txn, w->st->db_snapshots, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return GUILD_NOT_FOUND;
+    if (rc)
+        return es__lmdb_status(NULL, rc, "reading a snapshot");
+    if (v.mv_size < 8)
+        return GUILD_CORRUPT;
+    *version = es__u64_get(v.mv_data);
+    *len = v.mv_size - 8;
+    *state = guild_xmemdup((const uint8_t *)v.mv_data + 8, *len ? *len : 1);
+    return GUILD_OK;
 }
 
 guild_status es_wctx_fail(es_wctx *w, guild_status s, const char *field, const char *fmt, ...)
@@ -361,6 +401,7 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
             if (res->error.status == GUILD_OK)
                 guild_error_set(&res->error, s, 0, "refused");
             events_clear(&req->emitted);
+            snap_clear(req);
             return 0;
         }
         events = &req->emitted;
@@ -382,6 +423,17 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     }
     res->version = entry->version;
     res->last_position = events->n ? st->chain.next_position - 1 : 0;
+    /* A snapshot goes with the events it sums up, in the same commit; one
+     * of another version than the stream now has is not stored. */
+    if (req->snap && req->snap_version == entry->version && events->n) {
+        uint8_t *val = guild_xmalloc(8 + req->snap_len);
+        es__u64_put(val, req->snap_version);
+        memcpy(val + 8, req->snap, req->snap_len);
+        rc = put(txn, st->db_snapshots, req->stream, req->stream_len, val, 8 + req->snap_len, 0);
+        free(val);
+        if (rc)
+            return rc;
+    }
     if (req->command_id) {
         es__command_encode(&st->enc, res);
         if ((rc = put(txn, st->db_commands, req->command_id, strlen(req->command_id), st->enc.data,
@@ -398,6 +450,7 @@ static void result_reset(es_req *r)
 {
     es_result_release(&r->result);
     events_clear(&r->emitted);
+    snap_clear(r);
 }
 
 /* Runs the batch in one transaction and commits. Returns an LMDB code. */

@@ -463,13 +463,18 @@ static bool system_exists(const void *state)
 
 /* ---- the aggregate rows --------------------------------------------------- */
 
-const dom_aggregate identity_user = {"user",       "",          user_create,
-                                     user_destroy, user_evolve, user_exists};
-const dom_aggregate identity_email = {"email",       "email-",     claim_create,
-                                      claim_destroy, claim_evolve, claim_exists};
-const dom_aggregate identity_role = {"role",       "role-",     role_create,
-                                     role_destroy, role_evolve, role_exists};
-const dom_aggregate identity_client = {"client",       "client-",     client_create,
-                                       client_destroy, client_evolve, client_exists};
-const dom_aggregate identity_system = {"system",       "system",      system_create,
-                                       system_destroy, system_evolve, system_exists};
+/* Identity's aggregates have no snapshot codec: they load from their
+ * events. */
+#define IDENTITY_AGG(var, n, prefix, f)                                                            \
+    const dom_aggregate var = {.name = n,                                                          \
+                               .stream_prefix = prefix,                                            \
+                               .create = f##_create,                                               \
+                               .destroy = f##_destroy,                                             \
+                               .evolve = f##_evolve,                                               \
+                               .exists = f##_exists}
+
+IDENTITY_AGG(identity_user, "user", "", user);
+IDENTITY_AGG(identity_email, "email", "email-", claim);
+IDENTITY_AGG(identity_role, "role", "role-", role);
+IDENTITY_AGG(identity_client, "client", "client-", client);
+IDENTITY_AGG(identity_system, "system", "system", system);

@@ -15,6 +15,7 @@
 #include "domain/talent/talent_int.h"
 
 #include "common/alloc.h"
+#include "common/codec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -375,6 +376,163 @@ static guild_status profile_evolve(void *state, const char *type, const json_t *
     return GUILD_OK;
 }
 
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/* ---- snapshots ----------------------------------------------------------------
+ * The profile as a msgpack map of its fields (strings null until set),
+ * and back, checking every field: bytes that do not make a profile give
+ * NULL and the profile is loaded from its events instead. */
+
+#define SNAPSHOT_FORMAT 1
+
+static guild_status profile_snapshot(const void *state, char **bytes, size_t *len)
+{
+    const talent_profile *p = state;
+    json_t *texts = json_array(), *skills = json_array(), *certs = json_array(),
+           *prices = json_array(), *res = json_array();
+    for (int i = 0; i < TALENT_TEXTS; i++)
+        json_array_append_new(texts, str_or_null(p->text[i]));
+    for (size_t i = 0; i < p->n_skills; i++)
+        json_array_append_new(skills, json_pack("[s, i, i]", p->skills[i].name, p->skills[i].level,
+                                                p->skills[i].years));
+    for (size_t i = 0; i < p->n_certs; i++) {
+        const talent_certification *c = &p->certs[i];
+        json_array_append_new(certs, json_pack("[s, s, s, o]", c->name, c->issuer, c->issued_on,
+                                               str_or_null(c->expires_on)));
+    }
+    for (size_t i = 0; i < p->n_prices; i++)
+        json_array_append_new(prices, json_pack("[s, I, I]", p->prices[i].currency,
+                                                (json_int_t)p->prices[i].hourly_rate,
+                                                (json_int_t)p->prices[i].since));
+    for (size_t i = 0; i < p->n_res; i++)
+        json_array_append_new(res, json_pack("[s, i]", p->res[i].id, p->res[i].hours));
+    json_t *doc =
+        json_pack("{s:i, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:I, s:I}",
+                  "format", SNAPSHOT_FORMAT, "exists", p->exists, "archived", p->archived,
+                  "talent_id", str_or_null(p->talent_id), "user_id", str_or_null(p->user_id),
+                  "texts", texts, "skills", skills, "certs", certs, "prices", prices, "res", res,
+                  "hours", p->hours, "reserved", p->reserved, "created_at",
+                  (json_int_t)p->created_at, "updated_at", (json_int_t)p->updated_at);
+    guild_status s = doc ? guild_codec_encode(doc, GUILD_FMT_MSGPACK, bytes, len) : GUILD_INTERNAL;
+    json_decref(doc);
+    return s;
+}
+
+/* A copy of a string or null member; false for anything else. */
+static bool take_str(const json_t *v, char **out)
+{
+    if (json_is_null(v)) {
+        *out = NULL;
+        return true;
+    }
+    if (!json_is_string(v))
+        return false;
+    *out = guild_xstrdup(json_string_value(v));
+    return true;
+}
+
+static bool take_int(const json_t *v, int64_t *out)
+{
+    if (!json_is_integer(v))
+        return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+static void *profile_restore(const void *bytes, size_t len)
+{
+    json_t *doc = NULL;
+    if (guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &doc, NULL) != GUILD_OK)
+        return NULL;
+    talent_profile *p = profile_create();
+    json_t *texts = json_object_get(doc, "texts"), *skills = json_object_get(doc, "skills"),
+           *certs = json_object_get(doc, "certs"), *prices = json_object_get(doc, "prices"),
+           *res = json_object_get(doc, "res");
+    int64_t format = 0, hours = 0, reserved = 0;
+    bool ok = take_int(json_object_get(doc, "format"), &format) && format == SNAPSHOT_FORMAT &&
+              json_is_boolean(json_object_get(doc, "exists")) &&
+              json_is_boolean(json_object_get(doc, "archived")) &&
+              take_str(json_object_get(doc, "talent_id"), &p->talent_id) &&
+              take_str(json_object_get(doc, "user_id"), &p->user_id) &&
+              json_array_size(texts) == TALENT_TEXTS && json_is_array(skills) &&
+              json_is_array(certs) && json_is_array(prices) && json_is_array(res) &&
+              take_int(json_object_get(doc, "hours"), &hours) &&
+              take_int(json_object_get(doc, "reserved"), &reserved) &&
+              take_int(json_object_get(doc, "created_at"), &p->created_at) &&
+              take_int(json_object_get(doc, "updated_at"), &p->updated_at);
+    if (ok) {
+        p->exists = json_is_true(json_object_get(doc, "exists"));
+        p->archived = json_is_true(json_object_get(doc, "archived"));
+        p->hours = (int)hours;
+        p->reserved = (int)reserved;
+    }
+    for (int i = 0; ok && i < TALENT_TEXTS; i++)
+        ok = take_str(json_array_get(texts, (size_t)i), &p->text[i]);
+    if (ok) {
+        p->skills = guild_xcalloc(json_array_size(skills) + 1, sizeof *p->skills);
+        p->certs = guild_xcalloc(json_array_size(certs) + 1, sizeof *p->certs);
+        p->prices = guild_xcalloc(json_array_size(prices) + 1, sizeof *p->prices);
+        p->res = guild_xcalloc(json_array_size(res) + 1, sizeof *p->res);
+    }
+    for (size_t i = 0; ok && i < json_array_size(skills); i++) {
+        const json_t *e = json_array_get(skills, i);
+        int64_t level = 0, years = 0;
+        talent_skill *k = &p->skills[p->n_skills];
+        ok = json_array_size(e) == 3 && json_is_string(json_array_get(e, 0)) &&
+             take_int(json_array_get(e, 1), &level) && take_int(json_array_get(e, 2), &years);
+        if (ok) {
+            k->name = guild_xstrdup(json_string_value(json_array_get(e, 0)));
+            k->level = (int)level;
+            k->years = (int)years;
+            p->n_skills++;
+        }
+    }
+    for (size_t i = 0; ok && i < json_array_size(certs); i++) {
+        const json_t *e = json_array_get(certs, i);
+        talent_certification *c = &p->certs[p->n_certs];
+        ok = json_array_size(e) == 4 && json_is_string(json_array_get(e, 0)) &&
+             json_is_string(json_array_get(e, 1)) && json_is_string(json_array_get(e, 2));
+        if (ok) {
+            c->name = guild_xstrdup(json_string_value(json_array_get(e, 0)));
+            c->issuer = guild_xstrdup(json_string_value(json_array_get(e, 1)));
+            c->issued_on = guild_xstrdup(json_string_value(json_array_get(e, 2)));
+            p->n_certs++;
+            ok = take_str(json_array_get(e, 3), &c->expires_on);
+        }
+    }
+    for (size_t i = 0; ok && i < json_array_size(prices); i++) {
+        const json_t *e = json_array_get(prices, i);
+        talent_price *r = &p->prices[p->n_prices];
+        const char *cur = json_string_value(json_array_get(e, 0));
+        ok = json_array_size(e) == 3 && cur && strlen(cur) == 3 &&
+             take_int(json_array_get(e, 1), &r->hourly_rate) &&
+             take_int(json_array_get(e, 2), &r->since);
+        if (ok) {
+            memcpy(r->currency, cur, 4);
+            p->n_prices++;
+        }
+    }
+    for (size_t i = 0; ok && i < json_array_size(res); i++) {
+        const json_t *e = json_array_get(res, i);
+        int64_t h = 0;
+        ok = json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
+             take_int(json_array_get(e, 1), &h);
+        if (ok) {
+            p->res[p->n_res].id = guild_xstrdup(json_string_value(json_array_get(e, 0)));
+            p->res[p->n_res++].hours = (int)h;
+        }
+    }
+    json_decref(doc);
+    if (!ok) {
+        profile_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
 const dom_aggregate talent_profile_agg = {
     .name = "profile",
     .stream_prefix = "",
@@ -382,6 +540,8 @@ const dom_aggregate talent_profile_agg = {
     .destroy = profile_destroy,
     .evolve = profile_evolve,
     .exists = profile_exists,
+    .snapshot = profile_snapshot,
+    .restore = profile_restore,
 };
 
 /* ---- read accessors ---------------------------------------------------------- */
@@ -436,11 +596,6 @@ int talent_profile_hours(const talent_profile *p)
 int talent_profile_reserved(const talent_profile *p)
 {
     return p ? p->reserved : 0;
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
 }
 
 static json_t *lists_to_json(const talent_profile *p, json_t *out)

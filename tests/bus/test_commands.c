@@ -15,6 +15,8 @@
  * unauthenticated and forbidden; not_found, conflict and rule_violation;
  * unavailable; idempotency; racing clients; encodings; discovery; suite.
  */
+#include "bus/runtime.h"
+#include "common/codec.h"
 #include "common/uuid.h"
 #include "eventstore/es.h"
 
@@ -1219,6 +1221,107 @@ START_TEST(test_stats_count_requests_and_errors)
 }
 END_TEST
 
+/* ---- snapshots ------------------------------------------------------------- */
+
+static int talent_cmd(const char *name, json_t *body, const char *expected, tst_reply *r)
+{
+    tst_call call = {.token = g_alice.access_token, .expected = expected};
+    int rc = tst_guild_command(g_nc, "talent", name, body, &call, r);
+    json_decref(body);
+    return rc;
+}
+
+typedef struct last_event {
+    uint64_t version;
+    json_t *data;
+} last_event;
+
+static int keep_last(void *ctx, const es_record *rec)
+{
+    last_event *l = ctx;
+    json_decref(l->data);
+    l->data = NULL;
+    l->version = rec->version;
+    ck_assert_status(
+        guild_codec_decode(rec->data, rec->data_len, GUILD_FMT_MSGPACK, &l->data, NULL), GUILD_OK);
+    return 0;
+}
+
+/* A profile past BUS_SNAPSHOT_EVERY versions gets a snapshot with the
+ * events that reach it; a restarted service (its cache gone) loads the
+ * snapshot and the events after it, and decides as before. */
+START_TEST(test_a_long_stream_is_snapshotted_and_loads_after_a_restart)
+{
+    tst_reply r;
+    ck_assert_int_eq(
+        talent_cmd("add_skill",
+                   json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "skill", "Go", "level", 2),
+                   NULL, &r),
+        0);
+    ck_assert_int_eq(r.status, 200);
+    tst_reply_release(&r);
+    long long version = 2;
+    for (int k = 0; version < 110; k++) {
+        ck_assert_int_eq(talent_cmd("set_rate",
+                                    json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "currency",
+                                              "EUR", "hourly_rate", 5000 + k),
+                                    NULL, &r),
+                         0);
+        ck_assert_msg(r.status == 200, "set_rate: %s", r.raw);
+        version = tst_reply_int(&r, "version");
+        tst_reply_release(&r);
+    }
+
+    char dir[1024], stream[128];
+    snprintf(dir, sizeof dir, "%s/talent/events", g_data);
+    snprintf(stream, sizeof stream, "talent-%s", g_profile);
+    es_options o = {.read_only = true};
+    es_store *st = NULL;
+    guild_error err = {0};
+    ck_assert_status(es_store_open(dir, &o, &st, &err), GUILD_OK);
+    uint64_t snap_version = 0;
+    void *bytes = NULL;
+    size_t len = 0;
+    ck_assert_status(es_snapshot_get(st, stream, &snap_version, &bytes, &len), GUILD_OK);
+    free(bytes);
+    ck_assert_uint_eq(snap_version, BUS_SNAPSHOT_EVERY);
+
+    ck_assert_int_eq(tst_guild_restart(&g_talent), 0);
+    /* with the right expected version, a rate whose previous rate is the
+     * last one set (kept in the state across the snapshot) */
+    char expect[24];
+    snprintf(expect, sizeof expect, "%lld", version);
+    ck_assert_int_eq(talent_cmd("set_rate",
+                                json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "currency",
+                                          "USD", "hourly_rate", 7777),
+                                expect, &r),
+                     0);
+    ck_assert_msg(r.status == 200, "set_rate after the restart: %s", r.raw);
+    ck_assert_int_eq(tst_reply_int(&r, "version"), version + 1);
+    tst_reply_release(&r);
+    last_event last = {0};
+    ck_assert_status(es_read_stream(st, stream, (uint64_t)version + 1, 1, keep_last, &last, NULL),
+                     GUILD_OK);
+    ck_assert_uint_eq(last.version, (uint64_t)version + 1);
+    ck_assert_str_eq(json_string_value(json_object_get(last.data, "previous_currency")), "EUR");
+    json_decref(last.data);
+    es_store_close(st);
+    /* and the skill added before the snapshot is known to it */
+    ck_assert_int_eq(talent_cmd("remove_skill",
+                                json_pack("{s:s, s:s}", "talent_id", g_profile, "skill", "Go"),
+                                NULL, &r),
+                     0);
+    ck_assert_msg(r.status == 200, "remove_skill after the restart: %s", r.raw);
+    tst_reply_release(&r);
+    ck_assert_int_eq(talent_cmd("remove_skill",
+                                json_pack("{s:s, s:s}", "talent_id", g_profile, "skill", "Go"),
+                                NULL, &r),
+                     0);
+    ck_assert_int_eq(r.status, 422);
+    tst_reply_release(&r);
+}
+END_TEST
+
 /* ---- suite ------------------------------------------------------------------- */
 
 static TCase *tcase(const char *name, void (*setup)(void))
@@ -1275,6 +1378,10 @@ static Suite *commands_suite(void)
 
     tc = tcase("encodings", world_setup);
     tcase_add_test(tc, test_json_and_msgpack_requests_give_the_same_result);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("snapshots", world_setup);
+    tcase_add_test(tc, test_a_long_stream_is_snapshotted_and_loads_after_a_restart);
     suite_add_tcase(s, tc);
 
     tc = tcase("discovery", world_setup);

@@ -1031,6 +1031,79 @@ START_TEST(test_lifecycle)
 }
 END_TEST
 
+/* ---- snapshots ------------------------------------------------------------------------------ */
+
+static void snapshot_bytes(const void *state, char **bytes, size_t *len)
+{
+    ck_assert_status(talent_profile_agg.snapshot(state, bytes, len), GUILD_OK);
+    ck_assert_uint_gt(*len, 0);
+}
+
+/* A profile with every kind of field restores to one that snapshots to the
+ * same bytes and decides as the original does. */
+START_TEST(test_snapshot_restores_the_same_profile)
+{
+    /* an empty profile, then a full one */
+    char *bytes = NULL, *again = NULL;
+    size_t len = 0, len2 = 0;
+    snapshot_bytes(g_state, &bytes, &len);
+    void *empty = talent_profile_agg.restore(bytes, len);
+    ck_assert_ptr_nonnull(empty);
+    ck_assert(!talent_profile_exists(empty));
+    talent_profile_agg.destroy(empty);
+    free(bytes);
+
+    given_profile();
+    given(&g_owner, "add_skill",
+          json_pack("{s:s, s:i, s:i}", "skill", "C", "level", 5, "years", 12));
+    given(&g_owner, "add_skill", json_pack("{s:s, s:i}", "skill", "Rust", "level", 3));
+    given(&g_owner, "add_certification",
+          json_pack("{s:s, s:s, s:s}", "name", "CKA", "issuer", "CNCF", "issued_on", "2024-03-01"));
+    given(&g_owner, "add_certification",
+          json_pack("{s:s, s:s, s:s, s:s}", "name", "OSCP", "issuer", "OffSec", "issued_on",
+                    "2023-01-01", "expires_on", "2026-01-01"));
+    given(&g_owner, "set_rate", json_pack("{s:s, s:i}", "currency", "EUR", "hourly_rate", 9000));
+    given(&g_owner, "set_rate", json_pack("{s:s, s:i}", "currency", "USD", "hourly_rate", 10000));
+    given(&g_owner, "set_availability", json_pack("{s:i}", "hours_per_week", 40));
+    given(&g_owner, "reserve_capacity",
+          json_pack("{s:s, s:i}", "reservation_id", "r1", "hours_per_week", 30));
+    snapshot_bytes(g_state, &bytes, &len);
+    void *restored = talent_profile_agg.restore(bytes, len);
+    ck_assert_ptr_nonnull(restored);
+    snapshot_bytes(restored, &again, &len2);
+    ck_assert_uint_eq(len2, len);
+    ck_assert_int_eq(memcmp(again, bytes, len), 0);
+    ck_assert_str_eq(talent_profile_user_id(restored), OWNER);
+    ck_assert_int_eq(talent_profile_reserved(restored), 30);
+
+    /* it decides as the original: the same refusal and the same events */
+    void *original = g_state;
+    for (int k = 0; k < 2; k++) {
+        g_state = k == 0 ? original : restored;
+        expect_refused(&g_owner, "reserve_capacity",
+                       json_pack("{s:s, s:i}", "reservation_id", "r2", "hours_per_week", 11),
+                       GUILD_RULE_VIOLATION, "hours_per_week");
+        expect_refused(
+            &g_owner, "add_certification",
+            json_pack("{s:s, s:s, s:s}", "name", "cka", "issuer", "X", "issued_on", "2025-01-01"),
+            GUILD_CONFLICT, "name");
+        expect_event(&g_owner, "remove_certification", json_pack("{s:s}", "name", "OSCP"),
+                     TALENT_EV_CERTIFICATION_REMOVED, json_pack("{s:s}", "name", "OSCP"));
+    }
+    g_state = original;
+    talent_profile_agg.destroy(restored);
+    free(bytes);
+    free(again);
+
+    /* bytes that are not a profile's snapshot restore nothing */
+    static const char junk[] = "\x81\xa6"
+                               "format"
+                               "\x02";
+    ck_assert_ptr_null(talent_profile_agg.restore(junk, sizeof junk - 1));
+    ck_assert_ptr_null(talent_profile_agg.restore("x", 1));
+}
+END_TEST
+
 static Suite *talent_suite(void)
 {
     Suite *s = suite_create("domain/talent");
@@ -1079,6 +1152,7 @@ static Suite *talent_suite(void)
     tcase_add_test(tc, test_evolve_malformed_event_corrupt);
     tcase_add_test(tc, test_claim_aggregate_evolves_from_profile_claimed);
     tcase_add_test(tc, test_lifecycle);
+    tcase_add_test(tc, test_snapshot_restores_the_same_profile);
     suite_add_tcase(s, tc);
     return s;
 }

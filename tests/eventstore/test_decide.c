@@ -474,6 +474,93 @@ START_TEST(test_batch_hook_runs_after_each_commit_before_the_next_decide)
 }
 END_TEST
 
+/* ---- snapshots ------------------------------------------------------------ */
+
+typedef struct snap_probe {
+    size_t emit;
+    uint64_t version_delta; /* the snapshot's version: the head + this */
+    guild_status fail;
+    /* what it saw */
+    guild_status got;
+    uint64_t seen_version;
+    char seen[32];
+} snap_probe;
+
+/* Emits `emit` events, asks for a snapshot "v<version>" at the head +
+ * version_delta, and notes the snapshot it finds first. */
+static guild_status snap_decide(void *ctx, es_wctx *w)
+{
+    snap_probe *p = ctx;
+    void *bytes = NULL;
+    size_t len = 0;
+    p->seen[0] = '\0';
+    p->got = es_wctx_snapshot_get(w, es_wctx_stream(w), &p->seen_version, &bytes, &len);
+    if (p->got == GUILD_OK)
+        snprintf(p->seen, sizeof p->seen, "%.*s", (int)len, (const char *)bytes);
+    free(bytes);
+    for (size_t k = 0; k < p->emit; k++)
+        es_wctx_emit(w, "counted", 1, NULL, 0);
+    char state[32];
+    uint64_t v = es_wctx_version(w) + p->version_delta;
+    snprintf(state, sizeof state, "v%llu", (unsigned long long)v);
+    es_wctx_snapshot(w, v, state, strlen(state));
+    return p->fail != GUILD_OK ? es_wctx_fail(w, p->fail, NULL, "refused") : GUILD_OK;
+}
+
+static void snap_append(snap_probe *p, guild_status want)
+{
+    es_append req = {.stream = "talent-s",
+                     .expected_version = ES_ANY_VERSION,
+                     .decide = snap_decide,
+                     .decide_ctx = p};
+    es_result r;
+    ck_assert_status(es_append_wait(g_st, &req, &r), want);
+    es_result_release(&r);
+}
+
+static void assert_snapshot(uint64_t version, const char *state)
+{
+    uint64_t v = 0;
+    void *bytes = NULL;
+    size_t len = 0;
+    ck_assert_status(es_snapshot_get(g_st, "talent-s", &v, &bytes, &len), GUILD_OK);
+    ck_assert_uint_eq(v, version);
+    ck_assert_uint_eq(len, strlen(state));
+    ck_assert_int_eq(memcmp(bytes, state, len), 0);
+    free(bytes);
+}
+
+/* A snapshot asked for by decide is stored in the append's commit when its
+ * version is the stream's new head, and not when the append writes nothing
+ * or names another version; the next decide sees it. */
+START_TEST(test_decide_snapshot_goes_with_its_events)
+{
+    snap_probe p = {.emit = 3, .version_delta = 3};
+    snap_append(&p, GUILD_OK);
+    ck_assert_status(p.got, GUILD_NOT_FOUND);
+    assert_snapshot(3, "v3");
+
+    snap_probe wrong = {.emit = 2, .version_delta = 1}; /* not the new head (5) */
+    snap_append(&wrong, GUILD_OK);
+    ck_assert_status(wrong.got, GUILD_OK);
+    ck_assert_uint_eq(wrong.seen_version, 3);
+    ck_assert_str_eq(wrong.seen, "v3");
+    assert_snapshot(3, "v3");
+
+    snap_probe refused = {.emit = 1, .version_delta = 1, .fail = GUILD_RULE_VIOLATION};
+    snap_append(&refused, GUILD_RULE_VIOLATION);
+    snap_probe nothing = {.emit = 0, .version_delta = 0};
+    snap_append(&nothing, GUILD_OK);
+    assert_snapshot(3, "v3");
+
+    snap_probe next = {.emit = 1, .version_delta = 1};
+    snap_append(&next, GUILD_OK);
+    assert_snapshot(6, "v6");
+    store_reopen(); /* durable with the events */
+    assert_snapshot(6, "v6");
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------------- */
 
 static TCase *tcase(const char *name)
@@ -490,6 +577,7 @@ static Suite *decide_suite(void)
 
     TCase *tc = tcase("decide");
     tcase_add_test(tc, test_decide_sees_head_version_and_stream);
+    tcase_add_test(tc, test_decide_snapshot_goes_with_its_events);
     tcase_add_test(tc, test_decide_on_new_stream_sees_version_zero);
     tcase_add_test(tc, test_decide_reads_its_stream_inside_the_transaction);
     tcase_add_test(tc, test_decide_head_of_missing_stream_is_zero);
