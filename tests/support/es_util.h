@@ -1,7 +1,8 @@
 /*
  * es_util.h — helpers for event store tests: opening stores, appending
- * simple events, copying records out of read callbacks, and collecting the
- * results of submitted appends.
+ * simple events, copying records out of read callbacks, checking the whole
+ * log, collecting the results of submitted appends, holding the writer and
+ * staggering threads, and counting the failures seen on other threads.
  */
 #ifndef GUILD_TESTS_SUPPORT_ES_UTIL_H
 #define GUILD_TESTS_SUPPORT_ES_UTIL_H
@@ -9,10 +10,13 @@
 #include "eventstore/es.h"
 #include "tests/support/mpmap.h"
 
+#include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ---- records -------------------------------------------------------------- */
 
@@ -94,9 +98,36 @@ uint64_t tst_log_position(es_store *st);
  * failure. */
 uint64_t tst_stream_version(es_store *st, const char *stream);
 
+/* The position the store's index checkpoint has reached; 0 before the
+ * first. */
+uint64_t tst_checkpoint_position(es_store *st);
+
 /* Asserts two results tell the same: stream, version, positions, event ids
  * and reply (not the status or duplicate flag). */
 void tst_assert_same_result(const es_result *a, const es_result *b);
+
+/* ---- checking the whole log ----------------------------------------------- */
+
+/* Reads the whole log into recs and asserts `total` events at positions
+ * 1..total, each stream's versions gapless from 1 and matching its head. */
+void tst_assert_log_gapless(es_store *st, tst_recs *recs, uint64_t total);
+
+/* Asserts that a successful result's events are in recs (the whole log, as
+ * tst_assert_log_gapless leaves it) where the result says. */
+void tst_assert_result_in_log(const tst_recs *recs, const es_result *r);
+
+/* Asserts that es_verify finds the log intact and `total` events long. */
+void tst_assert_verifies(es_store *st, uint64_t total);
+
+/* Reads the whole log and asserts it gapless with `total` events, each of
+ * the n results in it where it says, and every "counted" record (see
+ * tst_counter_decide) decided on the version before its own. */
+void tst_assert_log_holds(es_store *st, uint64_t total, const es_result *const *results, size_t n);
+
+/* An es_decide_fn (ctx unused) that emits one "counted" event {"n": v+1},
+ * v the version of the stream it sees: a record whose n differs from its
+ * version was decided without seeing an append that came before it. */
+guild_status tst_counter_decide(void *ctx, es_wctx *w);
 
 /* ---- waiting for submitted appends ---------------------------------------- */
 
@@ -123,5 +154,78 @@ typedef struct tst_slot {
 } tst_slot;
 
 void tst_slot_done(void *ctx, es_result *res);
+
+/* Polls `cond` every 100 us for at most 20 s, then asserts it. */
+#define TST_WAIT_UNTIL(cond)                                                                       \
+    do {                                                                                           \
+        for (int wait_i_ = 0; wait_i_ < 200000 && !(cond); wait_i_++) {                            \
+            struct timespec wait_ts_ = {0, 100000};                                                \
+            nanosleep(&wait_ts_, NULL);                                                            \
+        }                                                                                          \
+        ck_assert_msg((cond), "timed out waiting for %s", #cond);                                  \
+    } while (0)
+
+/* A store closed on a thread of its own, for tests that go on while the
+ * close waits: `done` counts down once es_store_close has returned. */
+typedef struct tst_closer {
+    es_store *st;
+    tst_latch done;
+    pthread_t th;
+} tst_closer;
+
+/* Starts closing st on a new thread. */
+void tst_closer_start(tst_closer *c, es_store *st);
+
+/* Waits for the closing thread to end and releases c. */
+void tst_closer_join(tst_closer *c);
+
+/* ---- holding the writer, staggering threads ------------------------------- */
+
+/* Busy-waits ns nanoseconds on the monotonic clock. */
+void tst_spin_ns(long ns);
+
+/* A door a decide function or a done callback waits at until the test
+ * opens it (for at most 20 s, so a bug fails the test instead of hanging). */
+typedef struct tst_gate {
+    atomic_bool entered, open;
+    pthread_t decided_on; /* the thread tst_gate_decide ran on */
+} tst_gate;
+
+/* Marks g entered and waits for it to open; false if it never did. */
+bool tst_gate_pass(tst_gate *g);
+
+/* An es_decide_fn (ctx a tst_gate) that waits at the gate, then emits one
+ * "gated" event; it fails with GUILD_INTERNAL if the gate never opened. */
+guild_status tst_gate_decide(void *ctx, es_wctx *w);
+
+/* Sleeps a random time of up to max_us microseconds, and not at all a third
+ * of the time (seed is the rand_r state): staggers threads that start a
+ * round together. */
+void tst_jitter(unsigned *seed, int max_us);
+
+/* Sleeps until the next multiple of period_us on the monotonic clock, then
+ * up to jitter_us more: threads calling it wake together in bursts (like
+ * rounds, without a barrier that threads stopping early would block). */
+void tst_tick_wait(unsigned *seed, long period_us, int jitter_us);
+
+/* ---- failures on other threads -------------------------------------------- */
+
+/* What went wrong on threads a test started, where a ck_assert would not
+ * stop the test cleanly: counted, the first one described. The test asserts
+ * there were none once it has joined the threads. */
+typedef struct tst_violations {
+    atomic_uint n;
+    char first[256];
+    pthread_mutex_t mu;
+} tst_violations;
+
+void tst_violations_init(tst_violations *v);
+
+/* Counts a violation; the first one's text (printf-style) is kept. Safe to
+ * call from any thread. */
+void tst_violation(tst_violations *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Asserts that no violation was counted, naming the first otherwise. */
+void tst_assert_no_violations(tst_violations *v);
 
 #endif
