@@ -12,6 +12,7 @@
 #include "domain/identity/internal.h"
 
 #include "common/alloc.h"
+#include "common/codec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,6 +278,90 @@ static bool user_exists(const void *state)
     return ((const identity_user_state *)state)->exists;
 }
 
+/* ---- a user's snapshot ------------------------------------------------------
+ * A user's stream grows with every login and refresh; its state does not
+ * (lapsed sessions and reset tokens are dropped). The snapshot is the
+ * state as a msgpack map; it lives in the identity store beside the events
+ * that carry the same hashes. */
+
+#define USER_SNAPSHOT_FORMAT 1
+
+static json_t *text_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static guild_status user_snapshot(const void *state, char **bytes, size_t *len)
+{
+    const identity_user_state *u = state;
+    json_t *doc = json_pack("{s:i, s:b, s:b, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:I, s:I}",
+                            "format", USER_SNAPSHOT_FORMAT, "exists", u->exists, "deactivated",
+                            u->deactivated, "user_id", text_or_null(u->user_id), "email",
+                            text_or_null(u->email), "display_name", text_or_null(u->display_name),
+                            "password_hash", text_or_null(u->password_hash), "roles", u->roles,
+                            "sessions", u->sessions, "resets", u->resets, "failures",
+                            (json_int_t)u->failures, "locked_until", (json_int_t)u->locked_until);
+    guild_status s = doc ? guild_codec_encode(doc, GUILD_FMT_MSGPACK, bytes, len) : GUILD_INTERNAL;
+    json_decref(doc);
+    return s;
+}
+
+static bool text_member(const json_t *doc, const char *key, char **out)
+{
+    const json_t *v = json_object_get(doc, key);
+    *out = json_is_string(v) ? guild_xstrdup(json_string_value(v)) : NULL;
+    return json_is_string(v) || json_is_null(v);
+}
+
+static bool all_strings(const json_t *a)
+{
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v))
+            return false;
+    }
+    return json_is_array(a);
+}
+
+static void *user_restore(const void *bytes, size_t len)
+{
+    json_t *doc = NULL;
+    if (guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &doc, NULL) != GUILD_OK)
+        return NULL;
+    identity_user_state *u = user_create();
+    json_t *roles = json_object_get(doc, "roles"), *sessions = json_object_get(doc, "sessions"),
+           *resets = json_object_get(doc, "resets");
+    bool ok = json_integer_value(json_object_get(doc, "format")) == USER_SNAPSHOT_FORMAT &&
+              json_is_boolean(json_object_get(doc, "exists")) &&
+              json_is_boolean(json_object_get(doc, "deactivated")) &&
+              text_member(doc, "user_id", &u->user_id) && text_member(doc, "email", &u->email) &&
+              text_member(doc, "display_name", &u->display_name) &&
+              text_member(doc, "password_hash", &u->password_hash) && all_strings(roles) &&
+              json_is_object(sessions) && json_is_object(resets) &&
+              json_is_integer(json_object_get(doc, "failures")) &&
+              json_is_integer(json_object_get(doc, "locked_until"));
+    if (ok) {
+        u->exists = json_is_true(json_object_get(doc, "exists"));
+        u->deactivated = json_is_true(json_object_get(doc, "deactivated"));
+        u->failures = json_integer_value(json_object_get(doc, "failures"));
+        u->locked_until = json_integer_value(json_object_get(doc, "locked_until"));
+        json_decref(u->roles);
+        json_decref(u->sessions);
+        json_decref(u->resets);
+        u->roles = json_incref(roles);
+        u->sessions = json_incref(sessions);
+        u->resets = json_incref(resets);
+    }
+    json_decref(doc);
+    if (!ok) {
+        user_destroy(u);
+        return NULL;
+    }
+    return u;
+}
+
 bool identity_user_exists(const void *user)
 {
     return user && ((const identity_user_state *)user)->exists;
@@ -463,8 +548,8 @@ static bool system_exists(const void *state)
 
 /* ---- the aggregate rows --------------------------------------------------- */
 
-/* Identity's aggregates have no snapshot codec: they load from their
- * events. */
+/* A user's stream is the one that grows (a login, a refresh): it has a
+ * snapshot codec; the others load from their few events. */
 #define IDENTITY_AGG(var, n, prefix, f)                                                            \
     const dom_aggregate var = {.name = n,                                                          \
                                .stream_prefix = prefix,                                            \
@@ -473,7 +558,14 @@ static bool system_exists(const void *state)
                                .evolve = f##_evolve,                                               \
                                .exists = f##_exists}
 
-IDENTITY_AGG(identity_user, "user", "", user);
+const dom_aggregate identity_user = {.name = "user",
+                                     .stream_prefix = "",
+                                     .create = user_create,
+                                     .destroy = user_destroy,
+                                     .evolve = user_evolve,
+                                     .exists = user_exists,
+                                     .snapshot = user_snapshot,
+                                     .restore = user_restore};
 IDENTITY_AGG(identity_email, "email", "email-", claim);
 IDENTITY_AGG(identity_role, "role", "role-", role);
 IDENTITY_AGG(identity_client, "client", "client-", client);

@@ -1025,6 +1025,58 @@ START_TEST(test_malformed_event_is_corrupt)
 }
 END_TEST
 
+/* ---- snapshots ------------------------------------------------------------ */
+
+static void user_snapshot_bytes(const void *u, char **bytes, size_t *len)
+{
+    ck_assert(identity_user.snapshot != NULL);
+    ck_assert_status(identity_user.snapshot(u, bytes, len), GUILD_OK);
+}
+
+/* A user with sessions, a role, failed logins and a pending reset restores
+ * to one that snapshots to the same bytes and answers as the original. */
+START_TEST(test_user_snapshot_restores_the_same_user)
+{
+    char id[64], sid[64], refresh[256];
+    register_ok("kim@example.com", PW, id);
+    login_ok("kim@example.com", PW, sid, refresh);
+    ck_assert_status(login("kim@example.com", "wrong password 1"), GUILD_UNAUTHENTICATED);
+    expect(GUILD_OK, "request_password_reset", NULL, "{s:s}", "email", "kim@example.com");
+    expect(GUILD_OK, "define_role", admin_actor(), "{s:s, s:[s]}", "name", "recruiter",
+           "permissions", "talent:admin");
+    expect(GUILD_OK, "assign_role", admin_actor(), "{s:s, s:s}", "user_id", id, "role",
+           "recruiter");
+
+    void *u = load_user(id);
+    char *bytes = NULL, *again = NULL;
+    size_t len = 0, len2 = 0;
+    user_snapshot_bytes(u, &bytes, &len);
+    void *restored = identity_user.restore(bytes, len);
+    ck_assert_ptr_nonnull(restored);
+    user_snapshot_bytes(restored, &again, &len2);
+    ck_assert_uint_eq(len2, len);
+    ck_assert_int_eq(memcmp(again, bytes, len), 0);
+    ck_assert(identity_user_exists(restored));
+    ck_assert(!identity_user_deactivated(restored));
+    ck_assert(identity_session_active(restored, sid));
+    ck_assert(!identity_session_active(restored, "0123456789abcdef0123456789abcdef"));
+    bool has_role = false;
+    for (size_t i = 0; !has_role && i + 9 <= len; i++)
+        has_role = memcmp(bytes + i, "recruiter", 9) == 0;
+    ck_assert_msg(has_role, "the snapshot lacks the role");
+    identity_user.destroy(restored);
+    identity_user.destroy(u);
+    free(bytes);
+    free(again);
+
+    ck_assert_ptr_null(identity_user.restore("x", 1));
+    static const char other_format[] = "\x81\xa6"
+                                       "format"
+                                       "\x07";
+    ck_assert_ptr_null(identity_user.restore(other_format, sizeof other_format - 1));
+}
+END_TEST
+
 /* ---- suite ---------------------------------------------------------------- */
 
 static TCase *tcase(const char *name)
@@ -1084,6 +1136,7 @@ static Suite *identity_suite(void)
     tc = tcase("users");
     tcase_add_test(tc, test_update_of_another_user_is_forbidden);
     tcase_add_test(tc, test_email_change_moves_the_claim);
+    tcase_add_test(tc, test_user_snapshot_restores_the_same_user);
     suite_add_tcase(s, tc);
 
     tc = tcase("tables");
