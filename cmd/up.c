@@ -74,15 +74,20 @@ static void mkdir_p(const char *path)
     mkdir(buf, 0755);
 }
 
+/* True if `port` on 127.0.0.1 can be bound; else errno says why. */
 static bool port_free(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    int why = errno;
     close(fd);
+    errno = why;
     return ok;
 }
 
@@ -275,6 +280,11 @@ int cmd_up(int argc, char **argv)
         return help ? 0 : 2;
     }
     const char *port_opt = cmd_opt(argc, argv, "--port");
+    if (port_opt && external) {
+        fprintf(stderr, "guild up: --port is the port of the nats-server guild up starts; with "
+                        "--nats (or GUILD_NATS_URL) it starts none\n");
+        return 2;
+    }
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -298,11 +308,15 @@ int cmd_up(int argc, char **argv)
             port = (int)p;
             /* A server already on that port would take our connection and
              * the services would run against it: refuse instead. */
-            if (!port_free(port)) {
+            if (!port_free(port) && errno == EADDRINUSE) {
                 fprintf(stderr,
                         "guild: port %d on 127.0.0.1 is in use; choose another with --port, or "
                         "use the server there with --nats nats://127.0.0.1:%d\n",
                         port, port);
+                return 1;
+            } else if (!port_free(port)) {
+                fprintf(stderr, "guild: port %d on 127.0.0.1 cannot be used: %s\n", port,
+                        strerror(errno));
                 return 1;
             }
         }
