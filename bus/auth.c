@@ -33,6 +33,7 @@ struct bus_auth {
     natsConnection *nc;
     pthread_mutex_t lock;
     guild_jwt_keyring ring;
+    uint64_t ring_gen; /* bumped each time the ring changes */
     bool can_sign;
     char kid[GUILD_KEY_ID_LEN + 1];
     unsigned char sk[crypto_sign_SECRETKEYBYTES];
@@ -261,6 +262,7 @@ static guild_status fetch_keys_now(bus_auth *a, guild_error *err)
     bool changed = !same_keys(&a->ring, &fresh);
     if (changed) {
         a->ring = fresh;
+        a->ring_gen++;
         json_object_clear(a->verified);
     }
     pthread_mutex_unlock(&a->lock);
@@ -306,7 +308,7 @@ static bool revoked(bus_auth *a, const char *sub, const char *sid)
 }
 
 static guild_status verify_signature(bus_auth *a, const char *token, int64_t now_s, json_t **out,
-                                     guild_error *err);
+                                     uint64_t *gen, guild_error *err);
 static guild_status caller_from_claims(bus_auth *a, json_t *claims, bus_caller *caller,
                                        guild_error *err);
 
@@ -335,13 +337,17 @@ guild_status bus_auth_verify(bus_auth *a, const char *authorization, int64_t now
         claims = json_incref(hit);
     pthread_mutex_unlock(&a->lock);
     if (!claims) {
-        guild_status v = verify_signature(a, token, now_s, &claims, err);
+        uint64_t gen = 0;
+        guild_status v = verify_signature(a, token, now_s, &claims, &gen, err);
         if (v != GUILD_OK)
             return v;
+        /* Remembered only if the keys did not change meanwhile: a token of
+         * a key dropped during the check must not outlive the drop. */
         pthread_mutex_lock(&a->lock);
         if (json_object_size(a->verified) >= VERIFIED_MAX)
             json_object_clear(a->verified);
-        json_object_set(a->verified, key, claims);
+        if (gen == a->ring_gen)
+            json_object_set(a->verified, key, claims);
         pthread_mutex_unlock(&a->lock);
     }
     return caller_from_claims(a, claims, caller, err);
@@ -350,11 +356,12 @@ guild_status bus_auth_verify(bus_auth *a, const char *authorization, int64_t now
 /* Checks a token's signature and times, fetching identity's keys when it
  * names one not known yet. */
 static guild_status verify_signature(bus_auth *a, const char *token, int64_t now_s, json_t **out,
-                                     guild_error *err)
+                                     uint64_t *gen, guild_error *err)
 {
     guild_jwt_keyring ring;
     pthread_mutex_lock(&a->lock);
     ring = a->ring;
+    *gen = a->ring_gen;
     pthread_mutex_unlock(&a->lock);
     json_t *claims = NULL;
     guild_status s = guild_jwt_verify(token, &ring, now_s, &claims, err);
@@ -365,6 +372,7 @@ static guild_status verify_signature(bus_auth *a, const char *token, int64_t now
             return f;
         pthread_mutex_lock(&a->lock);
         ring = a->ring;
+        *gen = a->ring_gen;
         pthread_mutex_unlock(&a->lock);
         s = guild_jwt_verify(token, &ring, now_s, &claims, err);
     }
