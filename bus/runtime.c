@@ -444,12 +444,12 @@ static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *e
             es_wctx_emit_to(w, stream, type, schema, bytes, len);
         free(bytes);
         if (own && e) {
-            if (agg_evolve(e->agg, e->state, type, data, e->version + 1, c->now) == GUILD_OK)
-                e->version++;
-            else
-                agg_cache_forget(r->rt->cache, r->stream);
-            if (e->version != es_wctx_version(w) + own_events)
-                e = NULL; /* forgotten: later events need no evolve */
+            if (agg_evolve(e->agg, e->state, type, data, e->version + 1, c->now) != GUILD_OK) {
+                agg_cache_forget(r->rt->cache, r->stream); /* frees e */
+                e = NULL; /* later events need no evolve, and no snapshot is made */
+            } else if (++e->version != es_wctx_version(w) + own_events) {
+                e = NULL;
+            }
         }
     }
     /* Each time the stream passes a multiple of BUS_SNAPSHOT_EVERY versions,

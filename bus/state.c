@@ -238,7 +238,21 @@ guild_status agg_cache_at(agg_cache *c, es_wctx *w, const char *stream, const do
         e = guild_xcalloc(1, sizeof *e);
         e->stream = guild_xstrdup(stream);
         e->agg = agg;
-        e->state = agg->create();
+        /* a new entry starts from the stream's snapshot when it has one */
+        load_ctx l = {agg, agg->create(), 0, GUILD_OK};
+        if (agg->restore && agg_snapshots_on() && head > 0) {
+            uint64_t v = 0;
+            void *bytes = NULL;
+            size_t len = 0;
+            from_snapshot(&l, es_wctx_snapshot_get(w, stream, &v, &bytes, &len), v, bytes, len);
+            if (l.version > head) { /* a snapshot ahead of its stream: not to be trusted */
+                agg->destroy(l.state);
+                l.state = agg->create();
+                l.version = 0;
+            }
+        }
+        e->state = l.state;
+        e->version = l.version;
         c->slots[i] = e;
         c->count++;
     }
