@@ -734,14 +734,27 @@ static bool event_of(const prj_store *s, const es_record *rec, bool checked, prj
     return true;
 }
 
+/* A name or reason for a dead letter: a record that decodes may still
+ * carry bytes that are not UTF-8, and its letter must not be lost for
+ * that (the position is what a retry needs). */
+static json_t *letter_text(const char *p, size_t n)
+{
+    json_t *j = p ? json_stringn(p, n) : json_string("");
+    if (j && (!p || !memchr(p, '\0', n)))
+        return j;
+    json_decref(j);
+    return json_string("(not UTF-8 text)");
+}
+
 /* A dead letter names the event (position, type, stream) and the reason;
  * it does not keep the event's data, which may hold what a read model must
  * not (a password hash): a retry reads the event again from the log. */
 static int park(prj_store *s, MDB_txn *txn, const es_record *rec, const char *reason)
 {
-    json_t *v =
-        json_pack("{s:s, s:s%, s:s%}", "reason", reason, "type", rec->type.p ? rec->type.p : "",
-                  rec->type.n, "stream", rec->stream.p ? rec->stream.p : "", rec->stream.n);
+    json_t *v = json_object();
+    json_object_set_new(v, "reason", letter_text(reason, reason ? strlen(reason) : 0));
+    json_object_set_new(v, "type", letter_text(rec->type.p, rec->type.n));
+    json_object_set_new(v, "stream", letter_text(rec->stream.p, rec->stream.n));
     char *bytes = NULL;
     size_t len = 0;
     guild_codec_encode(v, GUILD_FMT_MSGPACK, &bytes, &len);
@@ -1112,6 +1125,15 @@ static bool dead_split(const MDB_val *v, dead_entry *e)
     json_decref(j);
     e->raw_len = v->mv_size - 4 - len;
     e->raw = e->raw_len ? guild_xmemdup(p + 4 + len, e->raw_len) : NULL;
+    es_record rec;
+    if (e->raw && !e->type[0] && es_record_decode(e->raw, e->raw_len, &rec) == GUILD_OK) {
+        /* a letter of an earlier version: the names are in its record */
+        free(e->type);
+        free(e->stream);
+        e->type = guild_xstrndup(rec.type.p ? rec.type.p : "", rec.type.p ? rec.type.n : 0);
+        e->stream =
+            guild_xstrndup(rec.stream.p ? rec.stream.p : "", rec.stream.p ? rec.stream.n : 0);
+    }
     return true;
 }
 
@@ -1189,8 +1211,12 @@ static int copy_record(void *ctx, const es_record *rec)
  * an earlier version, from the letter itself); false when neither has it. */
 static bool dead_record(es_store *log, dead_entry *e)
 {
-    if (e->raw)
+    es_record rec;
+    if (e->raw && es_record_decode(e->raw, e->raw_len, &rec) == GUILD_OK)
         return true;
+    free(e->raw); /* an earlier version's letter whose bytes do not decode */
+    e->raw = NULL;
+    e->raw_len = 0;
     owned_record o = {.position = e->position};
     if (!log || es_read_log(log, e->position, 1, copy_record, &o, NULL) != GUILD_OK || !o.raw)
         return false;

@@ -1228,6 +1228,102 @@ START_TEST(a_dead_letter_keeps_no_data_and_a_retry_reads_the_event_from_the_log)
 }
 END_TEST
 
+typedef struct raw_copy {
+    uint8_t *bytes;
+    size_t len;
+} raw_copy;
+
+static int copy_raw(void *ctx, const es_record *rec)
+{
+    raw_copy *c = ctx;
+    c->bytes = malloc(rec->raw_len);
+    memcpy(c->bytes, rec->raw, rec->raw_len);
+    c->len = rec->raw_len;
+    return 1;
+}
+
+/* Rewrites the dead letter at `position` as earlier versions wrote them:
+ * u32 length, a msgpack map with the reason alone, then the raw record. */
+static void letter_in_old_format(world *w, uint64_t position, const uint8_t *raw, size_t raw_len)
+{
+    prj_store_close(w->prj);
+    w->prj = NULL;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, w->prj_dir, 0, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "prj.dead", 0, &dbi), 0);
+    static const uint8_t entry[] = {0x81, 0xa6, 'r', 'e', 'a', 's', 'o', 'n',
+                                    0xa6, 'p',  'a', 'r', 'k', 'e', 'd'};
+    size_t total = 4 + sizeof entry + raw_len;
+    uint8_t *v = malloc(total);
+    v[0] = v[1] = v[2] = 0;
+    v[3] = (uint8_t)sizeof entry;
+    memcpy(v + 4, entry, sizeof entry);
+    memcpy(v + 4 + sizeof entry, raw, raw_len);
+    uint8_t key[8];
+    for (int i = 0; i < 8; i++)
+        key[i] = (uint8_t)(position >> (56 - 8 * i));
+    MDB_val k = {8, key}, val = {total, v};
+    ck_assert_int_eq(mdb_put(txn, dbi, &k, &val, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(v);
+    prj_open(w);
+}
+
+/* Dead letters parked by earlier versions carry the raw record: they list
+ * with their type and stream, and retry from their own bytes, or from the
+ * log when those do not decode. */
+START_TEST(dead_letters_of_earlier_versions_still_list_and_retry)
+{
+    world w;
+    world_open(&w);
+    batch b = {0};
+    m_prof ghost;
+    memset(&ghost, 0, sizeof ghost);
+    snprintf(ghost.id, sizeof ghost.id, "%s", ID_NONE);
+    emit(&b, &ghost, TALENT_EV_SKILL_ADDED, json_pack("{s:s, s:i}", "skill", "Go", "level", 2));
+    batch_submit(&w, &b);
+    batch_release(&b);
+    ck_assert_uint_eq(world_sync(&w).parked, 1);
+    uint64_t position = prj_store_position(w.prj);
+    raw_copy raw = {0};
+    ck_assert_status(es_read_log(w.es, position, 1, copy_raw, &raw, NULL), GUILD_OK);
+    ck_assert_ptr_nonnull(raw.bytes);
+
+    /* with its record: listed by name, retried without the log */
+    letter_in_old_format(&w, position, raw.bytes, raw.len);
+    dead_seen d = {0};
+    ck_assert_status(prj_store_dead_letters(w.prj, note_dead, &d), GUILD_OK);
+    ck_assert_int_eq(d.n, 1);
+    ck_assert_str_eq(d.type, TALENT_EV_SKILL_ADDED);
+    ck_assert_str_eq(d.stream, "talent-" ID_NONE);
+    m_prof p;
+    op_create(&b, &p, ID_NONE, "Oslo");
+    batch_submit(&w, &b);
+    batch_release(&b);
+    world_sync(&w);
+    uint64_t retried = 0, left = 0;
+    ck_assert_status(prj_store_retry(w.prj, NULL, &retried, &left), GUILD_OK);
+    ck_assert_uint_eq(retried, 1);
+    ck_assert_uint_eq(left, 0);
+
+    /* with bytes that do not decode: read from the log instead */
+    static const uint8_t junk[] = {0xc1, 0xc1, 0xc1};
+    letter_in_old_format(&w, position, junk, sizeof junk);
+    ck_assert_status(prj_store_retry(w.prj, NULL, &retried, &left), GUILD_OK);
+    ck_assert_uint_eq(left, 1);
+    ck_assert_status(prj_store_retry(w.prj, w.es, &retried, &left), GUILD_OK);
+    ck_assert_uint_eq(left, 0);
+    free(raw.bytes);
+    world_close(&w);
+}
+END_TEST
+
 /* The store keeps a batch's rows for the next one, and the fold changes
  * them in place: a batch that fails half-way must leave no trace of its
  * first half, and its careful rerun must apply each event once. */
@@ -1982,6 +2078,7 @@ static Suite *talent_model_suite(void)
     tcase_add_test(tc, indexes_follow_every_change_exactly);
     tcase_add_test(tc, claims_and_unknown_events_are_ignored_and_impossible_ones_parked);
     tcase_add_test(tc, a_dead_letter_keeps_no_data_and_a_retry_reads_the_event_from_the_log);
+    tcase_add_test(tc, dead_letters_of_earlier_versions_still_list_and_retry);
     tcase_add_test(tc, a_failed_batch_leaves_no_half_folded_row_behind);
     tcase_add_test(tc, queries_refuse_what_they_cannot_answer);
     tcase_add_test(tc, search_filters_by_skills_location_rate_and_hours);
