@@ -107,6 +107,7 @@ static int any_free_port(void)
 
 static bool spawn(child *c)
 {
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return false;
@@ -116,6 +117,8 @@ static bool spawn(child *c)
         sigprocmask(SIG_SETMASK, &none, NULL);
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* guild up killed: its children stop too */
+        if (getppid() != parent)          /* it died before the line above */
+            _exit(1);
         execvp(c->argv[0], c->argv);
         fprintf(stderr, "guild: cannot run %s: %s\n", c->argv[0], strerror(errno));
         _exit(127);
