@@ -51,7 +51,9 @@ bool agg_snapshots_on(void)
 }
 
 /* Starts l from the stream's snapshot when there is one that restores
- * (bytes as es_snapshot_get gives them; freed here). */
+ * (bytes as es_snapshot_get gives them; freed here). The caller reads the
+ * snapshot first and then calls this: as one call's arguments, the order
+ * of the reads would be the compiler's. */
 static void from_snapshot(load_ctx *l, guild_status got, uint64_t version, void *bytes, size_t len)
 {
     if (got != GUILD_OK)
@@ -73,7 +75,8 @@ guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream
         uint64_t v = 0;
         void *bytes = NULL;
         size_t len = 0;
-        from_snapshot(&l, es_snapshot_get(st, stream, &v, &bytes, &len), v, bytes, len);
+        guild_status got = es_snapshot_get(st, stream, &v, &bytes, &len);
+        from_snapshot(&l, got, v, bytes, len);
     }
     uint64_t from = l.version + 1, next = from;
     for (;;) {
@@ -102,7 +105,8 @@ guild_status agg_load_wctx(es_wctx *w, const dom_aggregate *agg, const char *str
         uint64_t v = 0;
         void *bytes = NULL;
         size_t len = 0;
-        from_snapshot(&l, es_wctx_snapshot_get(w, stream, &v, &bytes, &len), v, bytes, len);
+        guild_status got = es_wctx_snapshot_get(w, stream, &v, &bytes, &len);
+        from_snapshot(&l, got, v, bytes, len);
     }
     guild_status s = es_wctx_read_stream(w, stream, l.version + 1, load_one, &l);
     if (s == GUILD_OK)
@@ -244,7 +248,8 @@ guild_status agg_cache_at(agg_cache *c, es_wctx *w, const char *stream, const do
             uint64_t v = 0;
             void *bytes = NULL;
             size_t len = 0;
-            from_snapshot(&l, es_wctx_snapshot_get(w, stream, &v, &bytes, &len), v, bytes, len);
+            guild_status got = es_wctx_snapshot_get(w, stream, &v, &bytes, &len);
+            from_snapshot(&l, got, v, bytes, len);
             if (l.version > head) { /* a snapshot ahead of its stream: not to be trusted */
                 agg->destroy(l.state);
                 l.state = agg->create();

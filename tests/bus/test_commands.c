@@ -1322,6 +1322,82 @@ START_TEST(test_a_long_stream_is_snapshotted_and_loads_after_a_restart)
 }
 END_TEST
 
+/* Replaces the snapshot of `stream` by the same state without its skills,
+ * with talent stopped (the store has one writer). */
+static void snapshot_without_skills(const char *stream)
+{
+    ck_assert_int_eq(tst_guild_stop(&g_talent), 0);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/talent/events", g_data);
+    es_options o = {.domain = "talent"};
+    es_store *st = NULL;
+    guild_error err = {0};
+    ck_assert_status(es_store_open(dir, &o, &st, &err), GUILD_OK);
+    uint64_t v = 0;
+    void *bytes = NULL;
+    size_t len = 0;
+    ck_assert_status(es_snapshot_get(st, stream, &v, &bytes, &len), GUILD_OK);
+    json_t *doc = NULL;
+    ck_assert_status(guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &doc, NULL), GUILD_OK);
+    free(bytes);
+    ck_assert_uint_gt(json_array_size(json_object_get(doc, "skills")), 0);
+    json_object_set_new(doc, "skills", json_array());
+    char *out = NULL;
+    size_t out_len = 0;
+    ck_assert_status(guild_codec_encode(doc, GUILD_FMT_MSGPACK, &out, &out_len), GUILD_OK);
+    json_decref(doc);
+    ck_assert_status(es_snapshot_put(st, stream, v, out, out_len), GUILD_OK);
+    free(out);
+    es_store_close(st);
+}
+
+/* The service decides on what the snapshot says (here a snapshot altered on
+ * disk, which has lost a skill), and with GUILD_SNAPSHOTS=0 on the events
+ * alone. */
+START_TEST(test_the_writer_loads_from_the_snapshot_unless_snapshots_are_off)
+{
+    tst_reply r;
+    ck_assert_int_eq(
+        talent_cmd("add_skill",
+                   json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "skill", "Go", "level", 2),
+                   NULL, &r),
+        0);
+    ck_assert_int_eq(r.status, 200);
+    tst_reply_release(&r);
+    for (long long version = 2; version < BUS_SNAPSHOT_EVERY + 1;) {
+        ck_assert_int_eq(talent_cmd("set_rate",
+                                    json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "currency",
+                                              "EUR", "hourly_rate", 5000 + (int)version),
+                                    NULL, &r),
+                         0);
+        ck_assert_msg(r.status == 200, "set_rate: %s", r.raw);
+        version = tst_reply_int(&r, "version");
+        tst_reply_release(&r);
+    }
+    char stream[128];
+    snprintf(stream, sizeof stream, "talent-%s", g_profile);
+    snapshot_without_skills(stream);
+
+    setenv("GUILD_SNAPSHOTS", "0", 1);
+    ck_assert_int_eq(tst_guild_restart(&g_talent), 0);
+    unsetenv("GUILD_SNAPSHOTS");
+    json_t *again = json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "skill", "Go", "level", 2);
+    /* adding a skill it holds at that level changes nothing: no event */
+    ck_assert_int_eq(talent_cmd("add_skill", json_deep_copy(again), NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(json_array_size(json_object_get(r.body, "events")) == 0,
+                  "with snapshots off, Go should still be there: %s", r.raw);
+    tst_reply_release(&r);
+
+    ck_assert_int_eq(tst_guild_restart(&g_talent), 0);
+    ck_assert_int_eq(talent_cmd("add_skill", again, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(json_array_size(json_object_get(r.body, "events")) == 1,
+                  "from the altered snapshot, Go should be missing: %s", r.raw);
+    tst_reply_release(&r);
+}
+END_TEST
+
 /* ---- suite ------------------------------------------------------------------- */
 
 static TCase *tcase(const char *name, void (*setup)(void))
@@ -1382,6 +1458,7 @@ static Suite *commands_suite(void)
 
     tc = tcase("snapshots", world_setup);
     tcase_add_test(tc, test_a_long_stream_is_snapshotted_and_loads_after_a_restart);
+    tcase_add_test(tc, test_the_writer_loads_from_the_snapshot_unless_snapshots_are_off);
     suite_add_tcase(s, tc);
 
     tc = tcase("discovery", world_setup);
