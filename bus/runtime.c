@@ -426,6 +426,19 @@ static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *e
     uint64_t own_events = 0;
     size_t i;
     json_t *ev;
+    /* Every event checked before any is evolved into the cache: an append
+     * refused half-way would leave the cache ahead of the log. */
+    json_array_foreach(c->events, i, ev)
+    {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const json_t *stream = json_object_get(ev, "stream");
+        size_t sn = json_string_length(stream);
+        if (!type || !*type || strlen(type) > ES_TYPE_MAX ||
+            !json_is_object(json_object_get(ev, "data")) ||
+            (stream && !json_is_null(stream) &&
+             (!json_is_string(stream) || sn == 0 || sn > ES_STREAM_MAX)))
+            return es_wctx_fail(w, GUILD_INTERNAL, NULL, "decide made an event that is not one");
+    }
     json_array_foreach(c->events, i, ev)
     {
         const char *type = json_string_value(json_object_get(ev, "type"));
