@@ -32,6 +32,7 @@
 struct bus_auth {
     natsConnection *nc;
     pthread_mutex_t lock;
+    pthread_mutex_t fetch_lock; /* one fetch of the key set at a time */
     guild_jwt_keyring ring;
     uint64_t ring_gen; /* bumped each time the ring changes */
     bool can_sign;
@@ -68,6 +69,7 @@ guild_status bus_auth_create(natsConnection *nc, bus_auth **out)
     bus_auth *a = guild_xcalloc(1, sizeof *a);
     a->nc = nc;
     pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->fetch_lock, NULL);
     pthread_cond_init(&a->replay_cond, NULL);
     guild_jwt_keyring_init(&a->ring);
     a->ended_sessions = json_object();
@@ -101,6 +103,7 @@ void bus_auth_destroy(bus_auth *a)
     sodium_memzero(a->sk, sizeof a->sk);
     pthread_cond_destroy(&a->replay_cond);
     pthread_mutex_destroy(&a->lock);
+    pthread_mutex_destroy(&a->fetch_lock);
     free(a);
 }
 
@@ -219,8 +222,19 @@ static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
     return s;
 }
 
-/* Asks identity for its public keys and trusts exactly those. */
+static guild_status fetch_keys_locked(bus_auth *a, guild_error *err);
+
+/* Asks identity for its public keys and trusts exactly those. One fetch at
+ * a time, so an older reply never replaces a newer one. */
 static guild_status fetch_keys_now(bus_auth *a, guild_error *err)
+{
+    pthread_mutex_lock(&a->fetch_lock);
+    guild_status s = fetch_keys_locked(a, err);
+    pthread_mutex_unlock(&a->fetch_lock);
+    return s;
+}
+
+static guild_status fetch_keys_locked(bus_auth *a, guild_error *err)
 {
     natsMsg *reply = NULL;
     natsStatus ns = natsConnection_RequestString(&reply, a->nc, KEYS_SUBJECT, "{}", 2000);
