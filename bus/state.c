@@ -5,6 +5,7 @@
 #include "common/codec.h"
 #include "common/log.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,24 +45,39 @@ static int load_one(void *arg, const es_record *rec)
     return l->status != GUILD_OK;
 }
 
-bool agg_snapshots_on(void)
+static bool snapshots_on;
+static pthread_once_t snapshots_once = PTHREAD_ONCE_INIT;
+
+static void snapshots_read(void)
 {
     const char *v = getenv("GUILD_SNAPSHOTS");
-    return !(v && strcmp(v, "0") == 0);
+    snapshots_on = !(v && strcmp(v, "0") == 0);
 }
 
-/* Starts l from the stream's snapshot when there is one that restores
- * (bytes as es_snapshot_get gives them; freed here). The caller reads the
- * snapshot first and then calls this: as one call's arguments, the order
- * of the reads would be the compiler's. */
-static void from_snapshot(load_ctx *l, guild_status got, uint64_t version, void *bytes, size_t len)
+bool agg_snapshots_on(void)
 {
+    pthread_once(&snapshots_once, snapshots_read);
+    return snapshots_on;
+}
+
+/* Starts l (a fresh state) from the stream's snapshot when there is one
+ * that restores and is not ahead of the stream's head `head`: through the
+ * writer's transaction `w` when given, else from `st`. */
+static void from_snapshot(load_ctx *l, es_store *st, es_wctx *w, const char *stream, uint64_t head)
+{
+    if (!l->agg->restore || !agg_snapshots_on() || head == 0)
+        return;
+    uint64_t version = 0;
+    void *bytes = NULL;
+    size_t len = 0;
+    guild_status got = w ? es_wctx_snapshot_get(w, stream, &version, &bytes, &len)
+                         : es_snapshot_get(st, stream, &version, &bytes, &len);
     if (got != GUILD_OK)
         return;
-    void *restored = l->agg->restore(bytes, len);
+    void *restored = version <= head ? l->agg->restore(bytes, len) : NULL;
     free(bytes);
     if (!restored)
-        return; /* not a state this build can read: the events will do */
+        return; /* not a state this build can read, or ahead of its stream: the events will do */
     l->agg->destroy(l->state);
     l->state = restored;
     l->version = version;
@@ -71,13 +87,9 @@ guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream
                       uint64_t *version)
 {
     load_ctx l = {agg, agg->create(), 0, GUILD_OK};
-    if (agg->restore && agg_snapshots_on()) {
-        uint64_t v = 0;
-        void *bytes = NULL;
-        size_t len = 0;
-        guild_status got = es_snapshot_get(st, stream, &v, &bytes, &len);
-        from_snapshot(&l, got, v, bytes, len);
-    }
+    uint64_t head = 0;
+    if (agg->restore && agg_snapshots_on() && es_stream_head(st, stream, &head, NULL) == GUILD_OK)
+        from_snapshot(&l, st, NULL, stream, head);
     uint64_t from = l.version + 1, next = from;
     for (;;) {
         uint64_t before = l.version;
@@ -101,13 +113,7 @@ guild_status agg_load_wctx(es_wctx *w, const dom_aggregate *agg, const char *str
                            uint64_t *version)
 {
     load_ctx l = {agg, agg->create(), 0, GUILD_OK};
-    if (agg->restore && agg_snapshots_on()) {
-        uint64_t v = 0;
-        void *bytes = NULL;
-        size_t len = 0;
-        guild_status got = es_wctx_snapshot_get(w, stream, &v, &bytes, &len);
-        from_snapshot(&l, got, v, bytes, len);
-    }
+    from_snapshot(&l, NULL, w, stream, es_wctx_head(w, stream));
     guild_status s = es_wctx_read_stream(w, stream, l.version + 1, load_one, &l);
     if (s == GUILD_OK)
         s = l.status;
@@ -244,18 +250,7 @@ guild_status agg_cache_at(agg_cache *c, es_wctx *w, const char *stream, const do
         e->agg = agg;
         /* a new entry starts from the stream's snapshot when it has one */
         load_ctx l = {agg, agg->create(), 0, GUILD_OK};
-        if (agg->restore && agg_snapshots_on() && head > 0) {
-            uint64_t v = 0;
-            void *bytes = NULL;
-            size_t len = 0;
-            guild_status got = es_wctx_snapshot_get(w, stream, &v, &bytes, &len);
-            from_snapshot(&l, got, v, bytes, len);
-            if (l.version > head) { /* a snapshot ahead of its stream: not to be trusted */
-                agg->destroy(l.state);
-                l.state = agg->create();
-                l.version = 0;
-            }
-        }
+        from_snapshot(&l, NULL, w, stream, head);
         e->state = l.state;
         e->version = l.version;
         c->slots[i] = e;

@@ -42,12 +42,12 @@ void agg_cache_forget(agg_cache *c, const char *stream);
 guild_status agg_evolve(const dom_aggregate *agg, void *state, const char *type, const json_t *data,
                         uint64_t version, int64_t time);
 
-/* Loads a fresh state from the store (outside the writer): *state owned by
- * the caller (agg->destroy), *version 0 if the stream does not exist. */
 /* Whether snapshots are used (read when loading, written by the runtime):
- * yes unless the environment sets GUILD_SNAPSHOTS=0. */
+ * yes unless the environment sets GUILD_SNAPSHOTS=0 (read once). */
 bool agg_snapshots_on(void);
 
+/* Loads a fresh state from the store (outside the writer): *state owned by
+ * the caller (agg->destroy), *version 0 if the stream does not exist. */
 guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream, void **state,
                       uint64_t *version);
 
