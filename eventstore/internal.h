@@ -107,6 +107,13 @@ int es__grow_map(es_store *st);
 void es__u64_put(uint8_t out[8], uint64_t v);
 uint64_t es__u64_get(const uint8_t in[8]);
 
+/* A snapshot's stored value: the version (u64, big-endian) and the state's
+ * bytes (malloc'd, 8 + len); and back (*state malloc'd), GUILD_CORRUPT when
+ * too short. */
+uint8_t *es__snapshot_value(uint64_t version, const void *state, size_t len);
+guild_status es__snapshot_split(const void *val, size_t vlen, uint64_t *version, void **state,
+                                size_t *len);
+
 /* Key of (stream, version) in the streams db; returns its length. */
 size_t es__stream_key(uint8_t out[ES_STREAM_KEY_MAX], const char *stream, size_t n,
                       uint64_t version);

@@ -724,16 +724,33 @@ void es_result_release(es_result *r)
 
 /* ---- snapshots and meta --------------------------------------------------- */
 
+uint8_t *es__snapshot_value(uint64_t version, const void *state, size_t len)
+{
+    uint8_t *val = guild_xmalloc(8 + len);
+    es__u64_put(val, version);
+    if (len)
+        memcpy(val + 8, state, len);
+    return val;
+}
+
+guild_status es__snapshot_split(const void *val, size_t vlen, uint64_t *version, void **state,
+                                size_t *len)
+{
+    if (vlen < 8)
+        return GUILD_CORRUPT;
+    *version = es__u64_get(val);
+    *len = vlen - 8;
+    *state = guild_xmemdup((const uint8_t *)val + 8, *len ? *len : 1);
+    return GUILD_OK;
+}
+
 guild_status es_snapshot_put(es_store *st, const char *stream, uint64_t version, const void *state,
                              size_t len)
 {
     size_t n;
     if (!stream_ok(stream, &n) || st->read_only)
         return GUILD_INVALID_REQUEST;
-    uint8_t *val = guild_xmalloc(8 + len);
-    es__u64_put(val, version);
-    if (len)
-        memcpy(val + 8, state, len);
+    uint8_t *val = es__snapshot_value(version, state, len);
     guild_status s = es__put_wait(st, st->db_snapshots, stream, n, val, 8 + len);
     free(val);
     return s;
@@ -763,20 +780,16 @@ guild_status es_snapshot_get(es_store *st, const char *stream, uint64_t *version
     size_t n;
     if (!stream_ok(stream, &n))
         return GUILD_INVALID_REQUEST;
-    void *raw;
-    size_t rlen;
-    guild_status s = get_copy(st, st->db_snapshots, stream, n, &raw, &rlen);
-    if (s != GUILD_OK)
-        return s;
-    if (rlen < 8) {
-        free(raw);
-        return GUILD_CORRUPT;
-    }
-    *version = es__u64_get(raw);
-    *len = rlen - 8;
-    *state = guild_xmemdup((uint8_t *)raw + 8, rlen - 8);
-    free(raw);
-    return GUILD_OK;
+    MDB_txn *txn;
+    int rc = es__read_begin(st, &txn);
+    if (rc)
+        return es__lmdb_status(NULL, rc, "beginning a read");
+    MDB_val k = {n, (void *)stream}, v;
+    rc = mdb_get(txn, st->db_snapshots, &k, &v);
+    guild_status s = rc ? es__lmdb_status(NULL, rc, "reading a snapshot")
+                        : es__snapshot_split(v.mv_data, v.mv_size, version, state, len);
+    es__read_end(st, txn);
+    return s;
 }
 
 guild_status es_meta_put(es_store *st, const char *name, const void *value, size_t len)

@@ -54,8 +54,8 @@ struct es_req {
     int64_t time_ns;
     event_list events;  /* given at submit */
     event_list emitted; /* produced by decide in this attempt */
-    uint8_t *snap;      /* a snapshot decide asked to store (es_wctx_snapshot) */
-    size_t snap_len;
+    uint8_t *snap;      /* the stored value of a snapshot decide asked for, or NULL */
+    size_t snap_len;    /* of that value */
     uint64_t snap_version;
     es_decide_fn decide;
     void *decide_ctx;
@@ -245,8 +245,8 @@ static void snap_clear(es_req *r)
 void es_wctx_snapshot(es_wctx *w, uint64_t version, const void *state, size_t len)
 {
     snap_clear(w->req);
-    w->req->snap = guild_xmemdup(state, len ? len : 1);
-    w->req->snap_len = len;
+    w->req->snap = es__snapshot_value(version, state, len);
+    w->req->snap_len = 8 + len;
     w->req->snap_version = version;
 }
 
@@ -258,16 +258,9 @@ guild_status es_wctx_snapshot_get(es_wctx *w, const char *stream, uint64_t *vers
         return GUILD_INVALID_REQUEST;
     MDB_val k = {n, (void *)stream}, v;
     int rc = mdb_get(w->txn, w->st->db_snapshots, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return GUILD_NOT_FOUND;
     if (rc)
         return es__lmdb_status(NULL, rc, "reading a snapshot");
-    if (v.mv_size < 8)
-        return GUILD_CORRUPT;
-    *version = es__u64_get(v.mv_data);
-    *len = v.mv_size - 8;
-    *state = guild_xmemdup((const uint8_t *)v.mv_data + 8, *len ? *len : 1);
-    return GUILD_OK;
+    return es__snapshot_split(v.mv_data, v.mv_size, version, state, len);
 }
 
 guild_status es_wctx_fail(es_wctx *w, guild_status s, const char *field, const char *fmt, ...)
@@ -425,15 +418,10 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     res->last_position = events->n ? st->chain.next_position - 1 : 0;
     /* A snapshot goes with the events it sums up, in the same commit; one
      * of another version than the stream now has is not stored. */
-    if (req->snap && req->snap_version == entry->version && events->n) {
-        uint8_t *val = guild_xmalloc(8 + req->snap_len);
-        es__u64_put(val, req->snap_version);
-        memcpy(val + 8, req->snap, req->snap_len);
-        rc = put(txn, st->db_snapshots, req->stream, req->stream_len, val, 8 + req->snap_len, 0);
-        free(val);
-        if (rc)
-            return rc;
-    }
+    if (req->snap && req->snap_version == entry->version && events->n &&
+        (rc =
+             put(txn, st->db_snapshots, req->stream, req->stream_len, req->snap, req->snap_len, 0)))
+        return rc;
     if (req->command_id) {
         es__command_encode(&st->enc, res);
         if ((rc = put(txn, st->db_commands, req->command_id, strlen(req->command_id), st->enc.data,
