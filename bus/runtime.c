@@ -426,43 +426,41 @@ static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *e
     uint64_t own_events = 0;
     size_t i;
     json_t *ev;
-    /* Every event checked before any is evolved into the cache: an append
-     * refused half-way would leave the cache ahead of the log. */
-    json_array_foreach(c->events, i, ev)
-    {
-        const char *type = json_string_value(json_object_get(ev, "type"));
-        const json_t *stream = json_object_get(ev, "stream");
-        size_t sn = json_string_length(stream);
-        if (!type || !*type || strlen(type) > ES_TYPE_MAX ||
-            !json_is_object(json_object_get(ev, "data")) ||
-            (stream && !json_is_null(stream) &&
-             (!json_is_string(stream) || sn == 0 || sn > ES_STREAM_MAX)))
-            return es_wctx_fail(w, GUILD_INTERNAL, NULL, "decide made an event that is not one");
-    }
+    /* Every event is handed to the store (which refuses one that is not an
+     * event) before any is evolved into the cache: an append refused half
+     * way would leave the cache ahead of the log. */
     json_array_foreach(c->events, i, ev)
     {
         const char *type = json_string_value(json_object_get(ev, "type"));
         const char *stream = json_string_value(json_object_get(ev, "stream"));
-        json_t *data = json_object_get(ev, "data");
         char *bytes = NULL;
         size_t len = 0;
-        if (!type || guild_codec_encode(data, GUILD_FMT_MSGPACK, &bytes, &len) != GUILD_OK)
+        if (!type || guild_codec_encode(json_object_get(ev, "data"), GUILD_FMT_MSGPACK, &bytes,
+                                        &len) != GUILD_OK)
             return es_wctx_fail(w, GUILD_INTERNAL, NULL, "an event does not encode");
         uint32_t schema = dom_event_schema(r->rt->domain, type);
         bool own = !stream || strcmp(stream, r->stream) == 0;
-        if (own) {
-            es_wctx_emit(w, type, schema, bytes, len);
-            own_events++;
-        } else
-            es_wctx_emit_to(w, stream, type, schema, bytes, len);
+        guild_status s = own ? es_wctx_emit(w, type, schema, bytes, len)
+                             : es_wctx_emit_to(w, stream, type, schema, bytes, len);
         free(bytes);
-        if (own && e) {
-            if (agg_evolve(e->agg, e->state, type, data, e->version + 1, c->now) != GUILD_OK) {
-                agg_cache_forget(r->rt->cache, r->stream); /* frees e */
-                e = NULL; /* later events need no evolve, and no snapshot is made */
-            } else if (++e->version != es_wctx_version(w) + own_events) {
-                e = NULL;
-            }
+        if (s != GUILD_OK)
+            return es_wctx_fail(w, s, NULL, "decide made an event that is not one (%s)", type);
+    }
+    json_array_foreach(c->events, i, ev)
+    {
+        const char *stream = json_string_value(json_object_get(ev, "stream"));
+        if (stream && strcmp(stream, r->stream) != 0)
+            continue;
+        own_events++;
+        if (!e)
+            continue;
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        if (agg_evolve(e->agg, e->state, type, json_object_get(ev, "data"), e->version + 1,
+                       c->now) != GUILD_OK) {
+            agg_cache_forget(r->rt->cache, r->stream); /* frees e */
+            e = NULL; /* later events need no evolve, and no snapshot is made */
+        } else if (++e->version != es_wctx_version(w) + own_events) {
+            e = NULL;
         }
     }
     /* Each time the stream passes a multiple of BUS_SNAPSHOT_EVERY versions,

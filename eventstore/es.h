@@ -245,14 +245,18 @@ guild_status es_wctx_read_stream(es_wctx *w, const char *stream, uint64_t from_v
 /* Version of any stream inside the transaction; 0 if it does not exist. */
 uint64_t es_wctx_head(es_wctx *w, const char *stream);
 
-/* Adds an event to the append (all arguments copied). */
-void es_wctx_emit(es_wctx *w, const char *type, uint32_t schema, const void *data, size_t len);
+/* Adds an event to the append (all arguments copied). GUILD_INTERNAL for
+ * an event that is not one (no type or one over ES_TYPE_MAX, data that is
+ * not a msgpack map, a stream name out of bounds): it is not added, and the
+ * append fails even if decide then returns GUILD_OK. */
+guild_status es_wctx_emit(es_wctx *w, const char *type, uint32_t schema, const void *data,
+                          size_t len);
 
 /* Adds an event to another stream, as its next version, in the same atomic
  * append (a uniqueness claim, say). Check the other stream's version with
  * es_wctx_head first if it matters. */
-void es_wctx_emit_to(es_wctx *w, const char *stream, const char *type, uint32_t schema,
-                     const void *data, size_t len);
+guild_status es_wctx_emit_to(es_wctx *w, const char *stream, const char *type, uint32_t schema,
+                             const void *data, size_t len);
 
 /* Bytes stored with the command id and returned to every duplicate (copied). */
 void es_wctx_set_reply(es_wctx *w, const void *bytes, size_t len);

@@ -54,6 +54,7 @@ struct es_req {
     int64_t time_ns;
     event_list events;  /* given at submit */
     event_list emitted; /* produced by decide in this attempt */
+    bool emit_invalid;  /* decide tried to emit an event that is not one */
     uint8_t *snap;      /* the stored value of a snapshot decide asked for, or NULL */
     size_t snap_len;    /* of that value */
     uint64_t snap_version;
@@ -215,15 +216,23 @@ uint64_t es_wctx_head(es_wctx *w, const char *stream)
     return v;
 }
 
-void es_wctx_emit(es_wctx *w, const char *type, uint32_t schema, const void *data, size_t len)
+guild_status es_wctx_emit_to(es_wctx *w, const char *stream, const char *type, uint32_t schema,
+                             const void *data, size_t len)
 {
-    events_push(&w->req->emitted, NULL, type, schema, data, len);
+    size_t sn = stream ? strlen(stream) : 0;
+    if (!type_ok(type) || (len && !es__data_is_map(data, len)) ||
+        (stream && (sn == 0 || sn > ES_STREAM_MAX))) {
+        w->req->emit_invalid = true;
+        return GUILD_INTERNAL;
+    }
+    events_push(&w->req->emitted, stream, type, schema, data, len);
+    return GUILD_OK;
 }
 
-void es_wctx_emit_to(es_wctx *w, const char *stream, const char *type, uint32_t schema,
-                     const void *data, size_t len)
+guild_status es_wctx_emit(es_wctx *w, const char *type, uint32_t schema, const void *data,
+                          size_t len)
 {
-    events_push(&w->req->emitted, stream, type, schema, data, len);
+    return es_wctx_emit_to(w, NULL, type, schema, data, len);
 }
 
 void es_wctx_set_reply(es_wctx *w, const void *bytes, size_t len)
@@ -380,15 +389,10 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     event_list *events = &req->events;
     if (req->decide) {
         es_wctx w = {st, txn, req, cur, time};
+        req->emit_invalid = false;
         guild_status s = req->decide(req->decide_ctx, &w);
-        for (size_t i = 0; s == GUILD_OK && i < req->emitted.n; i++) {
-            owned_event *e = &req->emitted.items[i];
-            size_t sn = e->stream ? strlen(e->stream) : 0;
-            if (!type_ok(e->type) || (e->data_len && !es__data_is_map(e->data, e->data_len)) ||
-                (e->stream && (sn == 0 || sn > ES_STREAM_MAX)))
-                s = guild_error_set(&res->error, GUILD_INTERNAL, 0,
-                                    "decide emitted an invalid event");
-        }
+        if (s == GUILD_OK && req->emit_invalid)
+            s = guild_error_set(&res->error, GUILD_INTERNAL, 0, "decide emitted an invalid event");
         if (s != GUILD_OK) {
             res->status = s;
             if (res->error.status == GUILD_OK)

@@ -474,6 +474,37 @@ START_TEST(test_batch_hook_runs_after_each_commit_before_the_next_decide)
 }
 END_TEST
 
+/* Emits one good event, then one that is not an event (named by ctx: no
+ * type, or data that is not a map), and returns GUILD_OK regardless. */
+static guild_status bad_emit_decide(void *ctx, es_wctx *w)
+{
+    guild_status *seen = ctx;
+    es_wctx_emit(w, "counted", 1, NULL, 0);
+    static const uint8_t array[] = {0x91, 0x01}; /* [1]: msgpack, not a map */
+    seen[0] = es_wctx_emit(w, "", 1, NULL, 0);
+    seen[1] = es_wctx_emit_to(w, "talent-other", "counted", 1, array, sizeof array);
+    return GUILD_OK;
+}
+
+START_TEST(test_an_invalid_emit_fails_the_append_whatever_decide_returns)
+{
+    guild_status seen[2] = {GUILD_OK, GUILD_OK};
+    es_append req = {.stream = "talent-1",
+                     .expected_version = ES_ANY_VERSION,
+                     .decide = bad_emit_decide,
+                     .decide_ctx = seen};
+    es_result r;
+    ck_assert_status(es_append_wait(g_st, &req, &r), GUILD_INTERNAL);
+    ck_assert_ptr_nonnull(strstr(r.error.message, "invalid event"));
+    es_result_release(&r);
+    ck_assert_status(seen[0], GUILD_INTERNAL);
+    ck_assert_status(seen[1], GUILD_INTERNAL);
+    uint64_t head = 0;
+    ck_assert_status(es_log_head(g_st, &head, NULL), GUILD_OK);
+    ck_assert_uint_eq(head, 0); /* nothing written, not even the good event */
+}
+END_TEST
+
 /* ---- snapshots ------------------------------------------------------------ */
 
 typedef struct snap_probe {
@@ -578,6 +609,7 @@ static Suite *decide_suite(void)
     TCase *tc = tcase("decide");
     tcase_add_test(tc, test_decide_sees_head_version_and_stream);
     tcase_add_test(tc, test_decide_snapshot_goes_with_its_events);
+    tcase_add_test(tc, test_an_invalid_emit_fails_the_append_whatever_decide_returns);
     tcase_add_test(tc, test_decide_on_new_stream_sees_version_zero);
     tcase_add_test(tc, test_decide_reads_its_stream_inside_the_transaction);
     tcase_add_test(tc, test_decide_head_of_missing_stream_is_zero);
