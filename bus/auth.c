@@ -198,42 +198,8 @@ static bool same_keys(const guild_jwt_keyring *x, const guild_jwt_keyring *y)
     return true;
 }
 
-static guild_status fetch_keys_now(bus_auth *a, guild_error *err);
-
-/* For a token naming a key not known: asks identity for its public keys,
- * at most once a second. */
-static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
-{
-    pthread_mutex_lock(&a->lock);
-    bool recent = now_s - a->last_fetch_s < 1;
-    bool ok = a->last_fetch_ok;
-    if (!recent)
-        a->last_fetch_s = now_s;
-    pthread_mutex_unlock(&a->lock);
-    if (recent) /* a failed fetch a moment ago still means: cannot tell */
-        return ok ? GUILD_OK
-                  : guild_error_set(err, GUILD_UNAVAILABLE, 0,
-                                    "identity's public keys are not available");
-
-    guild_status s = fetch_keys_now(a, err);
-    pthread_mutex_lock(&a->lock);
-    a->last_fetch_ok = s == GUILD_OK;
-    pthread_mutex_unlock(&a->lock);
-    return s;
-}
-
-static guild_status fetch_keys_locked(bus_auth *a, guild_error *err);
-
-/* Asks identity for its public keys and trusts exactly those. One fetch at
- * a time, so an older reply never replaces a newer one. */
-static guild_status fetch_keys_now(bus_auth *a, guild_error *err)
-{
-    pthread_mutex_lock(&a->fetch_lock);
-    guild_status s = fetch_keys_locked(a, err);
-    pthread_mutex_unlock(&a->fetch_lock);
-    return s;
-}
-
+/* Asks identity for its public keys and trusts exactly those (fetch_lock
+ * held). */
 static guild_status fetch_keys_locked(bus_auth *a, guild_error *err)
 {
     natsMsg *reply = NULL;
@@ -289,6 +255,37 @@ static guild_status fetch_keys_locked(bus_auth *a, guild_error *err)
         guild_info("tokens are verified with identity's key(s) %s", fresh.count ? kids : "(none)");
     }
     return GUILD_OK;
+}
+
+/* One fetch at a time, so an older reply never replaces a newer one. */
+static guild_status fetch_keys_now(bus_auth *a, guild_error *err)
+{
+    pthread_mutex_lock(&a->fetch_lock);
+    guild_status s = fetch_keys_locked(a, err);
+    pthread_mutex_unlock(&a->fetch_lock);
+    return s;
+}
+
+/* For a token naming a key not known: asks identity for its public keys,
+ * at most once a second. */
+static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
+{
+    pthread_mutex_lock(&a->lock);
+    bool recent = now_s - a->last_fetch_s < 1;
+    bool ok = a->last_fetch_ok;
+    if (!recent)
+        a->last_fetch_s = now_s;
+    pthread_mutex_unlock(&a->lock);
+    if (recent) /* a failed fetch a moment ago still means: cannot tell */
+        return ok ? GUILD_OK
+                  : guild_error_set(err, GUILD_UNAVAILABLE, 0,
+                                    "identity's public keys are not available");
+
+    guild_status s = fetch_keys_now(a, err);
+    pthread_mutex_lock(&a->lock);
+    a->last_fetch_ok = s == GUILD_OK;
+    pthread_mutex_unlock(&a->lock);
+    return s;
 }
 
 /* Asks identity for its keys every refresh_s seconds (and once at once),
