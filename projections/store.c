@@ -1207,14 +1207,14 @@ static int copy_record(void *ctx, const es_record *rec)
     return 1; /* one is enough */
 }
 
-/* The parked event's bytes: from the log (or, for a dead letter parked by
- * an earlier version, from the letter itself); false when neither has it. */
-static bool dead_record(es_store *log, dead_entry *e)
+/* The parked event, decoded into *rec (pointing into e->raw): from the
+ * log, or, for a dead letter parked by an earlier version, from the letter
+ * itself when its bytes decode; false when neither has it. */
+static bool dead_record(es_store *log, dead_entry *e, es_record *rec)
 {
-    es_record rec;
-    if (e->raw && es_record_decode(e->raw, e->raw_len, &rec) == GUILD_OK)
+    if (e->raw && es_record_decode(e->raw, e->raw_len, rec) == GUILD_OK)
         return true;
-    free(e->raw); /* an earlier version's letter whose bytes do not decode */
+    free(e->raw);
     e->raw = NULL;
     e->raw_len = 0;
     owned_record o = {.position = e->position};
@@ -1222,7 +1222,7 @@ static bool dead_record(es_store *log, dead_entry *e)
         return false;
     e->raw = o.raw;
     e->raw_len = o.raw_len;
-    return true;
+    return es_record_decode(e->raw, e->raw_len, rec) == GUILD_OK;
 }
 
 guild_status prj_store_retry(prj_store *s, es_store *log, uint64_t *retried, uint64_t *left)
@@ -1237,9 +1237,7 @@ guild_status prj_store_retry(prj_store *s, es_store *log, uint64_t *retried, uin
     for (size_t i = 0; i < n; i++) {
         es_record rec;
         MDB_txn *txn;
-        if (!dead_record(log, &d[i]) ||
-            es_record_decode(d[i].raw, d[i].raw_len, &rec) != GUILD_OK ||
-            mdb_txn_begin(s->env, NULL, 0, &txn) != 0) {
+        if (!dead_record(log, &d[i], &rec) || mdb_txn_begin(s->env, NULL, 0, &txn) != 0) {
             (*left)++;
             continue;
         }
