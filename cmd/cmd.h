@@ -5,6 +5,8 @@
 #ifndef GUILD_CMD_CMD_H
 #define GUILD_CMD_CMD_H
 
+#include "eventstore/es.h"
+
 #include <stdbool.h>
 
 /* Options every subcommand understands. */
@@ -22,6 +24,10 @@ int cmd_common_parse(cmd_common *c, int argc, char **argv);
 /* Value of "--name VALUE" in argv, or NULL. */
 const char *cmd_opt(int argc, char **argv, const char *name);
 bool cmd_flag(int argc, char **argv, const char *name);
+
+/* The event store of `domain` under the data directory, read-only (beside
+ * a running service); NULL after printing why, prefixed with `who`. */
+es_store *cmd_open_log(const cmd_common *c, const char *domain, const char *who);
 
 int cmd_serve(int argc, char **argv);
 int cmd_up(int argc, char **argv);

@@ -68,3 +68,17 @@ int cmd_common_parse(cmd_common *c, int argc, char **argv)
         c->nats = DEFAULT_NATS;
     return out;
 }
+
+es_store *cmd_open_log(const cmd_common *c, const char *domain, const char *who)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s/events", c->data, domain);
+    es_options o = {.read_only = true};
+    es_store *st = NULL;
+    guild_error err = {0};
+    if (es_store_open(dir, &o, &st, &err) != GUILD_OK) {
+        fprintf(stderr, "%s: cannot open %s: %s\n", who, dir, err.message);
+        return NULL;
+    }
+    return st;
+}

@@ -52,20 +52,6 @@
 
 /* ---- plumbing ------------------------------------------------------------------ */
 
-static es_store *open_ro(const cmd_common *c, const char *domain)
-{
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s/events", c->data, domain);
-    es_options o = {.read_only = true};
-    es_store *st = NULL;
-    guild_error err = {0};
-    if (es_store_open(dir, &o, &st, &err) != GUILD_OK) {
-        fprintf(stderr, "guild events: cannot open %s: %s\n", dir, err.message);
-        return NULL;
-    }
-    return st;
-}
-
 /* Options each subcommand takes; anything else starting with "--" is an
  * error, so a typo never silently widens an export. */
 static bool opts_ok(int argc, char **argv, int first, const char *const *with_value,
@@ -293,7 +279,7 @@ static int print_stream(void *ctx, const char *stream, uint64_t version)
 
 static int list(const cmd_common *c, const char *domain, size_t limit)
 {
-    es_store *st = open_ro(c, domain);
+    es_store *st = cmd_open_log(c, domain, "guild events");
     if (!st)
         return 2;
     guild_status s = es_list_streams(st, NULL, limit, print_stream, NULL);
@@ -380,7 +366,7 @@ static guild_status emit_all(es_store *st, const char *stream, emit *e, uint64_t
 
 static int show(const cmd_common *c, const char *domain, const char *stream, bool as_json)
 {
-    es_store *st = open_ro(c, domain);
+    es_store *st = cmd_open_log(c, domain, "guild events");
     if (!st)
         return 2;
     filter f = {.stream = stream};
@@ -407,7 +393,7 @@ static int export(const cmd_common *c, const char *domain, int argc, char **argv
     filter f;
     if (!opts_ok(argc, argv, 3, filter_opts, flags) || !filter_parse(&f, argc, argv))
         return 2;
-    es_store *st = open_ro(c, domain);
+    es_store *st = cmd_open_log(c, domain, "guild events");
     if (!st)
         return 2;
     /* Progress only when the lines go elsewhere than the terminal. */
@@ -456,7 +442,7 @@ static int tail(const cmd_common *c, const char *domain, int argc, char **argv)
                         "positive integers\n");
         return 2;
     }
-    es_store *st = open_ro(c, domain);
+    es_store *st = cmd_open_log(c, domain, "guild events");
     if (!st)
         return 2;
     if (!fp) { /* only what commits from now on */
@@ -766,7 +752,7 @@ static int verify(const cmd_common *c, const char *domain, int argc, char **argv
         fprintf(stderr, "guild events verify: --anchor takes POSITION:HASH (64 hex digits)\n");
         return 2;
     }
-    es_store *st = open_ro(c, domain);
+    es_store *st = cmd_open_log(c, domain, "guild events");
     if (!st)
         return 2;
     progress p = {isatty(2) && !as_json, guild_mono_ns(), "verifying the chain: events"};
@@ -1130,7 +1116,7 @@ static int replay(const cmd_common *c, const char *domain, int argc, char **argv
         fprintf(stderr, "guild events replay: cannot create %s: %s\n", into, strerror(errno));
         return 2;
     }
-    es_store *log = open_ro(c, domain);
+    es_store *log = cmd_open_log(c, domain, "guild events");
     if (!log)
         return 2;
     int rc = 0;

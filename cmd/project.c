@@ -171,22 +171,6 @@ static prj_store *open_model(const cmd_common *c, const prj_model *m, const char
     return s;
 }
 
-/* The model's domain's event store, read-only: where retried events are
- * read from. NULL after saying why. */
-static es_store *open_log(const cmd_common *c, const prj_model *m)
-{
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%s/%s/events", c->data, m->domain);
-    es_options o = {.read_only = true};
-    es_store *log = NULL;
-    guild_error err = {0};
-    if (es_store_open(dir, &o, &log, &err) != GUILD_OK) {
-        fprintf(stderr, "guild project: cannot open the event store %s: %s\n", dir, err.message);
-        return NULL;
-    }
-    return log;
-}
-
 static int dead_letters(const cmd_common *c, const prj_model *m)
 {
     prj_store *s = open_model(c, m, "");
@@ -216,7 +200,7 @@ static int retry(const cmd_common *c, const prj_model *m)
         /* No projector answered: retry in place, if none runs. */
         const char *only[] = {m->name, NULL};
         prj_store *s = lock_models(c, only) ? open_model(c, m, "") : NULL;
-        es_store *log = s ? open_log(c, m) : NULL;
+        es_store *log = s ? cmd_open_log(c, m->domain, "guild project retry") : NULL;
         if (!log || prj_store_retry(s, log, &retried, &left) != GUILD_OK) {
             es_store_close(log);
             prj_store_close(s);
@@ -263,17 +247,12 @@ static void hex(const uint8_t d[PRJ_DIGEST_LEN], char out[2 * PRJ_DIGEST_LEN + 1
 
 static int do_rebuild(const cmd_common *c, const prj_model *m, bool swap)
 {
-    char evdir[1100], dir[1100], next[1200];
-    snprintf(evdir, sizeof evdir, "%s/%s/events", c->data, m->domain);
+    char dir[1100], next[1200];
     prj_model_dir(c->data, m->name, dir, sizeof dir);
     snprintf(next, sizeof next, "%s.rebuild", dir);
-    es_options o = {.read_only = true};
-    es_store *log = NULL;
-    guild_error err = {0};
-    if (es_store_open(evdir, &o, &log, &err) != GUILD_OK) {
-        fprintf(stderr, "guild project rebuild: cannot open %s: %s\n", evdir, err.message);
+    es_store *log = cmd_open_log(c, m->domain, "guild project rebuild");
+    if (!log)
         return 2;
-    }
     prj_store_remove(next); /* a rebuild left over from before starts again */
     prj_store *target = open_model(c, m, ".rebuild");
     if (!target) {
