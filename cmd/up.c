@@ -40,7 +40,14 @@ typedef struct child {
     uint64_t restart_ns; /* when to start it again; 0: not waiting to */
 } child;
 
-static const char *const services[] = {"identity", "talent", NULL};
+/* What guild up starts after nats-server, in order: `guild <verb> <what>`. */
+static const struct component {
+    const char *name, *verb, *what, *ready; /* ready: said after "ready (pid N)" */
+} components[] = {
+    {"identity", "serve", "identity", ""},
+    {"talent", "serve", "talent", ""},
+    {"projector", "project", "all", ": read models and queries"},
+};
 
 static child children[MAX_CHILDREN];
 static int n_children;
@@ -297,37 +304,39 @@ int cmd_up(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char url[128];
-    if (!external) {
-        int port = port_free(4222) ? 4222 : any_free_port();
-        if (port_opt) {
-            char *end = NULL;
-            errno = 0;
-            long p = strtol(port_opt, &end, 10);
-            if (errno || end == port_opt || *end || p <= 0 || p > 65535) {
-                fprintf(stderr, "guild up: --port %s is not a port number\n", port_opt);
-                return 2;
-            }
-            port = (int)p;
-            /* A server already on that port would take our connection and
-             * the services would run against it: refuse instead. */
-            if (!port_free(port) && errno == EADDRINUSE) {
+    int port = 0; /* of the nats-server started here; decided before anything is made */
+    if (port_opt) {
+        char *end = NULL;
+        errno = 0;
+        long p = strtol(port_opt, &end, 10);
+        if (errno || end == port_opt || *end || p <= 0 || p > 65535) {
+            fprintf(stderr, "guild up: --port %s is not a port number\n", port_opt);
+            return 2;
+        }
+        port = (int)p;
+        /* A server already on that port would take our connection and the
+         * services would run against it: refuse instead. */
+        if (!port_free(port)) {
+            if (errno == EADDRINUSE)
                 fprintf(stderr,
                         "guild: port %d on 127.0.0.1 is in use; choose another with --port, or "
                         "use the server there with --nats nats://127.0.0.1:%d\n",
                         port, port);
-                return 1;
-            } else if (!port_free(port)) {
+            else
                 fprintf(stderr, "guild: port %d on 127.0.0.1 cannot be used: %s\n", port,
                         strerror(errno));
-                return 1;
-            }
+            return 1;
         }
+    } else if (!external) {
+        port = port_free(4222) ? 4222 : any_free_port();
         if (port < 0) {
             fprintf(stderr, "guild: no free port on 127.0.0.1 for nats-server\n");
             return 1;
         }
-        mkdir_p(c.data);
+    }
+    mkdir_p(c.data);
+    char url[128];
+    if (!external) {
         char dir[1024], log[1100], portbuf[16];
         snprintf(dir, sizeof dir, "%s/nats", c.data);
         mkdir(dir, 0755);
@@ -344,8 +353,6 @@ int cmd_up(int argc, char **argv)
         }
         snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
         c.nats = url;
-    } else {
-        mkdir_p(c.data);
     }
     natsConnection *nc = NULL;
     guild_error err = {0};
@@ -376,32 +383,21 @@ int cmd_up(int argc, char **argv)
         return 1;
     }
     self[n] = '\0';
-    for (int i = 0; services[i]; i++) {
-        child *ch = add_child(services[i]);
-        const char *args[] = {self, "serve", services[i], "--data", c.data, "--nats", c.nats, NULL};
+    /* Each component waited for in turn; a Ctrl-C during start-up stays
+     * pending and the loop below takes it at once. */
+    for (size_t i = 0; i < sizeof components / sizeof components[0] && !stop_pending(); i++) {
+        const struct component *k = &components[i];
+        child *ch = add_child(k->name);
+        const char *args[] = {self, k->verb, k->what, "--data", c.data, "--nats", c.nats, NULL};
         for (int j = 0; args[j]; j++)
             arg(ch, args[j]);
-        if (c.dev)
+        if (c.dev && strcmp(k->verb, "serve") == 0)
             arg(ch, "--dev");
         spawn(ch);
-        if (wait_ready(nc, services[i], 20000))
-            say("%s ready (pid %d)", services[i], ch->pid);
+        if (wait_ready(nc, k->name, 20000))
+            say("%s ready (pid %d)%s", k->name, ch->pid, k->ready);
         else if (!stop_pending())
-            say("%s did not answer within 20 s (pid %d); still trying", services[i], ch->pid);
-        if (stop_pending())
-            break;
-    }
-    /* A Ctrl-C during start-up stays pending: the loop below takes it at once. */
-    if (!stop_pending()) {
-        child *prj = add_child("projector");
-        const char *pargs[] = {self, "project", "all", "--data", c.data, "--nats", c.nats, NULL};
-        for (int j = 0; pargs[j]; j++)
-            arg(prj, pargs[j]);
-        spawn(prj);
-        if (wait_ready(nc, "projector", 20000))
-            say("projector ready (pid %d): read models and queries", prj->pid);
-        else if (!stop_pending())
-            say("projector did not answer within 20 s (pid %d); still trying", prj->pid);
+            say("%s did not answer within 20 s (pid %d); still trying", k->name, ch->pid);
     }
     if (!stop_pending()) {
         bootstrap_admin(nc);
