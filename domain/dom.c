@@ -2,6 +2,9 @@
  * policy of the domain kernel. */
 #include "domain/dom.h"
 
+#include "common/alloc.h"
+#include "common/codec.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -155,4 +158,40 @@ uint32_t dom_event_schema(const dom_domain *d, const char *type)
         if (strcmp(e->type, type) == 0)
             return e->schema ? e->schema : 1;
     return 1;
+}
+
+/* ---- snapshot codecs ---------------------------------------------------- */
+
+json_t *dom_str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+bool dom_take_str(const json_t *v, char **out)
+{
+    *out = json_is_string(v) ? guild_xstrdup(json_string_value(v)) : NULL;
+    return json_is_string(v) || json_is_null(v);
+}
+
+guild_status dom_snapshot_encode(json_t *doc, int format, char **bytes, size_t *len)
+{
+    if (!doc)
+        return GUILD_INTERNAL;
+    json_object_set_new(doc, "format", json_integer(format));
+    guild_status s = guild_codec_encode(doc, GUILD_FMT_MSGPACK, bytes, len);
+    json_decref(doc);
+    return s;
+}
+
+json_t *dom_snapshot_decode(const void *bytes, size_t len, int format)
+{
+    json_t *doc = NULL;
+    if (guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &doc, NULL) != GUILD_OK)
+        return NULL;
+    const json_t *f = json_object_get(doc, "format");
+    if (!json_is_integer(f) || json_integer_value(f) != format) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
 }

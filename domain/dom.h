@@ -239,4 +239,23 @@ const char *dom_str(const json_t *obj, const char *key, const char *dflt);
 int64_t dom_int(const json_t *obj, const char *key, int64_t dflt);
 bool dom_bool(const json_t *obj, const char *key, bool dflt);
 
+/* ---- snapshot codecs ------------------------------------------------------
+ * What an aggregate's snapshot/restore share: the state as a JSON object of
+ * its fields, with "format", kept as msgpack. */
+
+/* A string, or JSON null for NULL (new reference). */
+json_t *dom_str_or_null(const char *s);
+
+/* A copy of a string value into *out (NULL for JSON null); false, with
+ * *out NULL, for anything else. */
+bool dom_take_str(const json_t *v, char **out);
+
+/* doc (stolen; NULL is an error) with "format": format, as msgpack bytes
+ * (*bytes malloc'd). */
+guild_status dom_snapshot_encode(json_t *doc, int format, char **bytes, size_t *len);
+
+/* The object of a snapshot of `format` (new reference), or NULL when the
+ * bytes are not one. */
+json_t *dom_snapshot_decode(const void *bytes, size_t len, int format);
+
 #endif

@@ -12,7 +12,6 @@
 #include "domain/identity/internal.h"
 
 #include "common/alloc.h"
-#include "common/codec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,31 +285,17 @@ static bool user_exists(const void *state)
 
 #define USER_SNAPSHOT_FORMAT 1
 
-static json_t *text_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 static guild_status user_snapshot(const void *state, char **bytes, size_t *len)
 {
     const identity_user_state *u = state;
-    json_t *doc = json_pack("{s:i, s:b, s:b, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:I, s:I}",
-                            "format", USER_SNAPSHOT_FORMAT, "exists", u->exists, "deactivated",
-                            u->deactivated, "user_id", text_or_null(u->user_id), "email",
-                            text_or_null(u->email), "display_name", text_or_null(u->display_name),
-                            "password_hash", text_or_null(u->password_hash), "roles", u->roles,
-                            "sessions", u->sessions, "resets", u->resets, "failures",
-                            (json_int_t)u->failures, "locked_until", (json_int_t)u->locked_until);
-    guild_status s = doc ? guild_codec_encode(doc, GUILD_FMT_MSGPACK, bytes, len) : GUILD_INTERNAL;
-    json_decref(doc);
-    return s;
-}
-
-static bool text_member(const json_t *doc, const char *key, char **out)
-{
-    const json_t *v = json_object_get(doc, key);
-    *out = json_is_string(v) ? guild_xstrdup(json_string_value(v)) : NULL;
-    return json_is_string(v) || json_is_null(v);
+    json_t *doc =
+        json_pack("{s:b, s:b, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:I, s:I}", "exists", u->exists,
+                  "deactivated", u->deactivated, "user_id", dom_str_or_null(u->user_id), "email",
+                  dom_str_or_null(u->email), "display_name", dom_str_or_null(u->display_name),
+                  "password_hash", dom_str_or_null(u->password_hash), "roles", u->roles, "sessions",
+                  u->sessions, "resets", u->resets, "failures", (json_int_t)u->failures,
+                  "locked_until", (json_int_t)u->locked_until);
+    return dom_snapshot_encode(doc, USER_SNAPSHOT_FORMAT, bytes, len);
 }
 
 static bool all_strings(const json_t *a)
@@ -327,19 +312,19 @@ static bool all_strings(const json_t *a)
 
 static void *user_restore(const void *bytes, size_t len)
 {
-    json_t *doc = NULL;
-    if (guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &doc, NULL) != GUILD_OK)
+    json_t *doc = dom_snapshot_decode(bytes, len, USER_SNAPSHOT_FORMAT);
+    if (!doc)
         return NULL;
     identity_user_state *u = user_create();
     json_t *roles = json_object_get(doc, "roles"), *sessions = json_object_get(doc, "sessions"),
            *resets = json_object_get(doc, "resets");
-    bool ok = json_integer_value(json_object_get(doc, "format")) == USER_SNAPSHOT_FORMAT &&
-              json_is_boolean(json_object_get(doc, "exists")) &&
+    bool ok = json_is_boolean(json_object_get(doc, "exists")) &&
               json_is_boolean(json_object_get(doc, "deactivated")) &&
-              text_member(doc, "user_id", &u->user_id) && text_member(doc, "email", &u->email) &&
-              text_member(doc, "display_name", &u->display_name) &&
-              text_member(doc, "password_hash", &u->password_hash) && all_strings(roles) &&
-              json_is_object(sessions) && json_is_object(resets) &&
+              dom_take_str(json_object_get(doc, "user_id"), &u->user_id) &&
+              dom_take_str(json_object_get(doc, "email"), &u->email) &&
+              dom_take_str(json_object_get(doc, "display_name"), &u->display_name) &&
+              dom_take_str(json_object_get(doc, "password_hash"), &u->password_hash) &&
+              all_strings(roles) && json_is_object(sessions) && json_is_object(resets) &&
               json_is_integer(json_object_get(doc, "failures")) &&
               json_is_integer(json_object_get(doc, "locked_until"));
     if (ok) {

@@ -15,7 +15,6 @@
 #include "domain/talent/talent_int.h"
 
 #include "common/alloc.h"
-#include "common/codec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -376,11 +375,6 @@ static guild_status profile_evolve(void *state, const char *type, const json_t *
     return GUILD_OK;
 }
 
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 /* ---- snapshots ----------------------------------------------------------------
  * The profile as a msgpack map of its fields (strings null until set),
  * and back, checking every field: bytes that do not make a profile give
@@ -394,14 +388,14 @@ static guild_status profile_snapshot(const void *state, char **bytes, size_t *le
     json_t *texts = json_array(), *skills = json_array(), *certs = json_array(),
            *prices = json_array(), *res = json_array();
     for (int i = 0; i < TALENT_TEXTS; i++)
-        json_array_append_new(texts, str_or_null(p->text[i]));
+        json_array_append_new(texts, dom_str_or_null(p->text[i]));
     for (size_t i = 0; i < p->n_skills; i++)
         json_array_append_new(skills, json_pack("[s, i, i]", p->skills[i].name, p->skills[i].level,
                                                 p->skills[i].years));
     for (size_t i = 0; i < p->n_certs; i++) {
         const talent_certification *c = &p->certs[i];
         json_array_append_new(certs, json_pack("[s, s, s, o]", c->name, c->issuer, c->issued_on,
-                                               str_or_null(c->expires_on)));
+                                               dom_str_or_null(c->expires_on)));
     }
     for (size_t i = 0; i < p->n_prices; i++)
         json_array_append_new(prices, json_pack("[s, I, I]", p->prices[i].currency,
@@ -410,28 +404,12 @@ static guild_status profile_snapshot(const void *state, char **bytes, size_t *le
     for (size_t i = 0; i < p->n_res; i++)
         json_array_append_new(res, json_pack("[s, i]", p->res[i].id, p->res[i].hours));
     json_t *doc =
-        json_pack("{s:i, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:I, s:I}",
-                  "format", SNAPSHOT_FORMAT, "exists", p->exists, "archived", p->archived,
-                  "talent_id", str_or_null(p->talent_id), "user_id", str_or_null(p->user_id),
-                  "texts", texts, "skills", skills, "certs", certs, "prices", prices, "res", res,
-                  "hours", p->hours, "reserved", p->reserved, "created_at",
-                  (json_int_t)p->created_at, "updated_at", (json_int_t)p->updated_at);
-    guild_status s = doc ? guild_codec_encode(doc, GUILD_FMT_MSGPACK, bytes, len) : GUILD_INTERNAL;
-    json_decref(doc);
-    return s;
-}
-
-/* A copy of a string or null member; false for anything else. */
-static bool take_str(const json_t *v, char **out)
-{
-    if (json_is_null(v)) {
-        *out = NULL;
-        return true;
-    }
-    if (!json_is_string(v))
-        return false;
-    *out = guild_xstrdup(json_string_value(v));
-    return true;
+        json_pack("{s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:I, s:I}", "exists",
+                  p->exists, "archived", p->archived, "talent_id", dom_str_or_null(p->talent_id),
+                  "user_id", dom_str_or_null(p->user_id), "texts", texts, "skills", skills, "certs",
+                  certs, "prices", prices, "res", res, "hours", p->hours, "reserved", p->reserved,
+                  "created_at", (json_int_t)p->created_at, "updated_at", (json_int_t)p->updated_at);
+    return dom_snapshot_encode(doc, SNAPSHOT_FORMAT, bytes, len);
 }
 
 static bool take_int(const json_t *v, int64_t *out)
@@ -444,19 +422,18 @@ static bool take_int(const json_t *v, int64_t *out)
 
 static void *profile_restore(const void *bytes, size_t len)
 {
-    json_t *doc = NULL;
-    if (guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &doc, NULL) != GUILD_OK)
+    json_t *doc = dom_snapshot_decode(bytes, len, SNAPSHOT_FORMAT);
+    if (!doc)
         return NULL;
     talent_profile *p = profile_create();
     json_t *texts = json_object_get(doc, "texts"), *skills = json_object_get(doc, "skills"),
            *certs = json_object_get(doc, "certs"), *prices = json_object_get(doc, "prices"),
            *res = json_object_get(doc, "res");
-    int64_t format = 0, hours = 0, reserved = 0;
-    bool ok = take_int(json_object_get(doc, "format"), &format) && format == SNAPSHOT_FORMAT &&
-              json_is_boolean(json_object_get(doc, "exists")) &&
+    int64_t hours = 0, reserved = 0;
+    bool ok = json_is_boolean(json_object_get(doc, "exists")) &&
               json_is_boolean(json_object_get(doc, "archived")) &&
-              take_str(json_object_get(doc, "talent_id"), &p->talent_id) &&
-              take_str(json_object_get(doc, "user_id"), &p->user_id) &&
+              dom_take_str(json_object_get(doc, "talent_id"), &p->talent_id) &&
+              dom_take_str(json_object_get(doc, "user_id"), &p->user_id) &&
               json_array_size(texts) == TALENT_TEXTS && json_is_array(skills) &&
               json_is_array(certs) && json_is_array(prices) && json_is_array(res) &&
               take_int(json_object_get(doc, "hours"), &hours) &&
@@ -470,7 +447,7 @@ static void *profile_restore(const void *bytes, size_t len)
         p->reserved = (int)reserved;
     }
     for (int i = 0; ok && i < TALENT_TEXTS; i++)
-        ok = take_str(json_array_get(texts, (size_t)i), &p->text[i]);
+        ok = dom_take_str(json_array_get(texts, (size_t)i), &p->text[i]);
     if (ok) {
         p->skills = guild_xcalloc(json_array_size(skills) + 1, sizeof *p->skills);
         p->certs = guild_xcalloc(json_array_size(certs) + 1, sizeof *p->certs);
@@ -500,7 +477,7 @@ static void *profile_restore(const void *bytes, size_t len)
             c->issuer = guild_xstrdup(json_string_value(json_array_get(e, 1)));
             c->issued_on = guild_xstrdup(json_string_value(json_array_get(e, 2)));
             p->n_certs++;
-            ok = take_str(json_array_get(e, 3), &c->expires_on);
+            ok = dom_take_str(json_array_get(e, 3), &c->expires_on);
         }
     }
     for (size_t i = 0; ok && i < json_array_size(prices); i++) {
@@ -637,8 +614,8 @@ json_t *talent_profile_to_json(const talent_profile *p)
     if (!p)
         return json_null();
     json_t *out = json_object();
-    json_object_set_new(out, "talent_id", str_or_null(p->talent_id));
-    json_object_set_new(out, "user_id", str_or_null(p->user_id));
+    json_object_set_new(out, "talent_id", dom_str_or_null(p->talent_id));
+    json_object_set_new(out, "user_id", dom_str_or_null(p->user_id));
     for (int i = 0; i < TALENT_TEXTS; i++)
         json_object_set_new(out, talent__text_names[i], json_string(p->text[i] ? p->text[i] : ""));
     json_object_set_new(out, "archived", json_boolean(p->archived));
