@@ -37,9 +37,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 #define REFUSE_TIMEOUT_MS 5000   /* a refused port: no server is waited for */
 #define START_TIMEOUT_MS 30000   /* up to the "up:" line */
@@ -280,29 +277,8 @@ static void up_start(up_run *u, const char *name, const char *const *args)
     int out = open(u->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int err = open(u->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     ck_assert_msg(out >= 0 && err >= 0, "cannot create %s: %s", u->out_path, strerror(errno));
-    pid_t parent = getpid();
-
-    pid_t pid = fork();
+    pid_t pid = tst_spawn(bin, (char *const *)argv, env, out, err);
     ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* Async-signal-safe calls only until exec. */
-#ifdef __linux__
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-#else
-        (void)parent;
-#endif
-        int null_fd = open("/dev/null", O_RDONLY);
-        if (null_fd >= 0)
-            dup2(null_fd, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        for (int fd = 3; fd < 1024; fd++)
-            close(fd);
-        execve(bin, (char *const *)argv, env);
-        _exit(127);
-    }
     close(out);
     close(err);
     u->pid = pid;

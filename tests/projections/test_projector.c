@@ -33,13 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 #define READY_MS 20000    /* a child answers within this (ASan builds start slowly) */
 #define STOP_MS 15000     /* a child stops on SIGTERM within this */
@@ -103,31 +99,8 @@ static void gproc_start(gproc *g, const char *data, const char *url)
     argv[n] = NULL;
     int log_fd = open(g->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     ck_assert_msg(log_fd >= 0, "cannot open %s", g->log);
-    struct rlimit rl;
-    int max_fd = 4096;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 65536)
-        max_fd = (int)rl.rlim_cur;
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = tst_spawn(bin, argv, NULL, log_fd, log_fd);
     ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-#ifdef __linux__
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-#else
-        (void)parent;
-#endif
-        int null_fd = open("/dev/null", O_RDONLY);
-        if (null_fd >= 0)
-            dup2(null_fd, 0);
-        dup2(log_fd, 1);
-        dup2(log_fd, 2);
-        for (int fd = 3; fd < max_fd; fd++)
-            close(fd);
-        execv(bin, argv);
-        _exit(127);
-    }
     close(log_fd);
     g->pid = pid;
     tst_child_track(pid);

@@ -15,4 +15,12 @@ void tst_child_track(pid_t pid);
 /* Forgets pid (reaped, or about to be). */
 void tst_child_untrack(pid_t pid);
 
+/* Starts `program` with argv, and envp (NULL: the test's environment), as a
+ * child that is killed when the test process dies: every signal
+ * unblocked, stdin from /dev/null, stdout to out_fd and stderr to err_fd
+ * (-1: /dev/null), no other descriptor. The caller keeps (and closes) its
+ * descriptors. The pid, or -1 (errno set) when fork failed. Not tracked. */
+pid_t tst_spawn(const char *program, char *const argv[], char *const envp[], int out_fd,
+                int err_fd);
+
 #endif

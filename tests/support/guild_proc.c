@@ -18,14 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 #define READY_TIMEOUT_MS 30000
 #define STOP_TIMEOUT_MS 40000 /* a stop drains its subscriptions: cnats allows 30 s */
@@ -70,43 +66,11 @@ static pid_t spawn(const tst_guild *g)
         fprintf(stderr, "guild_proc: cannot open %s: %s\n", g->log_path, strerror(errno));
         return -1;
     }
-    struct rlimit rl;
-    int max_fd = 4096;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 65536)
-        max_fd = (int)rl.rlim_cur;
-    pid_t parent = getpid();
-
-    pid_t pid = fork();
-    if (pid < 0) {
+    pid_t pid = tst_spawn(program, argv, NULL, log_fd, log_fd);
+    if (pid < 0)
         perror("guild_proc: fork");
-        close(log_fd);
-        return -1;
-    }
-    if (pid > 0) {
-        close(log_fd);
-        return pid;
-    }
-
-    /* Child: async-signal-safe calls only, until exec. */
-#ifdef __linux__
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(126);
-#else
-    (void)parent;
-#endif
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd >= 0)
-        dup2(null_fd, 0);
-    dup2(log_fd, 1);
-    dup2(log_fd, 2);
-    for (int fd = 3; fd < max_fd; fd++)
-        close(fd);
-    execv(program, argv);
-    _exit(127);
+    close(log_fd);
+    return pid;
 }
 
 /* ---- waiting for a process --------------------------------------------------- */

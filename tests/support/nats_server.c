@@ -22,15 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 #define READY_TIMEOUT_MS 5000
 #define STOP_TIMEOUT_MS 5000
@@ -108,38 +104,10 @@ static pid_t spawn(const char *program, int port, const char *store_dir)
         (char *)"-p",          port_s,        (char *)"-sd", (char *)store_dir,
         (char *)"-l",          log_path,      NULL,
     };
-    struct rlimit rl;
-    int max_fd = 4096;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 65536)
-        max_fd = (int)rl.rlim_cur;
-    pid_t parent = getpid();
-
-    pid_t pid = fork();
-    if (pid < 0) {
+    pid_t pid = tst_spawn(program, argv, NULL, -1, -1);
+    if (pid < 0)
         perror("nats_server: fork");
-        return -1;
-    }
-    if (pid > 0)
-        return pid;
-
-        /* Child: async-signal-safe calls only, until exec. */
-#ifdef __linux__
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(126);
-#else
-    (void)parent;
-#endif
-    int null_fd = open("/dev/null", O_RDWR);
-    if (null_fd >= 0) {
-        dup2(null_fd, 0);
-        dup2(null_fd, 1);
-        dup2(null_fd, 2);
-    }
-    for (int fd = 3; fd < max_fd; fd++)
-        close(fd);
-    execv(program, argv);
-    _exit(127);
+    return pid;
 }
 
 /* ---- waiting until the server is ready ------------------------------------ */
