@@ -1247,10 +1247,9 @@ static int keep_last(void *ctx, const es_record *rec)
     return 0;
 }
 
-/* A profile past BUS_SNAPSHOT_EVERY versions gets a snapshot with the
- * events that reach it; a restarted service (its cache gone) loads the
- * snapshot and the events after it, and decides as before. */
-START_TEST(test_a_long_stream_is_snapshotted_and_loads_after_a_restart)
+/* Adds the skill Go to alice's profile, then sets rates until its stream
+ * is at version `until` or past it; the version reached. */
+static long long grow_past(long long until)
 {
     tst_reply r;
     ck_assert_int_eq(
@@ -1259,9 +1258,9 @@ START_TEST(test_a_long_stream_is_snapshotted_and_loads_after_a_restart)
                    NULL, &r),
         0);
     ck_assert_int_eq(r.status, 200);
+    long long version = tst_reply_int(&r, "version");
     tst_reply_release(&r);
-    long long version = 2;
-    for (int k = 0; version < 110; k++) {
+    for (int k = 0; version < until; k++) {
         ck_assert_int_eq(talent_cmd("set_rate",
                                     json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "currency",
                                               "EUR", "hourly_rate", 5000 + k),
@@ -1271,6 +1270,16 @@ START_TEST(test_a_long_stream_is_snapshotted_and_loads_after_a_restart)
         version = tst_reply_int(&r, "version");
         tst_reply_release(&r);
     }
+    return version;
+}
+
+/* A profile past BUS_SNAPSHOT_EVERY versions gets a snapshot with the
+ * events that reach it; a restarted service (its cache gone) loads the
+ * snapshot and the events after it, and decides as before. */
+START_TEST(test_a_long_stream_is_snapshotted_and_loads_after_a_restart)
+{
+    long long version = grow_past(110);
+    tst_reply r;
 
     char dir[1024], stream[128];
     snprintf(dir, sizeof dir, "%s/talent/events", g_data);
@@ -1356,24 +1365,8 @@ static void snapshot_without_skills(const char *stream)
  * alone. */
 START_TEST(test_the_writer_loads_from_the_snapshot_unless_snapshots_are_off)
 {
+    grow_past(BUS_SNAPSHOT_EVERY + 1);
     tst_reply r;
-    ck_assert_int_eq(
-        talent_cmd("add_skill",
-                   json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "skill", "Go", "level", 2),
-                   NULL, &r),
-        0);
-    ck_assert_int_eq(r.status, 200);
-    tst_reply_release(&r);
-    for (long long version = 2; version < BUS_SNAPSHOT_EVERY + 1;) {
-        ck_assert_int_eq(talent_cmd("set_rate",
-                                    json_pack("{s:s, s:s, s:i}", "talent_id", g_profile, "currency",
-                                              "EUR", "hourly_rate", 5000 + (int)version),
-                                    NULL, &r),
-                         0);
-        ck_assert_msg(r.status == 200, "set_rate: %s", r.raw);
-        version = tst_reply_int(&r, "version");
-        tst_reply_release(&r);
-    }
     char stream[128];
     snprintf(stream, sizeof stream, "talent-%s", g_profile);
     snapshot_without_skills(stream);

@@ -1168,6 +1168,34 @@ static bool file_holds(const char *path, const char *needle)
     return found;
 }
 
+/* Appends skill_added (with a "note" in its data) to the stream of
+ * ID_NONE, which has no profile, and applies it: it is parked. Its
+ * position. */
+static uint64_t park_a_skill_of_no_profile(world *w, const char *note)
+{
+    batch b = {0};
+    m_prof ghost;
+    memset(&ghost, 0, sizeof ghost);
+    snprintf(ghost.id, sizeof ghost.id, "%s", ID_NONE);
+    emit(&b, &ghost, TALENT_EV_SKILL_ADDED,
+         json_pack("{s:s, s:i, s:s}", "skill", "Go", "level", 2, "note", note));
+    batch_submit(w, &b);
+    batch_release(&b);
+    ck_assert_uint_eq(world_sync(w).parked, 1);
+    return prj_store_position(w->prj);
+}
+
+/* The profile of ID_NONE, created and applied. */
+static void create_the_missing_profile(world *w)
+{
+    batch b = {0};
+    m_prof p;
+    op_create(&b, &p, ID_NONE, "Oslo");
+    batch_submit(w, &b);
+    batch_release(&b);
+    world_sync(w);
+}
+
 /* A dead letter names the event and why, not what it said (an event's
  * data may hold what a read model must not); a retry reads the event from
  * the log, and applies it once it can. */
@@ -1176,16 +1204,7 @@ START_TEST(a_dead_letter_keeps_no_data_and_a_retry_reads_the_event_from_the_log)
     static const char marker[] = "not-for-the-read-model-5f1c";
     world w;
     world_open(&w);
-    batch b = {0};
-    m_prof ghost;
-    memset(&ghost, 0, sizeof ghost);
-    snprintf(ghost.id, sizeof ghost.id, "%s", ID_NONE);
-    emit(&b, &ghost, TALENT_EV_SKILL_ADDED,
-         json_pack("{s:s, s:i, s:s}", "skill", "Go", "level", 2, "note", marker));
-    batch_submit(&w, &b);
-    batch_release(&b);
-    prj_batch_stats st = world_sync(&w);
-    ck_assert_uint_eq(st.parked, 1);
+    park_a_skill_of_no_profile(&w, marker);
 
     dead_seen d = {0};
     ck_assert_status(prj_store_dead_letters(w.prj, note_dead, &d), GUILD_OK);
@@ -1208,11 +1227,7 @@ START_TEST(a_dead_letter_keeps_no_data_and_a_retry_reads_the_event_from_the_log)
     ck_assert_uint_eq(left, 1);
 
     /* ... and applies once it does. */
-    m_prof p;
-    op_create(&b, &p, ID_NONE, "Oslo");
-    batch_submit(&w, &b);
-    batch_release(&b);
-    world_sync(&w);
+    create_the_missing_profile(&w);
     ck_assert_status(prj_store_retry(w.prj, w.es, &retried, &left), GUILD_OK);
     ck_assert_uint_eq(retried, 1);
     ck_assert_uint_eq(left, 0);
@@ -1282,15 +1297,7 @@ START_TEST(dead_letters_of_earlier_versions_still_list_and_retry)
 {
     world w;
     world_open(&w);
-    batch b = {0};
-    m_prof ghost;
-    memset(&ghost, 0, sizeof ghost);
-    snprintf(ghost.id, sizeof ghost.id, "%s", ID_NONE);
-    emit(&b, &ghost, TALENT_EV_SKILL_ADDED, json_pack("{s:s, s:i}", "skill", "Go", "level", 2));
-    batch_submit(&w, &b);
-    batch_release(&b);
-    ck_assert_uint_eq(world_sync(&w).parked, 1);
-    uint64_t position = prj_store_position(w.prj);
+    uint64_t position = park_a_skill_of_no_profile(&w, "");
     raw_copy raw = {0};
     ck_assert_status(es_read_log(w.es, position, 1, copy_raw, &raw, NULL), GUILD_OK);
     ck_assert_ptr_nonnull(raw.bytes);
@@ -1302,11 +1309,7 @@ START_TEST(dead_letters_of_earlier_versions_still_list_and_retry)
     ck_assert_int_eq(d.n, 1);
     ck_assert_str_eq(d.type, TALENT_EV_SKILL_ADDED);
     ck_assert_str_eq(d.stream, "talent-" ID_NONE);
-    m_prof p;
-    op_create(&b, &p, ID_NONE, "Oslo");
-    batch_submit(&w, &b);
-    batch_release(&b);
-    world_sync(&w);
+    create_the_missing_profile(&w);
     uint64_t retried = 0, left = 0;
     ck_assert_status(prj_store_retry(w.prj, NULL, &retried, &left), GUILD_OK);
     ck_assert_uint_eq(retried, 1);
