@@ -1,6 +1,8 @@
 /* state.c — loading aggregates from their events and the writer's cache. */
 #include "bus/state.h"
 
+#include "bus/runtime.h"
+
 #include "common/alloc.h"
 #include "common/codec.h"
 #include "common/log.h"
@@ -65,7 +67,9 @@ bool agg_snapshots_on(void)
  * writer's transaction `w` when given, else from `st`. */
 static void from_snapshot(load_ctx *l, es_store *st, es_wctx *w, const char *stream, uint64_t head)
 {
-    if (!l->agg->restore || !agg_snapshots_on() || head == 0)
+    /* none is written below the first multiple of BUS_SNAPSHOT_EVERY: no
+     * need to look for one in a shorter stream */
+    if (!l->agg->restore || !agg_snapshots_on() || head < BUS_SNAPSHOT_EVERY)
         return;
     uint64_t version = 0;
     void *bytes = NULL;
