@@ -57,7 +57,6 @@ struct es_req {
     bool emit_invalid;  /* decide tried to emit an event that is not one */
     uint8_t *snap;      /* the stored value of a snapshot decide asked for, or NULL */
     size_t snap_len;    /* of that value */
-    uint64_t snap_version;
     es_decide_fn decide;
     void *decide_ctx;
 
@@ -248,7 +247,6 @@ static void snap_clear(es_req *r)
     free(r->snap);
     r->snap = NULL;
     r->snap_len = 0;
-    r->snap_version = 0;
 }
 
 void es_wctx_snapshot(es_wctx *w, uint64_t version, const void *state, size_t len)
@@ -256,7 +254,6 @@ void es_wctx_snapshot(es_wctx *w, uint64_t version, const void *state, size_t le
     snap_clear(w->req);
     w->req->snap = es__snapshot_value(version, state, len);
     w->req->snap_len = 8 + len;
-    w->req->snap_version = version;
 }
 
 guild_status es_wctx_snapshot_get(es_wctx *w, const char *stream, uint64_t *version, void **state,
@@ -422,7 +419,7 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     res->last_position = events->n ? st->chain.next_position - 1 : 0;
     /* A snapshot goes with the events it sums up, in the same commit; one
      * of another version than the stream now has is not stored. */
-    if (req->snap && req->snap_version == entry->version && events->n &&
+    if (req->snap && es__u64_get(req->snap) == entry->version && events->n &&
         (rc =
              put(txn, st->db_snapshots, req->stream, req->stream_len, req->snap, req->snap_len, 0)))
         return rc;
