@@ -43,6 +43,7 @@ struct bus_auth {
     uint64_t replay_target; /* identity's last stream sequence worth reading at subscribe */
     uint64_t replayed;      /* highest sequence read since */
     pthread_cond_t replay_cond;
+    pthread_cond_t stop_cond; /* wakes the refresher to stop */
     pthread_t watcher;
     bool watcher_started;
     pthread_t refresher; /* asks identity for its keys every refresh_s */
@@ -71,6 +72,7 @@ guild_status bus_auth_create(natsConnection *nc, bus_auth **out)
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->fetch_lock, NULL);
     pthread_cond_init(&a->replay_cond, NULL);
+    pthread_cond_init(&a->stop_cond, NULL);
     guild_jwt_keyring_init(&a->ring);
     a->ended_sessions = json_object();
     a->deactivated = json_object();
@@ -83,7 +85,10 @@ void bus_auth_destroy(bus_auth *a)
 {
     if (!a)
         return;
+    pthread_mutex_lock(&a->lock);
     a->stopping = true;
+    pthread_cond_broadcast(&a->stop_cond);
+    pthread_mutex_unlock(&a->lock);
     if (a->watcher_started)
         pthread_join(a->watcher, NULL);
     if (a->refresher_started)
@@ -102,6 +107,7 @@ void bus_auth_destroy(bus_auth *a)
     json_decref(a->verified);
     sodium_memzero(a->sk, sizeof a->sk);
     pthread_cond_destroy(&a->replay_cond);
+    pthread_cond_destroy(&a->stop_cond);
     pthread_mutex_destroy(&a->lock);
     pthread_mutex_destroy(&a->fetch_lock);
     free(a);
@@ -294,16 +300,20 @@ static guild_status fetch_keys(bus_auth *a, int64_t now_s, guild_error *err)
 static void *refresher_main(void *arg)
 {
     bus_auth *a = arg;
-    uint64_t next = 0;
+    pthread_mutex_lock(&a->lock);
     while (!a->stopping) {
-        uint64_t now = guild_mono_ns();
-        if (now >= next && natsConnection_Status(a->nc) == NATS_CONN_STATUS_CONNECTED) {
-            guild_error err = {0};
-            bool ok = fetch_keys_now(a, &err) == GUILD_OK;
-            next = now + (ok ? (uint64_t)a->refresh_s : 1u) * 1000000000u; /* identity down: soon */
-        }
-        usleep(50 * 1000);
+        pthread_mutex_unlock(&a->lock);
+        guild_error err = {0};
+        bool ok = natsConnection_Status(a->nc) == NATS_CONN_STATUS_CONNECTED &&
+                  fetch_keys_now(a, &err) == GUILD_OK;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += ok ? (time_t)a->refresh_s : 1; /* NATS or identity down: soon */
+        pthread_mutex_lock(&a->lock);
+        while (!a->stopping && pthread_cond_timedwait(&a->stop_cond, &a->lock, &until) != ETIMEDOUT)
+            ;
     }
+    pthread_mutex_unlock(&a->lock);
     return NULL;
 }
 
