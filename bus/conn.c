@@ -31,6 +31,44 @@ guild_status bus_nats_status(guild_error *err, natsStatus s, const char *what)
     return guild_error_set(err, g, (int)s, "%s: %s", what, natsStatus_GetText(s));
 }
 
+/* ---- freeing messages ------------------------------------------------------
+ *
+ * libnats exports natsMsg_free, the function its collector thread frees a
+ * message with, though its headers do not declare it; CMake defines
+ * GUILD_HAVE_NATSMSG_FREE when the library has it. Messages cnats keeps
+ * for itself (marked "no destroy") never reach these calls: those are its
+ * control messages and the ones its auto-ack wrapper lends to a callback,
+ * neither of which guild uses. */
+
+#ifdef GUILD_HAVE_NATSMSG_FREE
+void natsMsg_free(void *object);
+#endif
+
+void bus_msg_free(natsMsg *m)
+{
+#ifdef GUILD_HAVE_NATSMSG_FREE
+    if (m)
+        natsMsg_free(m);
+#else
+    natsMsg_Destroy(m);
+#endif
+}
+
+void bus_msg_list_free(natsMsgList *list)
+{
+#ifdef GUILD_HAVE_NATSMSG_FREE
+    if (!list)
+        return;
+    for (int i = 0; i < list->Count; i++)
+        bus_msg_free(list->Msgs[i]);
+    free(list->Msgs);
+    list->Msgs = NULL;
+    list->Count = 0;
+#else
+    natsMsgList_Destroy(list);
+#endif
+}
+
 /* ---- guild's I/O thread ---------------------------------------------------
  *
  * A batched connection hands its socket to cnats's external event loop
@@ -420,7 +458,7 @@ guild_status bus_reply_bytes(natsConnection *nc, const char *reply_subject, guil
         s = natsConnection_PublishMsg(nc, m);
     if (s == NATS_OK && !hold_writes)
         bus_flush(nc);
-    natsMsg_Destroy(m);
+    bus_msg_free(m);
     return bus_nats_status(NULL, s, "replying");
 }
 

@@ -77,6 +77,13 @@ guild_status bus_reply_bytes(natsConnection *nc, const char *reply_subject, guil
 guild_status bus_reply_error(natsConnection *nc, const char *reply_subject, guild_format fmt,
                              guild_status s, const char *field, const char *message);
 
+/* Frees a message this process owns: one delivered to a callback of ours
+ * or fetched by us, or one it made and published. natsMsg_Destroy hands
+ * every message to cnats's collector thread and wakes that thread, a thread
+ * switch per message; these free it on the calling thread instead. */
+void bus_msg_free(natsMsg *m);
+void bus_msg_list_free(natsMsgList *list);
+
 /* Maps a NATS status to a guild status (keeping the text in err). */
 guild_status bus_nats_status(guild_error *err, natsStatus s, const char *what);
 

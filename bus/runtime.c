@@ -124,7 +124,7 @@ static void req_free(cmd_req *r)
     json_decref(r->events);
     json_decref(r->reply_data);
     bus_caller_release(&r->caller);
-    natsMsg_Destroy(r->msg);
+    bus_msg_free(r->msg);
     pthread_mutex_lock(&rt->f_lock);
     if (rt->n_spare < SPARE_MAX) {
         r->next = rt->spare;
@@ -856,7 +856,7 @@ static void on_query(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     bus_endpoint_record_status(rt->ep_qry, started, GUILD_OK, NULL);
     bus_reply(rt->nc, natsMsg_GetReply(msg), fmt, body, 200);
     json_decref(body);
-    natsMsg_Destroy(msg);
+    bus_msg_free(msg);
 }
 
 /* ---- start and stop -------------------------------------------------------- */

@@ -229,7 +229,7 @@ static bool enqueue(feed *f, natsMsgList *list, unsigned generation)
     }
     pthread_mutex_unlock(&f->q_lock);
     if (!ok)
-        natsMsgList_Destroy(list);
+        bus_msg_list_free(list);
     return ok;
 }
 
@@ -267,7 +267,7 @@ static void release_sub(feed *f, natsSubscription **sub, bool unsubscribe)
     pthread_mutex_lock(&f->q_lock);
     if (f->p->stopping) {
         for (; f->q_n > 0; f->q_n--, f->q_head = (f->q_head + 1) % FETCH_AHEAD) {
-            natsMsgList_Destroy(&f->q[f->q_head].list);
+            bus_msg_list_free(&f->q[f->q_head].list);
             f->outstanding--;
         }
     }
@@ -317,7 +317,7 @@ static void *fetch_main(void *arg)
         if (s == NATS_OK && list.Count > 0)
             enqueue(f, &list, generation);
         else
-            natsMsgList_Destroy(&list);
+            bus_msg_list_free(&list);
         if (s != NATS_OK && s != NATS_TIMEOUT) {
             if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
                 jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr)
@@ -346,7 +346,7 @@ static void *feed_main(void *arg)
         struct fetched b;
         if (dequeue(f, &b)) {
             apply_list(f, &b.list, b.generation);
-            natsMsgList_Destroy(&b.list);
+            bus_msg_list_free(&b.list);
             pthread_mutex_lock(&f->q_lock);
             f->outstanding--;
             pthread_cond_broadcast(&f->q_take);
@@ -400,7 +400,7 @@ static void query_free(query_req *q)
 {
     bus_caller_release(&q->caller);
     json_decref(q->args);
-    natsMsg_Destroy(q->msg);
+    bus_msg_free(q->msg);
     free(q);
 }
 
@@ -626,7 +626,7 @@ static void on_control(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
         json_decref(data);
         bus_reply_error(f->p->nc, natsMsg_GetReply(msg), GUILD_FMT_JSON, s, NULL, err.message);
     }
-    natsMsg_Destroy(msg);
+    bus_msg_free(msg);
 }
 
 static json_t *stats_data(const bus_service *svc, const bus_endpoint *ep, void *ctx)
