@@ -62,6 +62,11 @@ struct es_store {
     /* A thread (the writer, or a submitter with run_here) is running a
      * batch or a checkpoint slice: one at a time. */
     bool running;
+    /* What the writer waits for, so the thread that clears `running` wakes
+     * it only when that matters to it: when it waits for `running` to
+     * clear, or idles with nothing to index and now there is. */
+    enum { ES_WAIT_NONE, ES_WAIT_RUN, ES_WAIT_EMPTY } writer_wait;
+    uint64_t last_run_ns; /* monotonic; when `running` last cleared */
     bool stopping;
     bool writer_started;
     pthread_t writer;

@@ -578,7 +578,9 @@ static void run_taken(es_store *st, es_req *batch, es_req *last)
         es__checkpoint_slice(st, st->checkpoint_slice);
     pthread_mutex_lock(&st->q_lock);
     st->running = false;
-    pthread_cond_broadcast(&st->q_cond);
+    st->last_run_ns = guild_mono_ns();
+    if (st->writer_wait == ES_WAIT_RUN || (st->writer_wait == ES_WAIT_EMPTY && st->tail.events > 0))
+        pthread_cond_signal(&st->q_cond);
     pthread_mutex_unlock(&st->q_lock);
 }
 
@@ -589,20 +591,32 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&st->q_lock);
         for (;;) {
             if (st->running) { /* a submitter runs its append: wait for it */
+                st->writer_wait = ES_WAIT_RUN;
                 pthread_cond_wait(&st->q_cond, &st->q_lock);
+                st->writer_wait = ES_WAIT_NONE;
                 continue;
             }
             if (st->q_head || st->stopping)
                 break;
             if (st->tail.events == 0) {
+                st->writer_wait = ES_WAIT_EMPTY;
                 pthread_cond_wait(&st->q_cond, &st->q_lock);
+                st->writer_wait = ES_WAIT_NONE;
                 continue;
             }
-            /* Idle with an unindexed tail: checkpoint after a quiet second. */
+            /* Idle with an unindexed tail: checkpoint after a quiet second.
+             * Appends run by their submitters do not wake the writer; the
+             * second counts from the last of them. */
+            uint64_t quiet = IDLE_CHECKPOINT_SECONDS * 1000000000ull, now = guild_mono_ns();
+            uint64_t wait_ns =
+                now - st->last_run_ns >= quiet ? quiet : quiet - (now - st->last_run_ns);
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += IDLE_CHECKPOINT_SECONDS;
-            if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until) == ETIMEDOUT) {
+            uint64_t ns = (uint64_t)until.tv_nsec + wait_ns;
+            until.tv_sec += (time_t)(ns / 1000000000u);
+            until.tv_nsec = (long)(ns % 1000000000u);
+            if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until) == ETIMEDOUT &&
+                guild_mono_ns() - st->last_run_ns >= quiet) {
                 /* Slice by slice, so an append arriving meanwhile waits little. */
                 while (!st->q_head && !st->running && st->tail.events > 0) {
                     st->running = true;

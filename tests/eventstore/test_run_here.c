@@ -1196,6 +1196,42 @@ START_TEST(test_idle_checkpoint_waits_for_a_run_here_append)
 }
 END_TEST
 
+/* Appends run on their submitting threads do not wake the writer, but its
+ * quiet second still counts from the last of them: appends 0.4 s apart for
+ * 2 s leave the checkpoint where it was, and a second after they stop the
+ * tail is indexed. */
+START_TEST(test_idle_checkpoint_counts_its_second_from_the_last_run_here_append)
+{
+    enum { N = 6 };
+    es_store_close(g_st);
+    g_st = NULL;
+    ck_assert_status(open_checkpointing(), GUILD_OK);
+    here_slot slots[N];
+    memset(slots, 0, sizeof slots);
+    ck_assert_status(submit_here("quiet-0", ES_ANY_VERSION, NULL, 1, false, true, &slots[0]),
+                     GUILD_OK);
+    const uint64_t cp = tst_checkpoint_position(g_st);
+    ck_assert_uint_eq(cp, 0);
+    struct timespec apart = {0, 400000000};
+    for (int i = 1; i < N; i++) {
+        nanosleep(&apart, NULL);
+        ck_assert_msg(tst_checkpoint_position(g_st) == cp,
+                      "the writer indexed the tail %.1f s after the first append although "
+                      "appends came every 0.4 s",
+                      0.4 * i);
+        char stream[32];
+        snprintf(stream, sizeof stream, "quiet-%d", i);
+        ck_assert_status(submit_here(stream, ES_ANY_VERSION, NULL, 1, false, true, &slots[i]),
+                         GUILD_OK);
+        ck_assert(slots[i].called_in_submit);
+    }
+    TST_WAIT_UNTIL(tst_checkpoint_position(g_st) == N);
+    tst_assert_verifies(g_st, N);
+    for (int i = 0; i < N; i++)
+        es_result_release(&slots[i].res);
+}
+END_TEST
+
 START_TEST(test_run_here_appends_racing_checkpoint_slices_keep_the_index_whole)
 {
     enum { T = 8, ROUNDS = 2, BURST = 60, CHASE = 25 };
@@ -1280,6 +1316,7 @@ static Suite *run_here_suite(void)
 
     tc = tcase("checkpoints");
     tcase_add_test(tc, test_idle_checkpoint_waits_for_a_run_here_append);
+    tcase_add_test(tc, test_idle_checkpoint_counts_its_second_from_the_last_run_here_append);
     tcase_add_test(tc, test_run_here_appends_racing_checkpoint_slices_keep_the_index_whole);
     suite_add_tcase(s, tc);
 
