@@ -366,9 +366,10 @@ static guild_status fold_rate_set(tm_row *row, const prj_event *ev, guild_error 
     tm_set_str(&row->currency, currency);
     row->hourly_rate = rate;
     tm_price *p = tm_list_push(&row->prices, sizeof *p);
-    p->currency = guild_xstrdup(currency);
+    memcpy(p->currency, currency, TM_CURRENCY_LEN);
     p->hourly_rate = rate;
-    p->since = event_time_str(ev);
+    guild_time_format(ev->rec->time, p->since, sizeof p->since);
+    p->since_len = (uint8_t)strlen(p->since);
     return GUILD_OK;
 }
 

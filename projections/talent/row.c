@@ -71,10 +71,6 @@ void tm_row_free(tm_row *r)
         free(c->issued_on);
         free(c->expires_on);
     }
-    for (size_t i = 0; i < r->prices.n; i++) {
-        free(TM_AT(r->prices, tm_price, i)->currency);
-        free(TM_AT(r->prices, tm_price, i)->since);
-    }
     for (size_t i = 0; i < r->resv.n; i++)
         free(TM_AT(r->resv, tm_resv, i)->id);
     free(r->skills.v);
@@ -155,9 +151,11 @@ static void row_encode(const void *obj, msgpack_packer *pk)
     for (size_t i = 0; i < r->prices.n; i++) {
         const tm_price *p = TM_AT(r->prices, tm_price, i);
         msgpack_pack_map(pk, 3);
-        put_key_str(pk, "currency", p->currency);
+        put_key(pk, "currency");
+        put_bytes(pk, p->currency, TM_CURRENCY_LEN);
         put_key_int(pk, "hourly_rate", p->hourly_rate);
-        put_key_str(pk, "since", p->since);
+        put_key(pk, "since");
+        put_bytes(pk, p->since, p->since_len);
     }
     put_key_int(pk, "hours_per_week", r->hours_per_week);
     put_key_int(pk, "reserved_hours", r->reserved_hours);
@@ -429,23 +427,42 @@ static void rd_cert(rd *r, tm_cert *c)
         r->bad = true;
 }
 
+/* A str of at most `max` bytes, without NUL, into out (max + 1 bytes);
+ * its length, or -1 (and bad) when it is not one. */
+static int rd_str_into(rd *r, char *out, size_t max)
+{
+    size_t n;
+    const uint8_t *s = rd_str_view(r, &n);
+    if (!s || n > max || memchr(s, 0, n)) {
+        r->bad = true;
+        return -1;
+    }
+    memcpy(out, s, n);
+    out[n] = 0;
+    return (int)n;
+}
+
 static void rd_price(rd *r, tm_price *p)
 {
     size_t n = rd_header(r, true);
     char key[32];
+    bool currency = false, since = false;
     for (size_t i = 0; i < n && !r->bad; i++) {
-        if (!rd_key(r, key, sizeof key))
+        if (!rd_key(r, key, sizeof key)) {
             r->bad = true;
-        else if (strcmp(key, "currency") == 0)
-            free(p->currency), p->currency = rd_str(r);
-        else if (strcmp(key, "hourly_rate") == 0)
+        } else if (strcmp(key, "currency") == 0) {
+            currency = rd_str_into(r, p->currency, TM_CURRENCY_LEN) == TM_CURRENCY_LEN;
+        } else if (strcmp(key, "hourly_rate") == 0) {
             p->hourly_rate = rd_int(r);
-        else if (strcmp(key, "since") == 0)
-            free(p->since), p->since = rd_str(r);
-        else
+        } else if (strcmp(key, "since") == 0) {
+            int len = rd_str_into(r, p->since, TM_TIME_MAX);
+            since = len >= 0;
+            p->since_len = (uint8_t)(since ? len : 0);
+        } else {
             rd_skip(r, 0);
+        }
     }
-    if (!p->currency || !p->since)
+    if (!currency || !since)
         r->bad = true;
 }
 

@@ -29,10 +29,16 @@ typedef struct tm_cert {
     char *expires_on; /* NULL: none */
 } tm_cert;
 
+/* A pricing_history entry, its texts inline: a history only grows, and the
+ * row is encoded again at every commit that changes it, so its entries are
+ * one array to walk rather than two allocations each. */
+#define TM_CURRENCY_LEN 3 /* ISO 4217 */
+#define TM_TIME_MAX 47    /* an RFC 3339 time as guild_time_format writes it */
 typedef struct tm_price {
-    char *currency;
     int64_t hourly_rate;
-    char *since;
+    uint8_t since_len;
+    char currency[TM_CURRENCY_LEN + 1];
+    char since[TM_TIME_MAX + 1];
 } tm_price;
 
 typedef struct tm_resv {
