@@ -1040,8 +1040,12 @@ END_TEST
  * batches run on submitting threads, with a reader checking heads. */
 #define CP_STREAMS 40
 
+/* Closes the test's store and opens it again checkpointing in slices of
+ * one stream, every 150 events. */
 static guild_status open_checkpointing(void)
 {
+    es_store_close(g_st);
+    g_st = NULL;
     es_options opt = {.domain = "task", .index_every = 150, .checkpoint_slice = 1};
     guild_error err;
     return es_store_open(g_dir, &opt, &g_st, &err);
@@ -1148,8 +1152,6 @@ static void cp_assert_whole(cp_thread *ts, int n)
 START_TEST(test_idle_checkpoint_waits_for_a_run_here_append)
 {
     enum { PRE = 40 };
-    es_store_close(g_st);
-    g_st = NULL;
     ck_assert_status(open_checkpointing(), GUILD_OK);
     here_slot pre[PRE];
     memset(pre, 0, sizeof pre);
@@ -1203,8 +1205,6 @@ END_TEST
 START_TEST(test_idle_checkpoint_counts_its_second_from_the_last_run_here_append)
 {
     enum { N = 6 };
-    es_store_close(g_st);
-    g_st = NULL;
     ck_assert_status(open_checkpointing(), GUILD_OK);
     here_slot slots[N];
     memset(slots, 0, sizeof slots);
@@ -1235,8 +1235,6 @@ END_TEST
 START_TEST(test_run_here_appends_racing_checkpoint_slices_keep_the_index_whole)
 {
     enum { T = 8, ROUNDS = 2, BURST = 60, CHASE = 25 };
-    es_store_close(g_st);
-    g_st = NULL;
     ck_assert_status(open_checkpointing(), GUILD_OK);
     watch w;
     watch_init(&w, false, 0);
@@ -1270,8 +1268,6 @@ START_TEST(test_run_here_appends_racing_checkpoint_slices_keep_the_index_whole)
     ck_assert_status(tst_store_open(g_dir, "task", 0, &g_st), GUILD_OK);
     ck_assert_uint_eq(tst_checkpoint_position(g_st), tst_log_position(g_st));
     cp_assert_whole(ts, T);
-    es_store_close(g_st);
-    g_st = NULL;
     ck_assert_status(open_checkpointing(), GUILD_OK);
     cp_assert_whole(ts, T);
     for (int t = 0; t < T; t++) {
