@@ -325,6 +325,14 @@ guild_status es_snapshot_put(es_store *st, const char *stream, uint64_t version,
 guild_status es_snapshot_get(es_store *st, const char *stream, uint64_t *version, void **state,
                              size_t *len);
 
+/* Calls fn with every snapshot, in stream order: its stream, version and
+ * state bytes (borrowed for the call). They are copied out of the store a
+ * page at a time, so fn may read the store. fn returns non-zero to stop.
+ * *count (may be NULL) is the number of snapshots in the store. */
+typedef int (*es_snapshot_fn)(void *ctx, const char *stream, uint64_t version, const void *state,
+                              size_t len);
+guild_status es_snapshot_each(es_store *st, es_snapshot_fn fn, void *ctx, uint64_t *count);
+
 /* Stores a meta value under `name` (copied), durably. Names starting with
  * "es." are the store's own. */
 guild_status es_meta_put(es_store *st, const char *name, const void *value, size_t len);

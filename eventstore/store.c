@@ -792,6 +792,85 @@ guild_status es_snapshot_get(es_store *st, const char *stream, uint64_t *version
     return s;
 }
 
+/* es_snapshot_each copies this many snapshots out per read transaction. */
+#define SNAPSHOT_PAGE 256
+
+typedef struct snap_copy {
+    char stream[ES_STREAM_MAX + 1];
+    uint64_t version;
+    void *state;
+    size_t len;
+} snap_copy;
+
+/* Copies up to SNAPSHOT_PAGE snapshots whose stream sorts after `after`
+ * (all when after is empty) into page; *n of them. */
+static int snapshot_page(es_store *st, MDB_txn *txn, const char *after, snap_copy *page, size_t *n)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->db_snapshots, &cur);
+    if (rc)
+        return rc;
+    size_t alen = strlen(after);
+    MDB_val k = {alen, (void *)after}, v;
+    rc = mdb_cursor_get(cur, &k, &v, alen ? MDB_SET_RANGE : MDB_FIRST);
+    if (rc == 0 && alen && k.mv_size == alen && memcmp(k.mv_data, after, alen) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    for (*n = 0; rc == 0 && *n < SNAPSHOT_PAGE; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        snap_copy *c = &page[*n];
+        if (k.mv_size == 0 || k.mv_size > ES_STREAM_MAX) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(c->stream, k.mv_data, k.mv_size);
+        c->stream[k.mv_size] = '\0';
+        if (es__snapshot_split(v.mv_data, v.mv_size, &c->version, &c->state, &c->len) != GUILD_OK) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        (*n)++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+guild_status es_snapshot_each(es_store *st, es_snapshot_fn fn, void *ctx, uint64_t *count)
+{
+    snap_copy *page = guild_xcalloc(SNAPSHOT_PAGE, sizeof *page);
+    char after[ES_STREAM_MAX + 1] = "";
+    guild_status s = GUILD_OK;
+    bool first = true, stop = false;
+    while (s == GUILD_OK && !stop) {
+        MDB_txn *txn;
+        int rc = es__read_begin(st, &txn);
+        if (rc) {
+            s = es__lmdb_status(NULL, rc, "beginning a read");
+            break;
+        }
+        size_t n = 0;
+        if (first && count) {
+            MDB_stat ms;
+            rc = mdb_stat(txn, st->db_snapshots, &ms);
+            *count = rc ? 0 : ms.ms_entries;
+        }
+        first = false;
+        if (rc == 0)
+            rc = snapshot_page(st, txn, after, page, &n);
+        es__read_end(st, txn);
+        if (rc)
+            s = es__lmdb_status(NULL, rc, "reading the snapshots");
+        for (size_t i = 0; i < n; i++) {
+            if (s == GUILD_OK && !stop)
+                stop = fn(ctx, page[i].stream, page[i].version, page[i].state, page[i].len) != 0;
+            free(page[i].state);
+        }
+        if (n < SNAPSHOT_PAGE)
+            break;
+        memcpy(after, page[n - 1].stream, sizeof after);
+    }
+    free(page);
+    return s;
+}
+
 guild_status es_meta_put(es_store *st, const char *name, const void *value, size_t len)
 {
     size_t n = name ? strlen(name) : 0;

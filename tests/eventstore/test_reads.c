@@ -335,6 +335,61 @@ START_TEST(test_snapshot_survives_reopen)
 }
 END_TEST
 
+typedef struct snap_walk {
+    int seen, stop_after;
+    char last[64];
+} snap_walk;
+
+/* Checks each snapshot against what the test put, in stream order, and
+ * reads the store from inside the call. */
+static int snap_walk_one(void *ctx, const char *stream, uint64_t version, const void *state,
+                         size_t len)
+{
+    snap_walk *w = ctx;
+    ck_assert_msg(strcmp(stream, w->last) > 0, "%s came after %s", stream, w->last);
+    snprintf(w->last, sizeof w->last, "%s", stream);
+    int i = atoi(stream + 2);
+    char want[32];
+    snprintf(want, sizeof want, "state-%d", i);
+    ck_assert_uint_eq(version, (uint64_t)i + 1);
+    ck_assert_uint_eq(len, strlen(want));
+    ck_assert_mem_eq(state, want, len);
+    uint64_t v = 0;
+    void *again = NULL;
+    size_t n = 0;
+    ck_assert_status(es_snapshot_get(g_st, stream, &v, &again, &n), GUILD_OK);
+    ck_assert_uint_eq(v, version);
+    free(again);
+    w->seen++;
+    return w->stop_after && w->seen == w->stop_after;
+}
+
+/* More snapshots than one page of es_snapshot_each: each comes once, in
+ * order, and a non-zero return stops the walk. */
+START_TEST(test_snapshot_each_walks_every_snapshot_in_stream_order)
+{
+    enum { N = 600 };
+    for (int i = N - 1; i >= 0; i--) {
+        char stream[32], state[32];
+        snprintf(stream, sizeof stream, "s-%04d", i);
+        snprintf(state, sizeof state, "state-%d", i);
+        ck_assert_status(es_snapshot_put(g_st, stream, (uint64_t)i + 1, state, strlen(state)),
+                         GUILD_OK);
+    }
+    snap_walk w = {0};
+    uint64_t count = 0;
+    ck_assert_status(es_snapshot_each(g_st, snap_walk_one, &w, &count), GUILD_OK);
+    ck_assert_int_eq(w.seen, N);
+    ck_assert_uint_eq(count, N);
+    ck_assert_str_eq(w.last, "s-0599");
+
+    snap_walk part = {.stop_after = 300};
+    ck_assert_status(es_snapshot_each(g_st, snap_walk_one, &part, NULL), GUILD_OK);
+    ck_assert_int_eq(part.seen, 300);
+    ck_assert_str_eq(part.last, "s-0299");
+}
+END_TEST
+
 START_TEST(test_meta_bytes_round_trip)
 {
     ck_assert_status(es_meta_put(g_st, "relay.cursor", "abc\0def", 7), GUILD_OK);
@@ -541,6 +596,7 @@ static Suite *reads_suite(void)
     tcase_add_test(tc, test_snapshot_get_returns_the_latest_put);
     tcase_add_test(tc, test_snapshot_of_stream_without_one_is_not_found);
     tcase_add_test(tc, test_snapshot_survives_reopen);
+    tcase_add_test(tc, test_snapshot_each_walks_every_snapshot_in_stream_order);
     tcase_add_test(tc, test_meta_bytes_round_trip);
     tcase_add_test(tc, test_meta_u64_round_trip);
     tcase_add_test(tc, test_meta_missing_name_is_not_found);
