@@ -26,11 +26,14 @@ typedef struct load_ctx {
     void *state;
     uint64_t version;
     guild_status status;
+    uint64_t upto; /* the last version to apply; 0: all */
 } load_ctx;
 
 static int load_one(void *arg, const es_record *rec)
 {
     load_ctx *l = arg;
+    if (l->upto && rec->version > l->upto)
+        return 1;
     json_t *data = NULL;
     l->status = guild_codec_decode(rec->data, rec->data_len, GUILD_FMT_MSGPACK, &data, NULL);
     if (l->status != GUILD_OK)
@@ -87,26 +90,48 @@ static void from_snapshot(load_ctx *l, es_store *st, es_wctx *w, const char *str
     l->version = version;
 }
 
+/* Applies the stream's events after l->version (up to l->upto) to l. */
+static guild_status load_rest(load_ctx *l, es_store *st, const char *stream)
+{
+    uint64_t from = l->version + 1, next = from;
+    for (;;) {
+        uint64_t before = l->version;
+        guild_status s = es_read_stream(st, stream, from, LOAD_BATCH, load_one, l, &next);
+        if (s == GUILD_OK)
+            s = l->status;
+        if (s != GUILD_OK)
+            return s;
+        if (l->version == before || next == from || (l->upto && l->version >= l->upto))
+            return GUILD_OK;
+        from = next;
+    }
+}
+
 guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream, void **state,
                       uint64_t *version)
 {
-    load_ctx l = {agg, agg->create(), 0, GUILD_OK};
+    load_ctx l = {agg, agg->create(), 0, GUILD_OK, 0};
     uint64_t head = 0;
     if (agg->restore && agg_snapshots_on() && es_stream_head(st, stream, &head, NULL) == GUILD_OK)
         from_snapshot(&l, st, NULL, stream, head);
-    uint64_t from = l.version + 1, next = from;
-    for (;;) {
-        uint64_t before = l.version;
-        guild_status s = es_read_stream(st, stream, from, LOAD_BATCH, load_one, &l, &next);
-        if (s == GUILD_OK)
-            s = l.status;
-        if (s != GUILD_OK) {
-            agg->destroy(l.state);
-            return s;
-        }
-        if (l.version == before || next == from)
-            break;
-        from = next;
+    guild_status s = load_rest(&l, st, stream);
+    if (s != GUILD_OK) {
+        agg->destroy(l.state);
+        return s;
+    }
+    *state = l.state;
+    *version = l.version;
+    return GUILD_OK;
+}
+
+guild_status agg_fold(es_store *st, const dom_aggregate *agg, const char *stream, uint64_t upto,
+                      void **state, uint64_t *version)
+{
+    load_ctx l = {agg, agg->create(), 0, GUILD_OK, upto ? upto : UINT64_MAX};
+    guild_status s = load_rest(&l, st, stream);
+    if (s != GUILD_OK) {
+        agg->destroy(l.state);
+        return s;
     }
     *state = l.state;
     *version = l.version;
@@ -116,7 +141,7 @@ guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream
 guild_status agg_load_wctx(es_wctx *w, const dom_aggregate *agg, const char *stream, void **state,
                            uint64_t *version)
 {
-    load_ctx l = {agg, agg->create(), 0, GUILD_OK};
+    load_ctx l = {agg, agg->create(), 0, GUILD_OK, 0};
     from_snapshot(&l, NULL, w, stream, es_wctx_head(w, stream));
     guild_status s = es_wctx_read_stream(w, stream, l.version + 1, load_one, &l);
     if (s == GUILD_OK)
@@ -226,7 +251,7 @@ typedef struct catch_up {
 static int catch_up_one(void *arg, const es_record *rec)
 {
     catch_up *cu = arg;
-    load_ctx l = {cu->e->agg, cu->e->state, cu->e->version, GUILD_OK};
+    load_ctx l = {cu->e->agg, cu->e->state, cu->e->version, GUILD_OK, 0};
     load_one(&l, rec);
     cu->e->version = l.version;
     cu->status = l.status;
@@ -253,7 +278,7 @@ guild_status agg_cache_at(agg_cache *c, es_wctx *w, const char *stream, const do
         e->stream = guild_xstrdup(stream);
         e->agg = agg;
         /* a new entry starts from the stream's snapshot when it has one */
-        load_ctx l = {agg, agg->create(), 0, GUILD_OK};
+        load_ctx l = {agg, agg->create(), 0, GUILD_OK, 0};
         from_snapshot(&l, NULL, w, stream, head);
         e->state = l.state;
         e->version = l.version;

@@ -51,6 +51,13 @@ bool agg_snapshots_on(void);
 guild_status agg_load(es_store *st, const dom_aggregate *agg, const char *stream, void **state,
                       uint64_t *version);
 
+/* The state of `stream` after its first `upto` events, folded from the
+ * events alone (no snapshot): *state owned by the caller (agg->destroy),
+ * *version the version reached (less than upto when the stream is
+ * shorter). */
+guild_status agg_fold(es_store *st, const dom_aggregate *agg, const char *stream, uint64_t upto,
+                      void **state, uint64_t *version);
+
 /* The same inside the writer's transaction. */
 guild_status agg_load_wctx(es_wctx *w, const dom_aggregate *agg, const char *stream, void **state,
                            uint64_t *version);

@@ -7,7 +7,8 @@
  *   guild events export <domain> [filters]          JSON lines, every field of every record
  *   guild events tail <domain> [filters]            follow new events as they commit
  *   guild events key <domain> [--json]              the checkpoint key's public half (hex)
- *   guild events verify <domain> [--pubkey HEX]...  hash chain, index, signed checkpoints
+ *   guild events verify <domain> [--pubkey HEX]...  hash chain, index, signed checkpoints,
+ *                                                   snapshots
  *   guild events replay <domain> --into DIR         rebuild the domain's read models from the
  *                                                   log and compare them with the live ones
  *
@@ -24,6 +25,7 @@
  */
 #include "cmd.h"
 
+#include "bus/audit.h"
 #include "bus/checkpoint.h"
 #include "common/alloc.h"
 #include "common/clock.h"
@@ -627,6 +629,7 @@ typedef struct verdict {
     const char *domain;
     es_verify_report chain;
     bus_checkpoint_report sigs;
+    bus_snapshot_report snaps;
     const trust *trust;
     anchor anchor;
     double seconds;
@@ -667,6 +670,18 @@ static json_t *signatures_json(const verdict *v)
     return o;
 }
 
+static json_t *snapshots_json(const bus_snapshot_report *r)
+{
+    json_t *o =
+        json_pack("{s:I, s:I, s:I, s:b}", "found", (json_int_t)r->found, "checked",
+                  (json_int_t)r->checked, "unknown", (json_int_t)r->unknown, "intact", r->intact);
+    if (!r->intact)
+        json_object_set_new(o, "break",
+                            json_pack("{s:s, s:I, s:s}", "stream", r->stream, "version",
+                                      (json_int_t)r->version, "what", r->what));
+    return o;
+}
+
 static void verdict_json(const verdict *v, bool intact)
 {
     const es_verify_report *c = &v->chain;
@@ -678,6 +693,7 @@ static void verdict_json(const verdict *v, bool intact)
                             json_pack("{s:I, s:s, s:s}", "position", (json_int_t)c->break_position,
                                       "stream", c->stream, "what", c->what));
     json_object_set_new(out, "signatures", signatures_json(v));
+    json_object_set_new(out, "snapshots", snapshots_json(&v->snaps));
     if (v->anchor.given)
         json_object_set_new(out, "anchor",
                             json_pack("{s:I, s:b, s:s}", "position", (json_int_t)v->anchor.position,
@@ -719,6 +735,23 @@ static void signatures_text(const verdict *v)
     }
 }
 
+static void snapshots_text(const verdict *v)
+{
+    const bus_snapshot_report *r = &v->snaps;
+    if (!r->intact)
+        printf("%s: snapshot BROKEN for stream %s at version %llu: %s (%llu checked before it)\n",
+               v->domain, r->stream, (unsigned long long)r->version, r->what,
+               (unsigned long long)r->checked);
+    else if (r->found == 0)
+        printf("%s: no snapshots in the store\n", v->domain);
+    else
+        printf("%s: snapshots intact — %llu checked against the events they stand for%s\n",
+               v->domain, (unsigned long long)r->checked,
+               r->unknown
+                   ? " (the others are of streams whose aggregate has no snapshots here: unused)"
+                   : "");
+}
+
 static void verdict_text(const verdict *v)
 {
     const es_verify_report *c = &v->chain;
@@ -730,6 +763,7 @@ static void verdict_text(const verdict *v)
                v->domain, (unsigned long long)c->break_position, c->stream[0] ? ", stream " : "",
                c->stream, c->what, (unsigned long long)c->checked);
     signatures_text(v);
+    snapshots_text(v);
     if (v->anchor.given && v->anchor.ok)
         printf("%s: anchor at position %llu matches\n", v->domain,
                (unsigned long long)v->anchor.position);
@@ -763,6 +797,9 @@ static int verify(const cmd_common *c, const char *domain, int argc, char **argv
                                  &p);
     if (s == GUILD_OK)
         s = anchor_check(st, &v.anchor);
+    p.what = "checking snapshots against their events";
+    if (s == GUILD_OK)
+        s = bus_snapshots_check(st, domain, &v.snaps, show_progress, &p);
     v.seconds = seconds_since(p.started);
     es_store_close(st);
     progress_end(&p);
@@ -779,7 +816,7 @@ static int verify(const cmd_common *c, const char *domain, int argc, char **argv
                  "the store holds no signed checkpoint though a key is pinned: signatures may "
                  "have been removed");
     }
-    bool intact = v.chain.intact && v.sigs.intact && v.anchor.ok;
+    bool intact = v.chain.intact && v.sigs.intact && v.anchor.ok && v.snaps.intact;
     if (as_json)
         verdict_json(&v, intact);
     else

@@ -12,6 +12,8 @@
  * show, tail and key; replay; suite.
  */
 #include "bus/checkpoint.h"
+#include "bus/state.h"
+#include "domain/registry.h"
 #include "common/codec.h"
 #include "eventstore/record.h"
 #include "projections/models.h"
@@ -907,6 +909,114 @@ START_TEST(test_replay_lists_the_keys_of_a_changed_live_model)
 }
 END_TEST
 
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+/* The talent profile's state of `stream` after its first `upto` events,
+ * as its snapshot codec writes it (malloc'd). */
+static char *fold_snapshot(const char *stream, uint64_t upto, size_t *len)
+{
+    const dom_aggregate *agg = dom_command_find(&dom_talent, "set_rate")->aggregate;
+    es_store *st = NULL;
+    ck_assert_status(tst_store_open_ro(g_events_dir, &st), GUILD_OK);
+    void *state = NULL;
+    uint64_t reached = 0;
+    ck_assert_status(agg_fold(st, agg, stream, upto, &state, &reached), GUILD_OK);
+    ck_assert_uint_eq(reached, upto);
+    es_store_close(st);
+    char *bytes = NULL;
+    ck_assert_status(agg->snapshot(state, &bytes, len), GUILD_OK);
+    agg->destroy(state);
+    return bytes;
+}
+
+static void put_snapshot(const char *stream, uint64_t version, const void *bytes, size_t len)
+{
+    es_store *st = NULL;
+    ck_assert_status(tst_store_open(g_events_dir, "talent", 0, &st), GUILD_OK);
+    ck_assert_status(es_snapshot_put(st, stream, version, bytes, len), GUILD_OK);
+    es_store_close(st);
+}
+
+/* Each profile stream has EVENTS / 3 events. */
+#define STREAM_EVENTS (EVENTS / 3)
+
+START_TEST(test_snapshots_that_match_their_events_verify)
+{
+    json_t *j = run_json(0, "verify talent --json");
+    ck_assert_int_eq(at_int(j, "snapshots.found"), 0);
+    ck_assert(at_bool(j, "snapshots.intact"));
+    json_decref(j);
+
+    size_t len;
+    char *head = fold_snapshot("talent-T0", STREAM_EVENTS, &len);
+    put_snapshot("talent-T0", STREAM_EVENTS, head, len);
+    free(head);
+    char *mid = fold_snapshot("talent-T1", 2, &len);
+    put_snapshot("talent-T1", 2, mid, len);
+    free(mid);
+
+    j = run_json(0, "verify talent --json");
+    ck_assert(at_bool(j, "intact"));
+    ck_assert_int_eq(at_int(j, "snapshots.found"), 2);
+    ck_assert_int_eq(at_int(j, "snapshots.checked"), 2);
+    ck_assert_int_eq(at_int(j, "snapshots.unknown"), 0);
+    ck_assert(at_bool(j, "snapshots.intact"));
+    json_decref(j);
+    char *out = NULL;
+    ck_assert_int_eq(run(&out, "verify talent"), 0);
+    ck_assert_msg(strstr(out, "snapshots intact — 2 checked"), "text output: %s", out);
+    free(out);
+}
+END_TEST
+
+/* A snapshot that is not the state of its events (here: the state after
+ * one event fewer than it says) is what a service would decide on; verify
+ * names its stream and version and fails, though the chain is intact. */
+START_TEST(test_a_snapshot_unlike_its_events_is_reported)
+{
+    size_t len;
+    char *early = fold_snapshot("talent-T1", STREAM_EVENTS - 1, &len);
+    put_snapshot("talent-T1", STREAM_EVENTS, early, len);
+    free(early);
+    json_t *j = run_json(1, "verify talent --json --pubkey %s", g_pubkey);
+    ck_assert(!at_bool(j, "intact"));
+    ck_assert(at_bool(j, "chain_intact"));
+    ck_assert(at_bool(j, "signatures.intact"));
+    ck_assert(!at_bool(j, "snapshots.intact"));
+    ck_assert_str_eq(json_string_value(at(j, "snapshots.break.stream")), "talent-T1");
+    ck_assert_int_eq(at_int(j, "snapshots.break.version"), STREAM_EVENTS);
+    json_decref(j);
+    char *out = NULL;
+    ck_assert_int_eq(run(&out, "verify talent"), 1);
+    ck_assert_msg(strstr(out, "snapshot BROKEN for stream talent-T1 at version 4"),
+                  "text output: %s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_a_snapshot_ahead_of_its_stream_or_unreadable_is_reported)
+{
+    size_t len;
+    char *head = fold_snapshot("talent-T2", STREAM_EVENTS, &len);
+    put_snapshot("talent-T2", STREAM_EVENTS + 5, head, len);
+    free(head);
+    json_t *j = run_json(1, "verify talent --json");
+    ck_assert(!at_bool(j, "snapshots.intact"));
+    ck_assert_str_eq(json_string_value(at(j, "snapshots.break.stream")), "talent-T2");
+    ck_assert_int_eq(at_int(j, "snapshots.break.version"), STREAM_EVENTS + 5);
+    ck_assert_msg(strstr(json_string_value(at(j, "snapshots.break.what")), "4 events"), "%s",
+                  json_string_value(at(j, "snapshots.break.what")));
+    json_decref(j);
+
+    put_snapshot("talent-T2", STREAM_EVENTS, "not a snapshot", 14);
+    j = run_json(1, "verify talent --json");
+    ck_assert_str_eq(json_string_value(at(j, "snapshots.break.stream")), "talent-T2");
+    ck_assert_msg(strstr(json_string_value(at(j, "snapshots.break.what")), "does not decode"), "%s",
+                  json_string_value(at(j, "snapshots.break.what")));
+    json_decref(j);
+}
+END_TEST
+
 static Suite *events_suite(void)
 {
     Suite *s = suite_create("cmd/events");
@@ -922,6 +1032,10 @@ static Suite *events_suite(void)
           test_rechained_rewrite_is_caught_by_the_signed_checkpoint,
           test_a_forger_signing_with_another_key_is_refused,
           test_removed_signatures_fail_when_a_key_is_pinned, test_anchor_and_bad_arguments, NULL}},
+        {"snapshots",
+         {test_snapshots_that_match_their_events_verify,
+          test_a_snapshot_unlike_its_events_is_reported,
+          test_a_snapshot_ahead_of_its_stream_or_unreadable_is_reported, NULL}},
         {"read",
          {test_export_round_trips_every_field, test_export_filters,
           test_show_prints_a_stream_decoded, test_tail_follows_new_events,
