@@ -363,7 +363,7 @@ static void relay_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae
         pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
-    natsMsg_Destroy(msg);
+    bus_msg_free(msg); /* the handler owns the message it is told about */
 }
 
 /* Takes back every publish still awaiting its ack and waits for ack
