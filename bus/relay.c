@@ -41,6 +41,7 @@
 #define SUBJECT_MAX 512
 #define RETRY_MIN_MS 10
 #define DISCONNECTED_POLL_MS 20
+#define HDR_EXPECTED_LAST_SEQ "Nats-Expected-Last-Sequence" /* JetStream's ordering guard */
 
 struct bus_relay {
     natsConnection *nc; /* borrowed */
@@ -65,7 +66,7 @@ struct bus_relay {
     uint64_t acked;      /* last acknowledged position */
     uint64_t cursor;     /* last stored cursor */
     uint64_t refused_at; /* first position refused for a wrong last sequence since the sync */
-    uint64_t errors, resyncs, duplicates, gaps;
+    uint64_t errors, resyncs, duplicates, gaps, asked_acks;
 
     /* Relay thread only. */
     uint64_t sent;     /* last position handed to JetStream */
@@ -439,6 +440,21 @@ static int batch_add(void *ctx, const es_record *rec)
     return 0;
 }
 
+/* A publish between the first and the last of a batch: the same ordering
+ * guard, no ack asked for (relay.h, "How it stays exact"). Frees m once
+ * it is handed over. */
+static natsStatus publish_unacked(bus_relay *r, natsMsg *m, uint64_t expect_last_seq)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, expect_last_seq);
+    natsStatus s = natsMsgHeader_Set(m, HDR_EXPECTED_LAST_SEQ, buf);
+    if (s == NATS_OK)
+        s = natsConnection_PublishMsg(r->nc, m);
+    if (s == NATS_OK)
+        bus_msg_free(m);
+    return s;
+}
+
 /* Hands the batch to JetStream in order; stops at the first refusal. */
 static void batch_publish(bus_relay *r, batch *b)
 {
@@ -446,11 +462,18 @@ static void batch_publish(bus_relay *r, batch *b)
     jsPubOptions_Init(&po);
     po.MaxWait = r->opt.ack_wait_ms;
     size_t i = 0;
+    uint64_t asked = 0;
     bus_hold(true); /* one write for the batch (on a batched connection) */
     for (; i < b->n; i++) {
         uint64_t pos = r->sent + 1;
         po.ExpectLastSeq = r->base_seq + (pos - 1 - r->base_pos);
-        natsStatus s = js_PublishMsgAsync(r->js, &b->msgs[i], &po);
+        bool ack = i == 0 || i + 1 == b->n;
+        natsStatus s = ack ? js_PublishMsgAsync(r->js, &b->msgs[i], &po)
+                           : publish_unacked(r, b->msgs[i], po.ExpectLastSeq);
+        if (s == NATS_OK && !ack)
+            b->msgs[i] = NULL;
+        if (s == NATS_OK && ack)
+            asked++;
         if (s != NATS_OK) {
             guild_warn("relay: publish of %s:%" PRIu64 " refused: %s", r->domain, pos,
                        natsStatus_GetText(s));
@@ -464,6 +487,9 @@ static void batch_publish(bus_relay *r, batch *b)
     }
     bus_hold(false);
     bus_flush(r->nc);
+    pthread_mutex_lock(&r->mu);
+    r->asked_acks += asked;
+    pthread_mutex_unlock(&r->mu);
     for (; i < b->n; i++)
         natsMsg_Destroy(b->msgs[i]);
 }
@@ -801,6 +827,7 @@ void bus_relay_stats_get(bus_relay *r, bus_relay_stats *out)
     out->resyncs = r->resyncs;
     out->duplicates = r->duplicates;
     out->gaps = r->gaps;
+    out->asked_acks = r->asked_acks;
     out->connected = r->in_sync;
     pthread_mutex_unlock(&r->mu);
     out->head = head;

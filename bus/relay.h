@@ -27,8 +27,14 @@
  *   publish carries, besides its Nats-Msg-Id, the stream sequence it
  *   expects to follow (Nats-Expected-Last-Sequence): the server refuses a
  *   message that would land after a gap or out of order, even one replayed
- *   late from the client's reconnect buffer. On any failure (a negative
- *   ack, a missing ack after ack_wait_ms, a reconnect, a refused publish)
+ *   late from the client's reconnect buffer. So an ack proves every
+ *   publish before it landed, and only the first and the last publish of
+ *   a batch (up to `batch` events read from the log at once) ask for one:
+ *   a publish between them that is refused or lost makes every later one
+ *   of the batch refused, the last one's ack included, and the server
+ *   sends one ack where it would have sent a batch of them. On any failure
+ *   (a negative ack, a missing ack after ack_wait_ms, a reconnect, a
+ *   refused publish)
  *   the relay drops what is in flight and re-syncs: it reads the stream's
  *   last message and resumes right after the position in its Guild-Position
  *   header. Nothing is skipped; nothing already stored is sent again, also
@@ -47,11 +53,14 @@
  *
  *   All this holds while the relay is the only publisher into its stream.
  *   A message published there by anything else shifts the sequence: the
- *   relay's publish in flight at that moment is refused while the ones
- *   after it may be stored. The relay then goes on from the stream's tail
- *   (publishing the lost event later would put it out of order), logs an
- *   error naming the missing position and counts it in stats.gaps: rebuild
- *   the stream (delete it; the relay republishes the log).
+ *   relay's next publish is refused while the ones after it may be stored.
+ *   When that publish is the first of a batch (a foreign message that
+ *   arrives while the relay waits), its ack says so: the relay goes on
+ *   from the stream's tail (publishing the lost event later would put it
+ *   out of order), logs an error naming the missing position and counts it
+ *   in stats.gaps. One that lands between two publishes of a batch in
+ *   flight can leave a gap the relay does not see. Either way: rebuild the
+ *   stream (delete it; the relay republishes the log).
  *
  * Threads: the relay runs its own thread; every function may be called from
  * any thread, except that bus_relay_stop must be called once and last.
@@ -131,6 +140,7 @@ typedef struct bus_relay_stats {
     uint64_t resyncs;    /* times it read the stream's state to resume */
     uint64_t duplicates; /* acks JetStream flagged as duplicates (0 when all is well) */
     uint64_t gaps;       /* positions lost to another publisher (see above; 0 when all is well) */
+    uint64_t asked_acks; /* publishes that asked JetStream for an ack (two a batch at most) */
     bool connected;      /* the NATS connection is up and the stream in sync */
 } bus_relay_stats;
 

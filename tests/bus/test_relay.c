@@ -325,6 +325,24 @@ START_TEST(test_backlog_larger_than_the_window_is_published_whole)
 }
 END_TEST
 
+/* Only the first and the last publish of a batch ask for an ack: a backlog
+ * of 1,000 read 100 at a time asks for 20, and lands whole. */
+START_TEST(test_a_batch_asks_for_two_acks)
+{
+    append("talent-1", 1000);
+    bus_relay_options opt = {.batch = 100};
+    relay_start_with(&opt);
+    caught_up();
+    assert_stream_equals_log();
+    bus_relay_stats st;
+    bus_relay_stats_get(g_relay, &st);
+    ck_assert_uint_eq(st.published, 1000);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_msg(st.asked_acks >= 20 && st.asked_acks <= 22, "%llu acks asked for",
+                  (unsigned long long)st.asked_acks);
+}
+END_TEST
+
 START_TEST(test_subject_tokens_stay_single_tokens)
 {
     append("talent-a.b*c>d e", 1);
@@ -727,6 +745,7 @@ static Suite *relay_suite(void)
     tcase_add_test(tc, test_every_event_lands_once_in_order_with_subject_headers_and_payload);
     tcase_add_test(tc, test_events_committed_while_running_are_published_in_log_order);
     tcase_add_test(tc, test_backlog_larger_than_the_window_is_published_whole);
+    tcase_add_test(tc, test_a_batch_asks_for_two_acks);
     tcase_add_test(tc, test_subject_tokens_stay_single_tokens);
     tcase_add_test(tc, test_cursor_is_stored_while_running_and_on_stop);
     suite_add_tcase(s, tc);
