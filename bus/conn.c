@@ -9,6 +9,7 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/text.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -447,8 +448,8 @@ guild_status bus_reply_bytes(natsConnection *nc, const char *reply_subject, guil
     if (!reply_subject || !*reply_subject)
         return GUILD_OK; /* a publish without reply: nobody to answer */
     natsMsg *m = NULL;
-    char status[8];
-    snprintf(status, sizeof status, "%d", http);
+    char status[GUILD_U64_DEC_MAX];
+    guild_u64_dec(status, http > 0 ? (uint64_t)http : 0);
     natsStatus s = natsMsg_Create(&m, reply_subject, NULL, bytes, (int)len);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, BUS_H_STATUS, status);

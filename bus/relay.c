@@ -27,6 +27,7 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -134,7 +135,12 @@ static void put_token(char *buf, size_t *at, const char *s, size_t n)
 /* guild.evt.<domain>.<type>.<aggregate id> */
 static void event_subject(const bus_relay *r, const es_record *rec, char buf[SUBJECT_MAX])
 {
-    size_t at = (size_t)snprintf(buf, SUBJECT_MAX, "%s%s.", BUS_RELAY_SUBJECT_PREFIX, r->domain);
+    /* the prefix and a checked domain name (domain_ok) need no escaping */
+    size_t at = sizeof BUS_RELAY_SUBJECT_PREFIX - 1, dn = strlen(r->domain);
+    memcpy(buf, BUS_RELAY_SUBJECT_PREFIX, at);
+    memcpy(buf + at, r->domain, dn);
+    at += dn;
+    buf[at++] = '.';
     put_token(buf, &at, rec->type.p, rec->type.n); /* ES_TYPE_MAX keeps it far from the end */
     buf[at++] = '.';
     const char *dash = memchr(rec->stream.p, '-', rec->stream.n);
@@ -398,9 +404,19 @@ typedef struct batch {
 
 static natsStatus set_header_u64(natsMsg *m, const char *key, uint64_t v)
 {
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    char buf[GUILD_U64_DEC_MAX];
+    guild_u64_dec(buf, v);
     return natsMsgHeader_Set(m, key, buf);
+}
+
+/* The n bytes at p as a C string in buf (size bytes), cut to fit. */
+static const char *cstr(char *buf, size_t size, const char *p, size_t n)
+{
+    if (n >= size)
+        n = size - 1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
 }
 
 static natsMsg *event_msg(const bus_relay *r, const es_record *rec)
@@ -409,19 +425,21 @@ static natsMsg *event_msg(const bus_relay *r, const es_record *rec)
     event_subject(r, rec, subject);
     natsMsg *m = NULL;
     natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)rec->raw, (int)rec->raw_len);
-    snprintf(id, sizeof id, "%s:%" PRIu64, r->domain, rec->position);
+    size_t at = guild_copy(id, DOMAIN_MAX + 2, r->domain);
+    id[at++] = ':';
+    guild_u64_dec(id + at, rec->position);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, BUS_HDR_MSG_ID, id);
-    snprintf(buf, sizeof buf, "%.*s", (int)rec->stream.n, rec->stream.p);
     if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, BUS_HDR_STREAM, buf);
+        s = natsMsgHeader_Set(m, BUS_HDR_STREAM,
+                              cstr(buf, sizeof buf, rec->stream.p, rec->stream.n));
     if (s == NATS_OK)
         s = set_header_u64(m, BUS_HDR_VERSION, rec->version);
     if (s == NATS_OK)
         s = set_header_u64(m, BUS_HDR_POSITION, rec->position);
     if (s == NATS_OK && rec->correlation_id.n > 0) {
-        snprintf(buf, sizeof buf, "%.*s", (int)rec->correlation_id.n, rec->correlation_id.p);
-        s = natsMsgHeader_Set(m, BUS_HDR_CORRELATION_ID, buf);
+        s = natsMsgHeader_Set(m, BUS_HDR_CORRELATION_ID,
+                              cstr(buf, sizeof buf, rec->correlation_id.p, rec->correlation_id.n));
     }
     if (s != NATS_OK) /* only out of memory gets here */
         GUILD_BUG("relay: building a message failed: %s", natsStatus_GetText(s));
@@ -445,8 +463,8 @@ static int batch_add(void *ctx, const es_record *rec)
  * it is handed over. */
 static natsStatus publish_unacked(bus_relay *r, natsMsg *m, uint64_t expect_last_seq)
 {
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, expect_last_seq);
+    char buf[GUILD_U64_DEC_MAX];
+    guild_u64_dec(buf, expect_last_seq);
     natsStatus s = natsMsgHeader_Set(m, HDR_EXPECTED_LAST_SEQ, buf);
     if (s == NATS_OK)
         s = natsConnection_PublishMsg(r->nc, m);

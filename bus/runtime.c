@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/codec.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/uuid.h"
 #include "domain/registry.h"
 
@@ -245,9 +246,11 @@ static void out_json_str(out_buf *b, const char *s)
 
 static void out_json_u64(out_buf *b, const char *key, uint64_t v)
 {
-    char num[48];
-    int n = snprintf(num, sizeof num, ",\"%s\":%llu", key, (unsigned long long)v);
-    out_put(b, num, (size_t)n);
+    char num[GUILD_U64_DEC_MAX];
+    out_put(b, ",\"", 2);
+    out_str(b, key);
+    out_put(b, "\":", 2);
+    out_put(b, num, guild_u64_dec(num, v));
 }
 
 static void pack_cstr(msgpack_packer *pk, const char *s)
@@ -267,7 +270,9 @@ static bool success_bytes(bus_runtime *rt, const es_result *res, const char *id,
     if (!position)
         es_log_head(rt->store, &position, NULL);
     char consistency[96];
-    snprintf(consistency, sizeof consistency, "%s:%llu", rt->name, (unsigned long long)position);
+    size_t at = guild_copy(consistency, sizeof consistency - GUILD_U64_DEC_MAX - 1, rt->name);
+    consistency[at++] = ':';
+    guild_u64_dec(consistency + at, position);
     if (fmt == GUILD_FMT_MSGPACK) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, b, out_pack);
@@ -481,7 +486,8 @@ static guild_status emit_events(cmd_req *r, es_wctx *w, dom_ctx *c, agg_entry *e
 /* The reply kept with the command id: {id, data?, error?}. */
 static void store_reply(cmd_req *r, es_wctx *w, dom_ctx *c)
 {
-    json_t *stored = json_pack("{s:s}", "id", r->id);
+    json_t *stored = json_object();
+    json_object_set_new(stored, "id", json_string(r->id));
     if (!r->cmd->secret_reply)
         json_object_set(stored, "data", c->reply);
     if (c->reply_status != GUILD_OK)
@@ -738,10 +744,10 @@ static bool authorize(cmd_req *r)
         return false;
     }
     if (r->caller.actor.service)
-        snprintf(r->actor, sizeof r->actor, "%s",
-                 json_string_value(json_object_get(r->caller.claims, "sub")));
+        guild_copy(r->actor, sizeof r->actor,
+                   json_string_value(json_object_get(r->caller.claims, "sub")));
     else
-        snprintf(r->actor, sizeof r->actor, "%s", r->caller.actor.user_id);
+        guild_copy(r->actor, sizeof r->actor, r->caller.actor.user_id);
     if (r->cmd->permission && !dom_actor_can(&r->caller.actor, r->cmd->permission)) {
         char msg[160];
         snprintf(msg, sizeof msg, "the permission %s is needed", r->cmd->permission);
@@ -761,7 +767,7 @@ static bool find_target(cmd_req *r)
             reply_error(r, GUILD_VALIDATION_FAILED, cmd->id_field, "the aggregate id is missing");
             return false;
         }
-        snprintf(r->id, sizeof r->id, "%s", id);
+        guild_copy(r->id, sizeof r->id, id);
     } else if (cmd->creates) {
         guild_uuid7(r->id);
     } else if (cmd->resolve) {

@@ -16,6 +16,7 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "common/uuid.h"
 
 #include <errno.h>
@@ -353,7 +354,7 @@ static int write_event(es_store *st, MDB_txn *txn, es_req *req, es_tail_stream *
 static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_time)
 {
     es_result *res = &req->result;
-    snprintf(res->stream, sizeof res->stream, "%s", req->stream);
+    guild_copy(res->stream, sizeof res->stream, req->stream);
     int rc;
 
     if (req->command_id) {

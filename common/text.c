@@ -1,0 +1,26 @@
+/* text.c — see text.h. */
+#include "common/text.h"
+
+#include <string.h>
+
+size_t guild_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+    return n;
+}
+
+size_t guild_u64_dec(char *out, uint64_t v)
+{
+    char tmp[GUILD_U64_DEC_MAX];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}

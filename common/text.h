@@ -1,0 +1,23 @@
+/*
+ * text.h — two string helpers for hot paths, where snprintf's format
+ * parsing shows in profiles: copying a string into a fixed buffer, and an
+ * unsigned integer in decimal.
+ */
+#ifndef GUILD_COMMON_TEXT_H
+#define GUILD_COMMON_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The longest decimal form of a uint64_t, with its NUL. */
+#define GUILD_U64_DEC_MAX 21
+
+/* Copies src into dst (size > 0 bytes), cut to fit, always NUL-terminated;
+ * NULL copies as "". Returns the length of the copy. */
+size_t guild_copy(char *dst, size_t size, const char *src);
+
+/* Writes v in decimal to out (at least GUILD_U64_DEC_MAX bytes),
+ * NUL-terminated. Returns the number of digits. */
+size_t guild_u64_dec(char *out, uint64_t v);
+
+#endif

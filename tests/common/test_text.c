@@ -1,0 +1,74 @@
+/*
+ * test_text.c — the hot-path string helpers: a copy cut to its buffer, and
+ * unsigned integers in decimal, checked against snprintf.
+ */
+#include "common/text.h"
+
+#include "tests/support/check_util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+START_TEST(test_copy_fits_cuts_and_takes_null)
+{
+    char buf[8];
+    ck_assert_uint_eq(guild_copy(buf, sizeof buf, "talent"), 6);
+    ck_assert_str_eq(buf, "talent");
+    ck_assert_uint_eq(guild_copy(buf, sizeof buf, "identity-x"), 7);
+    ck_assert_str_eq(buf, "identit");
+    ck_assert_uint_eq(guild_copy(buf, sizeof buf, ""), 0);
+    ck_assert_str_eq(buf, "");
+    memset(buf, 'x', sizeof buf);
+    ck_assert_uint_eq(guild_copy(buf, sizeof buf, NULL), 0);
+    ck_assert_str_eq(buf, "");
+    char one[1] = {'x'};
+    ck_assert_uint_eq(guild_copy(one, sizeof one, "abc"), 0);
+    ck_assert_int_eq(one[0], '\0');
+}
+END_TEST
+
+START_TEST(test_u64_dec_matches_printf)
+{
+    const uint64_t cases[] = {0,
+                              1,
+                              9,
+                              10,
+                              99,
+                              100,
+                              200,
+                              4096,
+                              1000000007ull,
+                              UINT32_MAX,
+                              (uint64_t)UINT32_MAX + 1,
+                              1795674395932609753ull,
+                              UINT64_MAX};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[GUILD_U64_DEC_MAX], want[32];
+        snprintf(want, sizeof want, "%" PRIu64, cases[i]);
+        ck_assert_uint_eq(guild_u64_dec(got, cases[i]), strlen(want));
+        ck_assert_str_eq(got, want);
+    }
+    for (uint64_t v = 0; v < 100000; v += 7) {
+        char got[GUILD_U64_DEC_MAX], want[32];
+        snprintf(want, sizeof want, "%" PRIu64, v);
+        guild_u64_dec(got, v);
+        ck_assert_str_eq(got, want);
+    }
+}
+END_TEST
+
+static Suite *text_suite(void)
+{
+    Suite *s = suite_create("common/text");
+    TCase *tc = tcase_create("text");
+    tcase_add_test(tc, test_copy_fits_cuts_and_takes_null);
+    tcase_add_test(tc, test_u64_dec_matches_printf);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tst_run_suite(text_suite());
+}
