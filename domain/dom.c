@@ -27,7 +27,9 @@ void dom_ctx_release(dom_ctx *c)
 
 static void emit(dom_ctx *c, const char *stream, const char *type, json_t *data)
 {
-    json_t *ev = json_pack("{s:s, s:o}", "type", type, "data", data ? data : json_object());
+    json_t *ev = json_object();
+    json_object_set_new(ev, "type", json_string(type));
+    json_object_set_new(ev, "data", data ? data : json_object());
     if (stream)
         json_object_set_new(ev, "stream", json_string(stream));
     json_array_append_new(c->events, ev);
