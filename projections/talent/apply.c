@@ -428,22 +428,34 @@ static guild_status fold_archived(tm_row *row, const prj_event *ev, guild_error 
     return GUILD_OK;
 }
 
+/* The index families a row's entries fall into (one per index database);
+ * each fold names those whose entries it can change, and the others are
+ * carried over from the row's entries before the event. */
+enum {
+    IX_SKILLS = 1,
+    IX_LOCATION = 2,
+    IX_RATE = 4,
+    IX_HOURS = 8,
+    IX_ALL = IX_SKILLS | IX_LOCATION | IX_RATE | IX_HOURS
+};
+
 static const struct {
     const char *type;
     fold_fn fold;
+    unsigned changes; /* IX_* */
 } folds[] = {
-    {TALENT_EV_PROFILE_CREATED, fold_created},
-    {TALENT_EV_PROFILE_UPDATED, fold_updated},
-    {TALENT_EV_SKILL_ADDED, fold_skill_set},
-    {TALENT_EV_SKILL_UPDATED, fold_skill_set},
-    {TALENT_EV_SKILL_REMOVED, fold_skill_removed},
-    {TALENT_EV_CERTIFICATION_ADDED, fold_certification_added},
-    {TALENT_EV_CERTIFICATION_REMOVED, fold_certification_removed},
-    {TALENT_EV_RATE_SET, fold_rate_set},
-    {TALENT_EV_AVAILABILITY_SET, fold_availability_set},
-    {TALENT_EV_CAPACITY_RESERVED, fold_capacity_reserved},
-    {TALENT_EV_CAPACITY_RELEASED, fold_capacity_released},
-    {TALENT_EV_PROFILE_ARCHIVED, fold_archived},
+    {TALENT_EV_PROFILE_CREATED, fold_created, IX_ALL},
+    {TALENT_EV_PROFILE_UPDATED, fold_updated, IX_LOCATION},
+    {TALENT_EV_SKILL_ADDED, fold_skill_set, IX_SKILLS},
+    {TALENT_EV_SKILL_UPDATED, fold_skill_set, IX_SKILLS},
+    {TALENT_EV_SKILL_REMOVED, fold_skill_removed, IX_SKILLS},
+    {TALENT_EV_CERTIFICATION_ADDED, fold_certification_added, 0},
+    {TALENT_EV_CERTIFICATION_REMOVED, fold_certification_removed, 0},
+    {TALENT_EV_RATE_SET, fold_rate_set, IX_RATE},
+    {TALENT_EV_AVAILABILITY_SET, fold_availability_set, IX_HOURS},
+    {TALENT_EV_CAPACITY_RESERVED, fold_capacity_reserved, IX_HOURS},
+    {TALENT_EV_CAPACITY_RELEASED, fold_capacity_released, IX_HOURS},
+    {TALENT_EV_PROFILE_ARCHIVED, fold_archived, IX_ALL},
 };
 
 /* ---- index entries -----------------------------------------------------------
@@ -452,7 +464,8 @@ static const struct {
 
 typedef struct ix_entry {
     const char *db;
-    uint64_t pre; /* the key's first 8 bytes, big-endian, zero-padded: compares fast */
+    unsigned family; /* IX_*, the db's */
+    uint64_t pre;    /* the key's first 8 bytes, big-endian, zero-padded: compares fast */
     size_t key_at, key_len, count_at, count_len;
     const uint8_t *key, *count;
 } ix_entry;
@@ -543,9 +556,7 @@ static size_t arena_put(ix_set *s, const void *bytes, size_t n)
     return s->used - n;
 }
 
-/* Adds the entry db: key ‖ talent id, counted under tag ‖ count. */
-static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, const char *tid,
-                   size_t tlen, char tag, const uint8_t *count, size_t clen)
+static ix_entry *ix_push(ix_set *s)
 {
     if (s->n == s->cap) {
         ix_entry *v = guild_xmalloc(2 * s->cap * sizeof *v);
@@ -555,8 +566,16 @@ static void ix_add(ix_set *s, const char *db, const uint8_t *key, size_t klen, c
         s->v = v;
         s->cap *= 2;
     }
-    ix_entry *e = &s->v[s->n++];
+    return &s->v[s->n++];
+}
+
+/* Adds the entry db: key ‖ talent id, counted under tag ‖ count. */
+static void ix_add(ix_set *s, unsigned family, const char *db, const uint8_t *key, size_t klen,
+                   const char *tid, size_t tlen, char tag, const uint8_t *count, size_t clen)
+{
+    ix_entry *e = ix_push(s);
     e->db = db;
+    e->family = family;
     e->key_at = arena_put(s, key, klen);
     arena_put(s, tid, tlen);
     e->key_len = klen + tlen;
@@ -595,36 +614,63 @@ static void ix_skills(ix_set *s, const tm_row *row, const char *tid, size_t tlen
             continue; /* the fold lets neither in */
         key[n] = (uint8_t)level;
         key[n + 1] = 0;
-        ix_add(s, TM_BY_SKILL, key, n + 2, tid, tlen, TM_COUNT_SKILL, key, n + 1);
+        ix_add(s, IX_SKILLS, TM_BY_SKILL, key, n + 2, tid, tlen, TM_COUNT_SKILL, key, n + 1);
     }
 }
 
-/* The index entries of a row: none when there is no row or it is archived.
- * Sorted, without duplicates. */
-static void ix_collect(ix_set *s, const tm_row *row, const char *tid, size_t tlen)
+/* Adds the row's entries of the families in `which` (none when there is
+ * no row or it is archived). */
+static void ix_collect_some(ix_set *s, const tm_row *row, const char *tid, size_t tlen,
+                            unsigned which)
 {
     if (!row || row->archived)
         return;
-    ix_skills(s, row, tid, tlen);
+    if (which & IX_SKILLS)
+        ix_skills(s, row, tid, tlen);
 
     uint8_t key[TM_LOCATION_KEY_MAX + 1];
-    const char *location = row->location;
-    size_t n = prj_talent__location_prefix(location ? location : "", key);
-    ix_add(s, TM_BY_LOCATION, key, n, tid, tlen, TM_COUNT_LOCATION, key, n - 1);
+    if (which & IX_LOCATION) {
+        const char *location = row->location;
+        size_t n = prj_talent__location_prefix(location ? location : "", key);
+        ix_add(s, IX_LOCATION, TM_BY_LOCATION, key, n, tid, tlen, TM_COUNT_LOCATION, key, n - 1);
+    }
 
     const char *currency = row->currency;
     int64_t rate = row->hourly_rate;
-    if (currency && strlen(currency) == 3 && rate >= 0) {
+    if ((which & IX_RATE) && currency && strlen(currency) == 3 && rate >= 0) {
         memcpy(key, currency, 3);
         key[3] = 0;
         prj_talent__u64_put(key + 4, (uint64_t)rate);
         key[12] = 0;
-        ix_add(s, TM_BY_RATE, key, 13, tid, tlen, TM_COUNT_CURRENCY, key, 3);
+        ix_add(s, IX_RATE, TM_BY_RATE, key, 13, tid, tlen, TM_COUNT_CURRENCY, key, 3);
     }
 
-    key[0] = prj_talent__hours_byte(row->hours_per_week - row->reserved_hours);
-    ix_add(s, TM_BY_HOURS, key, 1, tid, tlen, TM_COUNT_HOURS, key, 1);
+    if (which & IX_HOURS) {
+        key[0] = prj_talent__hours_byte(row->hours_per_week - row->reserved_hours);
+        ix_add(s, IX_HOURS, TM_BY_HOURS, key, 1, tid, tlen, TM_COUNT_HOURS, key, 1);
+    }
+}
 
+/* Adds the entries of `from` outside the families in `except`, copied. */
+static void ix_keep(ix_set *s, const ix_set *from, unsigned except)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        const ix_entry *f = &from->v[i];
+        if (f->family & except)
+            continue;
+        ix_entry *e = ix_push(s);
+        e->db = f->db;
+        e->family = f->family;
+        e->key_at = arena_put(s, f->key, f->key_len);
+        e->key_len = f->key_len;
+        e->count_at = arena_put(s, f->count, f->count_len);
+        e->count_len = f->count_len;
+    }
+}
+
+/* Points the entries into the arena, sorts them and drops duplicates. */
+static void ix_finish(ix_set *s)
+{
     for (size_t i = 0; i < s->n; i++) {
         ix_entry *e = &s->v[i];
         e->key = s->arena + e->key_at;
@@ -646,6 +692,14 @@ static void ix_collect(ix_set *s, const tm_row *row, const char *tid, size_t tle
         if (w == 0 || ix_cmp(&s->v[w - 1], &s->v[i]) != 0)
             s->v[w++] = s->v[i];
     s->n = w;
+}
+
+/* The index entries of a row: none when there is no row or it is archived.
+ * Sorted, without duplicates. */
+static void ix_collect(ix_set *s, const tm_row *row, const char *tid, size_t tlen)
+{
+    ix_collect_some(s, row, tid, tlen, IX_ALL);
+    ix_finish(s);
 }
 
 static void ix_release(ix_set *s)
@@ -705,13 +759,23 @@ static guild_status ix_write(prj_txn *t, const ix_set *old, const ix_set *now, g
 
 /* The index entries of the row before the event (`old`, collected before
  * the fold changed the row) against those of the row after it, which the
- * row then keeps (replacing the memo `old` may borrow from). */
+ * row then keeps (replacing the memo `old` may borrow from). Of the row
+ * after it, only the families in `changed` are worked out again; the
+ * others are old's. */
 static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *old, tm_row *now,
-                            guild_error *err)
+                            unsigned changed, guild_error *err)
 {
+    if (!changed)
+        return GUILD_OK; /* the entries, and the memo, stay as they are */
     ix_set b;
     ix_init(&b);
-    ix_collect(&b, now, tid, tlen);
+    if (changed == IX_ALL) {
+        ix_collect(&b, now, tid, tlen);
+    } else {
+        ix_keep(&b, old, changed);
+        ix_collect_some(&b, now, tid, tlen, changed);
+        ix_finish(&b);
+    }
     guild_status s = ix_write(t, old, &b, err);
     if (s == GUILD_OK)
         ix_memo_store(&now->ix_memo, &b);
@@ -724,9 +788,12 @@ static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *ol
 guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err)
 {
     fold_fn fold = NULL;
+    unsigned changes = 0;
     for (size_t i = 0; i < sizeof folds / sizeof folds[0] && !fold; i++)
-        if (strcmp(ev->type, folds[i].type) == 0)
+        if (strcmp(ev->type, folds[i].type) == 0) {
             fold = folds[i].fold;
+            changes = folds[i].changes;
+        }
     if (!fold)
         return GUILD_OK;
     const char *tid = ev->aggregate_id;
@@ -763,7 +830,7 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
         free(row->updated);
         row->updated = event_time_str(ev);
         row->version = (int64_t)ev->rec->version;
-        s = reindex(t, tid, tlen, &old, row, err);
+        s = reindex(t, tid, tlen, &old, row, fresh ? IX_ALL : changes, err);
     }
     if (s == GUILD_OK)
         s = prj_put_obj(t, TM_PROFILES, tid, tlen, &tm_row_type, row);
