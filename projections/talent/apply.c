@@ -257,7 +257,7 @@ static guild_status fold_updated(tm_row *row, const prj_event *ev, guild_error *
 static long skill_index(const tm_row *row, const char *name)
 {
     for (size_t i = 0; i < row->skills.n; i++)
-        if (prj_talent__name_cmp(TM_AT(row->skills, tm_skill, i)->skill, name) == 0)
+        if (prj_talent__name_cmp(tm_skill_name(TM_AT(row->skills, tm_skill, i)), name) == 0)
             return (long)i;
     return -1;
 }
@@ -297,7 +297,7 @@ static guild_status fold_skill_set(tm_row *row, const prj_event *ev, guild_error
     tm_skill *skill = i >= 0 ? TM_AT(row->skills, tm_skill, i) : NULL;
     if (!skill) {
         skill = tm_list_push(&row->skills, sizeof *skill);
-        skill->skill = guild_xstrdup(name);
+        tm_skill_set_name(skill, name, strlen(name));
     }
     skill->level = level;
     skill->years = years >= 0 ? years : -1;
@@ -311,7 +311,7 @@ static guild_status fold_skill_removed(tm_row *row, const prj_event *ev, guild_e
         return GUILD_CORRUPT;
     long i = skill_index(row, name);
     if (i >= 0) {
-        free(TM_AT(row->skills, tm_skill, i)->skill);
+        tm_skill_clear(TM_AT(row->skills, tm_skill, i));
         tm_list_remove(&row->skills, sizeof(tm_skill), (size_t)i);
     }
     return GUILD_OK;
@@ -607,7 +607,7 @@ static void ix_skills(ix_set *s, const tm_row *row, const char *tid, size_t tlen
     for (size_t i = 0; i < row->skills.n; i++) {
         const tm_skill *e = TM_AT(row->skills, tm_skill, i);
         uint8_t key[TM_SKILL_MAX + 3];
-        const char *name = e->skill;
+        const char *name = tm_skill_name(e);
         int64_t level = e->level;
         size_t n = name ? prj_talent__skill_prefix(name, key) : 0;
         if (!n || level < 1 || level > TM_LEVEL_MAX)

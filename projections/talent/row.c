@@ -13,6 +13,28 @@
 
 /* ---- lists and strings ------------------------------------------------------ */
 
+void tm_skill_set_name(tm_skill *s, const char *name, size_t n)
+{
+    tm_skill_clear(s);
+    if (n > TM_SKILL_INLINE) {
+        s->long_name = guild_xmalloc(n + 1);
+        memcpy(s->long_name, name, n);
+        s->long_name[n] = '\0';
+    } else {
+        memcpy(s->name, name, n);
+        s->name[n] = '\0';
+    }
+    s->len = (uint16_t)n;
+}
+
+void tm_skill_clear(tm_skill *s)
+{
+    free(s->long_name);
+    s->long_name = NULL;
+    s->len = 0;
+    s->name[0] = '\0';
+}
+
 void tm_set_str(char **slot, const char *s)
 {
     free(*slot);
@@ -63,7 +85,7 @@ void tm_row_free(tm_row *r)
     free(r->location);
     free(r->timezone);
     for (size_t i = 0; i < r->skills.n; i++)
-        free(TM_AT(r->skills, tm_skill, i)->skill);
+        tm_skill_clear(TM_AT(r->skills, tm_skill, i));
     for (size_t i = 0; i < r->certs.n; i++) {
         tm_cert *c = TM_AT(r->certs, tm_cert, i);
         free(c->name);
@@ -124,7 +146,8 @@ static void row_encode(const void *obj, msgpack_packer *pk)
     for (size_t i = 0; i < r->skills.n; i++) {
         const tm_skill *s = TM_AT(r->skills, tm_skill, i);
         msgpack_pack_map(pk, 2 + (s->years >= 0));
-        put_key_str(pk, "skill", s->skill);
+        put_key(pk, "skill");
+        put_bytes(pk, tm_skill_name(s), s->len);
         put_key_int(pk, "level", s->level);
         if (s->years >= 0)
             put_key_int(pk, "years", s->years);
@@ -384,19 +407,27 @@ static void rd_skill(rd *r, tm_skill *s)
     s->years = -1;
     size_t n = rd_header(r, true);
     char key[32];
+    bool named = false;
     for (size_t i = 0; i < n && !r->bad; i++) {
-        if (!rd_key(r, key, sizeof key))
+        if (!rd_key(r, key, sizeof key)) {
             rd_skip(r, 0);
-        else if (strcmp(key, "skill") == 0)
-            tm_set_str(&s->skill, NULL), s->skill = rd_str(r);
-        else if (strcmp(key, "level") == 0)
+        } else if (strcmp(key, "skill") == 0) {
+            size_t len;
+            const uint8_t *name = rd_str_view(r, &len);
+            if (!name || len > UINT16_MAX || memchr(name, 0, len)) {
+                r->bad = true;
+            } else {
+                tm_skill_set_name(s, (const char *)name, len);
+                named = true;
+            }
+        } else if (strcmp(key, "level") == 0)
             s->level = rd_int(r);
         else if (strcmp(key, "years") == 0)
             s->years = rd_int_or_nil(r, -1);
         else
             rd_skip(r, 0);
     }
-    if (!s->skill)
+    if (!named)
         r->bad = true;
 }
 

@@ -18,11 +18,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A skill; its name inline when short (most are), so walking a row's
+ * skills reads one array. */
+#define TM_SKILL_INLINE 23
 typedef struct tm_skill {
-    char *skill;
     int64_t level;
-    int64_t years; /* -1: none */
+    int64_t years;   /* -1: none */
+    char *long_name; /* a name over TM_SKILL_INLINE bytes, else NULL */
+    uint16_t len;    /* of the name */
+    char name[TM_SKILL_INLINE + 1];
 } tm_skill;
+
+static inline const char *tm_skill_name(const tm_skill *s)
+{
+    return s->long_name ? s->long_name : s->name;
+}
+
+/* Sets the name of s (n bytes of name, copied; s has none yet or its old
+ * one is freed). */
+void tm_skill_set_name(tm_skill *s, const char *name, size_t n);
+void tm_skill_clear(tm_skill *s);
 
 typedef struct tm_cert {
     char *name, *issuer, *issued_on;

@@ -239,7 +239,7 @@ static void batch_release(batch *b)
 #define M_CERTS 4
 
 typedef struct m_skill {
-    char name[32];
+    char name[64];
     int level, years; /* years -1: not given */
 } m_skill;
 
@@ -1048,6 +1048,7 @@ START_TEST(indexes_follow_every_change_exactly)
     op_rate(&b, &m[0], "USD", 7000);
     op_reserve(&b, &m[0], 10);
     op_skill(&b, &m[1], TALENT_EV_SKILL_ADDED, "Rust", 1, 1);
+    op_skill(&b, &m[1], TALENT_EV_SKILL_ADDED, "Distributed-Systems-Engineering", 2, 3);
     batch_submit(&w, &b);
     world_sync(&w);
     check_indexes(&w, m, 3);
@@ -1055,6 +1056,7 @@ START_TEST(indexes_follow_every_change_exactly)
     op_skill_remove(&b, &m[0], "GO");
     op_release(&b, &m[0], 0);
     op_hours(&b, &m[1], 80);
+    op_skill(&b, &m[1], TALENT_EV_SKILL_UPDATED, "DISTRIBUTED-systems-engineering", 4, -1);
     batch_submit(&w, &b);
     world_sync(&w);
     check_indexes(&w, m, 3);
@@ -1580,10 +1582,12 @@ END_TEST
 
 /* ---- the random history --------------------------------------------------------------------- */
 
-static const char *const skill_pool[] = {"go",    "rust",  "c",     "python", "java",   "kotlin",
-                                         "swift", "sql",   "react", "vue",    "docker", "k8s",
-                                         "terra", "aws",   "gcp",   "azure",  "figma",  "ux",
-                                         "seo",   "excel", "r",     "scala",  "elixir", "haskell"};
+static const char *const skill_pool[] = {
+    "go", "rust", "c", "python", "java", "kotlin", "swift", "sql", "react", "vue", "docker", "k8s",
+    "terra", "aws", "gcp", "azure", "figma", "ux", "seo", "excel", "r", "scala", "elixir",
+    "haskell",
+    /* longer than a row keeps inline */
+    "distributed-systems-engineering", "machine-learning-operations-at-scale"};
 static const char *const location_pool[] = {
     "Paris",  "Berlin", "Lisbon",  "New York", "S\xc3\xa3o Paulo", "Tokyo",
     "Remote", "Lagos",  "Toronto", "Sydney",   "Mumbai",           ""};
