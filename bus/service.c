@@ -257,12 +257,20 @@ static natsStatus sub_start(bus_service *svc, const char *subject, const char *q
     return s;
 }
 
+/* A drain waits for the server to confirm the unsubscribe: this long at
+ * most (cnats's default is 30 s), so a service stopping while nats-server
+ * goes away (both told to stop at once) is not held up by it. */
+#define SUB_DRAIN_TIMEOUT_MS 3000
+
 /* Stops delivery on one subscription; its completion follows once the
  * messages already received were handled (drain) or at once (unsubscribe,
- * when draining is refused, e.g. on a closed connection). */
-static void sub_stop(natsSubscription *sub)
+ * when the connection is down or draining is refused). */
+static void sub_stop(natsConnection *nc, natsSubscription *sub)
 {
-    if (sub != NULL && natsSubscription_Drain(sub) != NATS_OK)
+    if (sub == NULL)
+        return;
+    if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED ||
+        natsSubscription_DrainTimeout(sub, SUB_DRAIN_TIMEOUT_MS) != NATS_OK)
         natsSubscription_Unsubscribe(sub);
 }
 
@@ -679,11 +687,11 @@ void bus_service_stop(bus_service *svc)
     if (!svc->stopped) {
         svc->stopped = true;
         for (int i = 0; i < svc->n_discovery; i++)
-            sub_stop(svc->discovery[i]);
+            sub_stop(svc->nc, svc->discovery[i]);
         size_t n;
         bus_endpoint **eps = eps_snapshot(svc, &n);
         for (size_t i = 0; i < n; i++)
-            sub_stop(eps[i]->sub);
+            sub_stop(svc->nc, eps[i]->sub);
         free(eps);
     }
     pthread_mutex_unlock(&svc->life_mu);

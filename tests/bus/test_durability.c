@@ -27,6 +27,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,6 +541,24 @@ START_TEST(test_broker_restart_while_commands_flow_loses_nothing_acknowledged)
 }
 END_TEST
 
+/* A service told to stop while nats-server does not answer (frozen with
+ * SIGSTOP: its sockets stay open) stops within a bound and cleanly; the
+ * drain of its subscriptions waits for the server at most a few seconds
+ * (cnats's default would hold it 30 s). This is what `guild up` asks of its
+ * children when it is killed: all of them, nats-server included, stop at
+ * once. */
+START_TEST(test_a_service_stops_promptly_while_the_broker_is_frozen)
+{
+    ck_assert_int_eq(kill(g_srv.pid, SIGSTOP), 0);
+    uint64_t t0 = now_ms();
+    int stopped = tst_guild_stop(&g_talent);
+    uint64_t took = now_ms() - t0;
+    ck_assert_int_eq(kill(g_srv.pid, SIGCONT), 0);
+    ck_assert_msg(stopped == 0, "talent did not stop cleanly");
+    ck_assert_msg(took < 20000, "talent took %llu ms to stop", (unsigned long long)took);
+}
+END_TEST
+
 /* ---- suite ------------------------------------------------------------------- */
 
 static Suite *durability_suite(void)
@@ -551,6 +570,7 @@ static Suite *durability_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_kill_9_of_talent_while_commands_flow_loses_nothing_acknowledged);
     tcase_add_test(tc, test_broker_restart_while_commands_flow_loses_nothing_acknowledged);
+    tcase_add_test(tc, test_a_service_stops_promptly_while_the_broker_is_frozen);
     suite_add_tcase(s, tc);
     return s;
 }
