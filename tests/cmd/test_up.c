@@ -741,9 +741,12 @@ START_TEST(test_children_stop_when_up_is_killed)
     ck_assert(up_wait(&g_up, STOP_TIMEOUT_MS));
     uint64_t deadline = guild_mono_ns() + (uint64_t)STOP_TIMEOUT_MS * 1000000u;
     for (int i = 0; i < n; i++) {
+        char cmd[512] = "";
+        proc_cmdline(pids[i], cmd, sizeof cmd);
         while (alive(pids[i]) && guild_mono_ns() < deadline)
             sleep_ms(50);
-        ck_assert_msg(!alive(pids[i]), "child %d outlived a killed guild up by 20 s", (int)pids[i]);
+        ck_assert_msg(!alive(pids[i]), "child %d (%.200s) outlived a killed guild up by 20 s",
+                      (int)pids[i], cmd);
     }
     ck_assert_msg(!port_accepts(port), "port %d still accepts connections", port);
 }
