@@ -3,12 +3,20 @@
 
 #include <string.h>
 
-size_t guild_copy(char *dst, size_t size, const char *src)
+size_t guild_copy_n(char *dst, size_t size, const char *src, size_t n)
 {
-    size_t n = src ? strnlen(src, size - 1) : 0;
-    memcpy(dst, src ? src : "", n);
+    if (n > size - 1)
+        n = size - 1;
+    if (n)
+        memcpy(dst, src, n);
     dst[n] = '\0';
     return n;
+}
+
+size_t guild_copy(char *dst, size_t size, const char *src)
+{
+    return src ? guild_copy_n(dst, size, src, strnlen(src, size - 1))
+               : guild_copy_n(dst, size, "", 0);
 }
 
 size_t guild_u64_dec(char *out, uint64_t v)

@@ -16,6 +16,9 @@
  * NULL copies as "". Returns the length of the copy. */
 size_t guild_copy(char *dst, size_t size, const char *src);
 
+/* The same with the n bytes at src (not NUL-terminated). */
+size_t guild_copy_n(char *dst, size_t size, const char *src, size_t n);
+
 /* Writes v in decimal to out (at least GUILD_U64_DEC_MAX bytes),
  * NUL-terminated. Returns the number of digits. */
 size_t guild_u64_dec(char *out, uint64_t v);

@@ -25,6 +25,14 @@ START_TEST(test_copy_fits_cuts_and_takes_null)
     char one[1] = {'x'};
     ck_assert_uint_eq(guild_copy(one, sizeof one, "abc"), 0);
     ck_assert_int_eq(one[0], '\0');
+
+    /* guild_copy_n: bytes without a NUL of their own */
+    ck_assert_uint_eq(guild_copy_n(buf, sizeof buf, "talent-1xyz", 8), 7);
+    ck_assert_str_eq(buf, "talent-");
+    ck_assert_uint_eq(guild_copy_n(buf, sizeof buf, "ab\0cd", 2), 2);
+    ck_assert_str_eq(buf, "ab");
+    ck_assert_uint_eq(guild_copy_n(buf, sizeof buf, NULL, 0), 0);
+    ck_assert_str_eq(buf, "");
 }
 END_TEST
 
