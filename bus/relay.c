@@ -67,7 +67,7 @@ struct bus_relay {
     uint64_t acked;      /* last acknowledged position */
     uint64_t cursor;     /* last stored cursor */
     uint64_t refused_at; /* first position refused for a wrong last sequence since the sync */
-    uint64_t errors, resyncs, duplicates, gaps, asked_acks;
+    uint64_t errors, resyncs, duplicates, gaps, acks;
 
     /* Relay thread only. */
     uint64_t sent;     /* last position handed to JetStream */
@@ -349,6 +349,7 @@ static void relay_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae
     bus_relay *r = closure;
     uint64_t pos = msg_position(msg);
     pthread_mutex_lock(&r->mu);
+    r->acks++;
     if (pa) {
         if (pa->Duplicate)
             r->duplicates++;
@@ -409,16 +410,6 @@ static natsStatus set_header_u64(natsMsg *m, const char *key, uint64_t v)
     return natsMsgHeader_Set(m, key, buf);
 }
 
-/* The n bytes at p as a C string in buf (size bytes), cut to fit. */
-static const char *cstr(char *buf, size_t size, const char *p, size_t n)
-{
-    if (n >= size)
-        n = size - 1;
-    memcpy(buf, p, n);
-    buf[n] = '\0';
-    return buf;
-}
-
 static natsMsg *event_msg(const bus_relay *r, const es_record *rec)
 {
     char subject[SUBJECT_MAX], buf[ES_STREAM_MAX + 1], id[DOMAIN_MAX + 24];
@@ -430,16 +421,16 @@ static natsMsg *event_msg(const bus_relay *r, const es_record *rec)
     guild_u64_dec(id + at, rec->position);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, BUS_HDR_MSG_ID, id);
+    guild_copy_n(buf, sizeof buf, rec->stream.p, rec->stream.n);
     if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, BUS_HDR_STREAM,
-                              cstr(buf, sizeof buf, rec->stream.p, rec->stream.n));
+        s = natsMsgHeader_Set(m, BUS_HDR_STREAM, buf);
     if (s == NATS_OK)
         s = set_header_u64(m, BUS_HDR_VERSION, rec->version);
     if (s == NATS_OK)
         s = set_header_u64(m, BUS_HDR_POSITION, rec->position);
     if (s == NATS_OK && rec->correlation_id.n > 0) {
-        s = natsMsgHeader_Set(m, BUS_HDR_CORRELATION_ID,
-                              cstr(buf, sizeof buf, rec->correlation_id.p, rec->correlation_id.n));
+        guild_copy_n(buf, sizeof buf, rec->correlation_id.p, rec->correlation_id.n);
+        s = natsMsgHeader_Set(m, BUS_HDR_CORRELATION_ID, buf);
     }
     if (s != NATS_OK) /* only out of memory gets here */
         GUILD_BUG("relay: building a message failed: %s", natsStatus_GetText(s));
@@ -480,7 +471,6 @@ static void batch_publish(bus_relay *r, batch *b)
     jsPubOptions_Init(&po);
     po.MaxWait = r->opt.ack_wait_ms;
     size_t i = 0;
-    uint64_t asked = 0;
     bus_hold(true); /* one write for the batch (on a batched connection) */
     for (; i < b->n; i++) {
         uint64_t pos = r->sent + 1;
@@ -490,8 +480,6 @@ static void batch_publish(bus_relay *r, batch *b)
                            : publish_unacked(r, b->msgs[i], po.ExpectLastSeq);
         if (s == NATS_OK && !ack)
             b->msgs[i] = NULL;
-        if (s == NATS_OK && ack)
-            asked++;
         if (s != NATS_OK) {
             guild_warn("relay: publish of %s:%" PRIu64 " refused: %s", r->domain, pos,
                        natsStatus_GetText(s));
@@ -505,9 +493,6 @@ static void batch_publish(bus_relay *r, batch *b)
     }
     bus_hold(false);
     bus_flush(r->nc);
-    pthread_mutex_lock(&r->mu);
-    r->asked_acks += asked;
-    pthread_mutex_unlock(&r->mu);
     for (; i < b->n; i++)
         natsMsg_Destroy(b->msgs[i]);
 }
@@ -845,7 +830,7 @@ void bus_relay_stats_get(bus_relay *r, bus_relay_stats *out)
     out->resyncs = r->resyncs;
     out->duplicates = r->duplicates;
     out->gaps = r->gaps;
-    out->asked_acks = r->asked_acks;
+    out->acks = r->acks;
     out->connected = r->in_sync;
     pthread_mutex_unlock(&r->mu);
     out->head = head;

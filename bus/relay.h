@@ -140,7 +140,7 @@ typedef struct bus_relay_stats {
     uint64_t resyncs;    /* times it read the stream's state to resume */
     uint64_t duplicates; /* acks JetStream flagged as duplicates (0 when all is well) */
     uint64_t gaps;       /* positions lost to another publisher (see above; 0 when all is well) */
-    uint64_t asked_acks; /* publishes that asked JetStream for an ack (two a batch at most) */
+    uint64_t acks;       /* acks and refusals JetStream sent (two a batch at most) */
     bool connected;      /* the NATS connection is up and the stream in sync */
 } bus_relay_stats;
 
