@@ -609,7 +609,7 @@ static void ix_skills(ix_set *s, const tm_row *row, const char *tid, size_t tlen
         uint8_t key[TM_SKILL_MAX + 3];
         const char *name = tm_skill_name(e);
         int64_t level = e->level;
-        size_t n = name ? prj_talent__skill_prefix(name, key) : 0;
+        size_t n = prj_talent__skill_prefix(name, key);
         if (!n || level < 1 || level > TM_LEVEL_MAX)
             continue; /* the fold lets neither in */
         key[n] = (uint8_t)level;
@@ -830,7 +830,7 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
         free(row->updated);
         row->updated = event_time_str(ev);
         row->version = (int64_t)ev->rec->version;
-        s = reindex(t, tid, tlen, &old, row, fresh ? IX_ALL : changes, err);
+        s = reindex(t, tid, tlen, &old, row, changes, err);
     }
     if (s == GUILD_OK)
         s = prj_put_obj(t, TM_PROFILES, tid, tlen, &tm_row_type, row);

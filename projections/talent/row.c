@@ -7,7 +7,9 @@
 #include "projections/talent/row.h"
 
 #include "common/alloc.h"
+#include "common/text.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,15 +274,25 @@ static const uint8_t *rd_str_view(rd *r, size_t *len)
     return s;
 }
 
-/* A str as a new C string (NUL-free strings only, as rows hold). */
-static char *rd_str(rd *r)
+/* A str of at most `max` bytes without NUL (as rows hold), in place; NULL
+ * (and bad) when it is not one. */
+static const char *rd_text(rd *r, size_t max, size_t *n)
 {
-    size_t n;
-    const uint8_t *s = rd_str_view(r, &n);
-    if (!s || memchr(s, 0, n)) {
+    const uint8_t *s = rd_str_view(r, n);
+    if (!s || *n > max || memchr(s, 0, *n)) {
         r->bad = true;
         return NULL;
     }
+    return (const char *)s;
+}
+
+/* A str as a new C string. */
+static char *rd_str(rd *r)
+{
+    size_t n;
+    const char *s = rd_text(r, SIZE_MAX, &n);
+    if (!s)
+        return NULL;
     char *out = guild_xmalloc(n + 1);
     memcpy(out, s, n);
     out[n] = 0;
@@ -413,11 +425,9 @@ static void rd_skill(rd *r, tm_skill *s)
             rd_skip(r, 0);
         } else if (strcmp(key, "skill") == 0) {
             size_t len;
-            const uint8_t *name = rd_str_view(r, &len);
-            if (!name || len > UINT16_MAX || memchr(name, 0, len)) {
-                r->bad = true;
-            } else {
-                tm_skill_set_name(s, (const char *)name, len);
+            const char *name = rd_text(r, UINT16_MAX, &len);
+            if (name) {
+                tm_skill_set_name(s, name, len);
                 named = true;
             }
         } else if (strcmp(key, "level") == 0)
@@ -458,19 +468,15 @@ static void rd_cert(rd *r, tm_cert *c)
         r->bad = true;
 }
 
-/* A str of at most `max` bytes, without NUL, into out (max + 1 bytes);
- * its length, or -1 (and bad) when it is not one. */
+/* A str of at most `max` bytes into out (max + 1 bytes); its length, or
+ * -1 (and bad) when it is not one. */
 static int rd_str_into(rd *r, char *out, size_t max)
 {
     size_t n;
-    const uint8_t *s = rd_str_view(r, &n);
-    if (!s || n > max || memchr(s, 0, n)) {
-        r->bad = true;
+    const char *s = rd_text(r, max, &n);
+    if (!s)
         return -1;
-    }
-    memcpy(out, s, n);
-    out[n] = 0;
-    return (int)n;
+    return (int)guild_copy_n(out, max + 1, s, n);
 }
 
 static void rd_price(rd *r, tm_price *p)
