@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* A multiply-xorshift hash over the key 8 bytes at a time, seeded by the
  * database index and the length. */
@@ -29,13 +30,53 @@ static uint64_t key_hash(int db, const void *key, size_t klen)
     return h ^ (h >> 29);
 }
 
-#define CHUNK_BYTES ((size_t)1 << 20)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* Memory for the table and the chunks: a large cache touches it at random,
+ * so a block of a huge page or more is mapped aligned to them and asks the
+ * kernel for them (transparent huge pages, where it gives them on
+ * request): one TLB entry for 2 MiB instead of 512, and one fault. */
+static size_t big_size(size_t n)
+{
+    return n < HUGE_PAGE ? n : (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
+static void *big_alloc(size_t n)
+{
+    if (n < HUGE_PAGE)
+        return guild_xmalloc(n);
+    size_t size = big_size(n);
+    uint8_t *p =
+        mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        GUILD_BUG("out of memory: mapping %zu bytes", size);
+    size_t head = (HUGE_PAGE - ((uintptr_t)p & (HUGE_PAGE - 1))) & (HUGE_PAGE - 1);
+    if (head)
+        munmap(p, head);
+    munmap(p + head + size, HUGE_PAGE - head);
+    p += head;
+#ifdef MADV_HUGEPAGE
+    madvise(p, size, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+/* Frees a block of n bytes from big_alloc. */
+static void big_free(void *p, size_t n)
+{
+    if (n < HUGE_PAGE)
+        free(p);
+    else if (p)
+        munmap(p, big_size(n));
+}
 
 struct wc_chunk {
     struct wc_chunk *next;
     size_t size;
     _Alignas(max_align_t) uint8_t bytes[];
 };
+
+#define CHUNK_BYTES (HUGE_PAGE - sizeof(struct wc_chunk)) /* with its header, a huge page */
 
 void prj_wcache_init(prj_wcache *c)
 {
@@ -50,7 +91,7 @@ static void *chunk_alloc(prj_wcache *c, size_t n)
         struct wc_chunk *next = c->chunk ? c->chunk->next : c->chunks;
         if (!next || next->size < n) {
             size_t size = n > CHUNK_BYTES ? n : CHUNK_BYTES;
-            struct wc_chunk *fresh = guild_xmalloc(sizeof *fresh + size);
+            struct wc_chunk *fresh = big_alloc(sizeof *fresh + size);
             fresh->size = size;
             /* Goes after the current chunk, ahead of those not reached yet. */
             fresh->next = next;
@@ -118,12 +159,16 @@ static void reclaim_wait(prj_wcache *c)
 void prj_wcache_release(prj_wcache *c)
 {
     reclaim_wait(c);
+    if (c->spare) {
+        prj_wcache_release(c->spare);
+        free(c->spare);
+    }
     prj_wcache_clear(c);
-    free(c->slots);
+    big_free(c->slots, c->cap * sizeof *c->slots);
     free(c->dirty);
     while (c->chunks) {
         struct wc_chunk *next = c->chunks->next;
-        free(c->chunks);
+        big_free(c->chunks, sizeof *c->chunks + c->chunks->size);
         c->chunks = next;
     }
     memset(c, 0, sizeof *c);
@@ -131,9 +176,7 @@ void prj_wcache_release(prj_wcache *c)
 
 static void *reclaim_main(void *arg)
 {
-    prj_wcache *old = arg;
-    prj_wcache_release(old);
-    free(old);
+    prj_wcache_clear(arg); /* the entries' values; the memory stays */
     return NULL;
 }
 
@@ -144,9 +187,15 @@ void prj_wcache_clear_behind(prj_wcache *c)
         prj_wcache_clear(c);
         return;
     }
-    prj_wcache *old = guild_xmalloc(sizeof *old);
+    /* The old cache (c's entries) goes to the spare's place; the spare,
+     * empty, becomes c. */
+    prj_wcache *old = c->spare ? c->spare : guild_xcalloc(1, sizeof *old);
+    prj_wcache fresh = *old;
     *old = *c;
-    prj_wcache_init(c);
+    old->spare = NULL;
+    old->reclaiming = false;
+    *c = fresh;
+    c->spare = old;
     if (pthread_create(&c->reclaimer, NULL, reclaim_main, old) != 0) {
         reclaim_main(old);
         return;
@@ -157,7 +206,9 @@ void prj_wcache_clear_behind(prj_wcache *c)
 static void grow(prj_wcache *c)
 {
     size_t cap = c->cap ? c->cap * 2 : 1024;
-    prj_wentry **slots = guild_xcalloc(cap, sizeof *slots);
+    prj_wentry **slots = big_alloc(cap * sizeof *slots);
+    if (cap * sizeof *slots < HUGE_PAGE) /* a mapping comes zeroed */
+        memset(slots, 0, cap * sizeof *slots);
     for (size_t i = 0; i < c->cap; i++) {
         prj_wentry *e = c->slots[i];
         if (!e)
@@ -167,7 +218,7 @@ static void grow(prj_wcache *c)
             j = (j + 1) & (cap - 1);
         slots[j] = e;
     }
-    free(c->slots);
+    big_free(c->slots, c->cap * sizeof *c->slots);
     c->slots = slots;
     c->cap = cap;
 }

@@ -54,7 +54,11 @@ typedef struct prj_wcache {
      * a batch makes and drops hundreds of thousands of them. */
     struct wc_chunk *chunks, *chunk;
     size_t chunk_used;
-    /* A cache emptied by prj_wcache_clear_behind, being freed. */
+    /* The cache prj_wcache_clear_behind emptied last, being emptied on
+     * the reclaimer thread while `reclaiming`: its table and chunks are the
+     * next one's, which then needs neither to grow its table step by step
+     * nor to fault in fresh pages. */
+    struct prj_wcache *spare;
     pthread_t reclaimer;
     bool reclaiming;
 } prj_wcache;
@@ -67,9 +71,11 @@ void prj_wcache_init(prj_wcache *c);
 
 /* Drops every entry. */
 void prj_wcache_clear(prj_wcache *c);
-/* Drops every entry at once: the cache starts afresh and, when it was
- * large, a thread of its own frees what the old one held. Waits for the
- * thread of the call before, so one old cache is freed at a time. */
+/* Drops every entry at once: when the cache was large, it starts afresh
+ * (with the memory of the one this call emptied before, if any) while a
+ * thread of its own frees what the old entries held, and keeps the old
+ * table and chunks for the next call. Waits for the thread of the call
+ * before, so one old cache is emptied at a time. */
 void prj_wcache_clear_behind(prj_wcache *c);
 /* Frees everything, waiting for an old cache being freed. */
 void prj_wcache_release(prj_wcache *c);

@@ -348,6 +348,31 @@ START_TEST(clear_behind_a_large_cache_starts_afresh)
 }
 END_TEST
 
+START_TEST(clear_behind_gives_the_next_cache_the_memory_it_emptied_before)
+{
+    const size_t big = 100000;
+    prj_wcache c;
+    prj_wcache_init(&c);
+    fill_rows(&c, 0, 0, big);
+    size_t cap = c.cap;
+    prj_wcache_clear_behind(&c); /* nothing emptied before: a new table */
+    ck_assert_uint_eq(c.cap, 0);
+    fill_rows(&c, 1, 0, big);
+    prj_wcache_clear_behind(&c); /* the first one's table and chunks */
+    ck_assert_uint_eq(c.cap, cap);
+    ck_assert(c.chunks && c.count == 0 && c.n_dirty == 0);
+    check_rows(&c, 0, 0, big, false);
+    check_rows(&c, 1, 0, big, false);
+    /* Every entry made afresh (fill_rows checks) in memory used before,
+     * and the table needs no growing. */
+    fill_rows(&c, 2, 0, big);
+    ck_assert_uint_eq(c.cap, cap);
+    check_rows(&c, 2, 0, big, true);
+    check_rows(&c, 0, 0, big, false);
+    prj_wcache_release(&c);
+}
+END_TEST
+
 START_TEST(clear_behind_a_small_cache_clears_in_place)
 {
     prj_wcache c;
@@ -413,6 +438,7 @@ static Suite *wcache_suite(void)
     tcase_add_test(tc, sort_dirty_orders_a_small_set_by_db_then_key);
     tcase_add_test(tc, sort_dirty_orders_a_large_set_on_two_threads);
     tcase_add_test(tc, clear_behind_a_large_cache_starts_afresh);
+    tcase_add_test(tc, clear_behind_gives_the_next_cache_the_memory_it_emptied_before);
     tcase_add_test(tc, clear_behind_a_small_cache_clears_in_place);
     tcase_add_test(tc, clear_keeps_the_chunks_and_new_entries_start_afresh);
     suite_add_tcase(s, tc);
