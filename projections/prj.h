@@ -76,6 +76,13 @@ typedef struct prj_objtype {
     void *(*decode)(const void *bytes, size_t len); /* NULL: not this type */
     void (*encode)(const void *obj, msgpack_packer *pk);
     void (*free)(void *obj);
+    /* Optional, for fetching ahead (prj_model.row_db): the bytes of the
+     * struct itself, which the store asks the CPU to bring into its cache
+     * a few events before apply reads it; then, an event later, prefetch
+     * (NULL: none) reads the struct and asks for what it points to that
+     * apply reads first. Hints only: they change nothing. */
+    size_t size;
+    void (*prefetch)(const void *obj);
 } prj_objtype;
 
 /* Reads a value as an object of `type`. *obj stays the batch's: the model
@@ -89,6 +96,11 @@ guild_status prj_get_obj(prj_txn *t, const char *db, const void *key, size_t kle
  * ownership passes to the batch. */
 guild_status prj_put_obj(prj_txn *t, const char *db, const void *key, size_t klen,
                          const prj_objtype *type, void *obj);
+
+/* Asks the CPU for the batch's entry of (db, key), which apply will soon
+ * read or write: step 0 its slot in the cache's table, step 1 (an event
+ * later, once the slot has come) the entry. A hint: it changes nothing. */
+void prj_prefetch(prj_txn *t, const char *db, const void *key, size_t klen, int step);
 
 /* Visits keys starting with `prefix`, from `start` (NULL: from the prefix)
  * in key order; fn returns 0 to go on. Key and value are borrowed for the
@@ -131,6 +143,16 @@ typedef struct prj_model {
      * bytes by the codec's rules, and parks the event if they fail, instead
      * of decoding them into JSON. */
     bool reads_msgpack;
+    /* The database, keyed by an event's aggregate id, whose entry apply
+     * reads first (NULL: none). A replay touches rows at random across far
+     * more than the CPU's cache holds, so the store fetches each event's
+     * entry, and its object, into the cache a few events ahead. */
+    const char *row_db;
+    /* Optional, with row_db: the model's own fetching ahead for an event,
+     * in two calls an event apart (step 0, then step 1), given the row's
+     * object as the batch's cache holds it (NULL when it holds none):
+     * prj_prefetch of the entries apply will read or change. */
+    void (*ahead)(prj_txn *t, const es_record *rec, const void *row, int step);
 } prj_model;
 
 /* The models this build knows (projections/models.c). */

@@ -51,6 +51,7 @@ struct prj_store {
     uint64_t position;
     int64_t event_time;
     uint64_t lanes[4];
+    int row_db;              /* index of the model's row_db, or -1 */
     prj_wcache wc;           /* the batch's, while apply_lock is held */
     msgpack_sbuffer scratch; /* an object's bytes while they are written out */
 };
@@ -357,6 +358,18 @@ guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, c
     return GUILD_OK;
 }
 
+void prj_prefetch(prj_txn *t, const char *db, const void *key, size_t klen, int step)
+{
+    int i = db_index(t->s, db);
+    if (i < 0)
+        return;
+    uint64_t h = prj_wcache_hash(i, key, klen);
+    if (step == 0)
+        prj_wcache_prefetch_slot(t->wc, h);
+    else
+        prj_wcache_prefetch_entry(t->wc, h);
+}
+
 guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
 {
     int i = db_index(t->s, db);
@@ -620,6 +633,7 @@ guild_status prj_store_open(const char *dir, const prj_model *m, prj_store **out
         rc = mdb_dbi_open(txn, *d, MDB_CREATE, &s->dbs[s->n_dbs]);
         s->n_dbs++;
     }
+    s->row_db = m->row_db ? db_index(s, m->row_db) : -1;
     if (rc == 0)
         rc = mdb_dbi_open(txn, META, MDB_CREATE, &s->meta);
     if (rc == 0)
@@ -876,13 +890,94 @@ static int session_begin(prj_store *s, bool careful, prj_session *x)
     return 0;
 }
 
+/* ---- fetching ahead (prj_model.row_db) ---- */
+
+/* Events between one step of fetching a row ahead and the next: an event
+ * takes microseconds to apply, a trip to memory a tenth of one. */
+#define AHEAD_SLOT 6  /* the cache's slot for the event's row */
+#define AHEAD_ENTRY 5 /* the entry the slot points to */
+#define AHEAD_OBJ 4   /* the row's object */
+#define AHEAD_PARTS 3 /* what the object points to */
+#define AHEAD_MODEL 2 /* the model's steps (prj_model.ahead): 2, then 1 */
+#define AHEAD_RING 8  /* hashes kept, a power of two above AHEAD_SLOT */
+
+typedef struct ahead {
+    const char *key[AHEAD_RING];
+    size_t klen[AHEAD_RING];
+    uint64_t hash[AHEAD_RING];
+} ahead;
+
+/* The row key of a record: its aggregate id, as event_of makes it. */
+static void row_key(const prj_store *s, const es_record *rec, const char **key, size_t *klen)
+{
+    const char *p = rec->stream.p ? rec->stream.p : "";
+    size_t n = rec->stream.p ? rec->stream.n : 0, dl = strlen(s->m->domain);
+    if (n > dl && memcmp(p, s->m->domain, dl) == 0 && p[dl] == '-') {
+        p += dl + 1;
+        n -= dl + 1;
+    }
+    const char *nul = memchr(p, '\0', n);
+    *key = p;
+    *klen = nul ? (size_t)(nul - p) : n;
+}
+
+/* The steps of fetching ahead due before record i is applied. */
+static void fetch_ahead(prj_session *x, ahead *a, const es_record *const *recs, size_t i, size_t n)
+{
+    const prj_store *s = x->s;
+    const prj_wcache *c = x->t.wc;
+    size_t j = i + AHEAD_SLOT;
+    if (j < n) {
+        size_t r = j % AHEAD_RING;
+        row_key(s, recs[j], &a->key[r], &a->klen[r]);
+        a->hash[r] = prj_wcache_hash(s->row_db, a->key[r], a->klen[r]);
+        prj_wcache_prefetch_slot(c, a->hash[r]);
+    }
+    if ((j = i + AHEAD_ENTRY) < n)
+        prj_wcache_prefetch_entry(c, a->hash[j % AHEAD_RING]);
+    if ((j = i + AHEAD_OBJ) < n) {
+        size_t r = j % AHEAD_RING;
+        const prj_wentry *e =
+            prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
+        if (e && e->obj)
+            for (size_t off = 0; off < e->otype->size; off += 64)
+                __builtin_prefetch((const char *)e->obj + off);
+    }
+    if ((j = i + AHEAD_PARTS) < n) {
+        size_t r = j % AHEAD_RING;
+        const prj_wentry *e =
+            prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
+        if (e && e->obj && e->otype->prefetch)
+            e->otype->prefetch(e->obj);
+    }
+    if (!s->m->ahead)
+        return;
+    for (int step = 0; step < 2; step++) {
+        if ((j = i + AHEAD_MODEL - (size_t)step) >= n)
+            continue;
+        size_t r = j % AHEAD_RING;
+        const prj_wentry *e =
+            prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
+        s->m->ahead(&x->t, recs[j], e ? e->obj : NULL, step);
+    }
+}
+
 /* Applies records in log order, adding to stats. 0; -1 when an event
  * failed while not careful; or an LMDB code (MDB_MAP_FULL: grow, redo). */
 static int session_apply(prj_session *x, const es_record *const *recs, const bool *checked,
                          size_t n, prj_batch_stats *stats)
 {
     int rc = 0;
+    ahead a;
+    if (x->s->row_db >= 0) /* the first records' steps, all at once */
+        for (size_t i = 0; i < AHEAD_SLOT && i < n; i++) {
+            size_t r = i % AHEAD_RING;
+            row_key(x->s, recs[i], &a.key[r], &a.klen[r]);
+            a.hash[r] = prj_wcache_hash(x->s->row_db, a.key[r], a.klen[r]);
+        }
     for (size_t i = 0; i < n && rc == 0; i++) {
+        if (x->s->row_db >= 0)
+            fetch_ahead(x, &a, recs, i, n);
         if (recs[i]->position <= x->position) {
             stats->skipped++;
             continue;

@@ -230,9 +230,39 @@ prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen,
                   : prj_wcache_lookup(c, db, key, klen);
 }
 
+uint64_t prj_wcache_hash(int db, const void *key, size_t klen)
+{
+    return key_hash(db, key, klen);
+}
+
+void prj_wcache_prefetch_slot(const prj_wcache *c, uint64_t hash)
+{
+    if (c->cap)
+        __builtin_prefetch(&c->slots[hash & (c->cap - 1)]);
+}
+
+void prj_wcache_prefetch_entry(const prj_wcache *c, uint64_t hash)
+{
+    if (!c->cap)
+        return;
+    const char *e = (const char *)c->slots[hash & (c->cap - 1)];
+    if (!e)
+        return;
+    /* Every line of the entry and a key of typical length: 64-byte lines. */
+    size_t span = sizeof(prj_wentry) + 40;
+    for (size_t off = 0; off < span; off += 64)
+        __builtin_prefetch(e + off);
+    __builtin_prefetch(e + span - 1);
+}
+
 prj_wentry *prj_wcache_lookup(prj_wcache *c, int db, const void *key, size_t klen)
 {
-    uint64_t h = key_hash(db, key, klen);
+    return prj_wcache_lookup_hashed(c, key_hash(db, key, klen), db, key, klen);
+}
+
+prj_wentry *prj_wcache_lookup_hashed(const prj_wcache *c, uint64_t h, int db, const void *key,
+                                     size_t klen)
+{
     if (c->cap)
         for (size_t j = h & (c->cap - 1);; j = (j + 1) & (c->cap - 1)) {
             prj_wentry *e = c->slots[j];

@@ -86,6 +86,19 @@ prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen,
 /* The entry of (db, key), or NULL. */
 prj_wentry *prj_wcache_lookup(prj_wcache *c, int db, const void *key, size_t klen);
 
+/* Fetching ahead. A batch touches its entries at random across a table
+ * far larger than the CPU's cache, so each find waits on memory twice (the
+ * slot, then the entry). Knowing the key some events ahead, the caller can
+ * ask for both early, in two steps a few events apart: the slot first, then
+ * (once the slot has arrived) the entry it points to. Hints only: the
+ * cache may change in between, and nothing is read that is not there. */
+uint64_t prj_wcache_hash(int db, const void *key, size_t klen);
+void prj_wcache_prefetch_slot(const prj_wcache *c, uint64_t hash);
+void prj_wcache_prefetch_entry(const prj_wcache *c, uint64_t hash);
+/* The entry of (db, key) with its hash known, or NULL. */
+prj_wentry *prj_wcache_lookup_hashed(const prj_wcache *c, uint64_t hash, int db, const void *key,
+                                     size_t klen);
+
 /* The entry of (db, key), made (absent) if there was none: *created says. */
 prj_wentry *prj_wcache_get(prj_wcache *c, int db, const void *key, size_t klen, bool *created);
 

@@ -783,6 +783,29 @@ static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *ol
     return s;
 }
 
+/* ---- fetching ahead (prj_model.ahead) ----------------------------------------- */
+
+/* The index entries of the row that the event will delete or move: those
+ * of the families its fold changes, read from the memo (which the row's
+ * prefetch asked for an event before). */
+void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *obj, int step)
+{
+    const tm_row *row = obj;
+    if (!row || !row->ix_memo || !rec->type.p)
+        return;
+    unsigned changes = 0;
+    for (size_t i = 0; i < sizeof folds / sizeof folds[0]; i++)
+        if (strlen(folds[i].type) == rec->type.n &&
+            memcmp(folds[i].type, rec->type.p, rec->type.n) == 0) {
+            changes = folds[i].changes;
+            break;
+        }
+    const ix_memo *m = row->ix_memo;
+    for (size_t i = 0; i < m->n && changes; i++)
+        if (m->v[i].family & changes)
+            prj_prefetch(t, m->v[i].db, m->v[i].key, m->v[i].key_len, step);
+}
+
 /* ---- the dispatcher --------------------------------------------------------- */
 
 guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err)

@@ -645,4 +645,6 @@ const prj_model prj_talent_model = {
     .apply = prj_talent__apply,
     .reads_msgpack = true,
     .queries = queries,
+    .row_db = TM_PROFILES,
+    .ahead = prj_talent__ahead,
 };

@@ -623,7 +623,24 @@ static void row_free(void *obj)
     tm_row_free(obj);
 }
 
-const prj_objtype tm_row_type = {row_decode, row_encode, row_free};
+/* What apply reads of a row first: the index memo, then the skills. */
+static void row_prefetch(const void *obj)
+{
+    const tm_row *row = obj;
+    if (row->ix_memo) /* the memo of a row with a handful of skills */
+        for (int line = 0; line < 12; line++)
+            __builtin_prefetch((const char *)row->ix_memo + 64 * line);
+    const char *skills = row->skills.v;
+    size_t bytes = row->skills.n * sizeof(tm_skill);
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(skills + off);
+}
+
+const prj_objtype tm_row_type = {.decode = row_decode,
+                                 .encode = row_encode,
+                                 .free = row_free,
+                                 .size = sizeof(tm_row),
+                                 .prefetch = row_prefetch};
 
 /* ---- event data ---------------------------------------------------------------- */
 
