@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 /* A multiply-xorshift hash over the key 8 bytes at a time, seeded by the
  * database index and the length. */
@@ -30,53 +29,13 @@ static uint64_t key_hash(int db, const void *key, size_t klen)
     return h ^ (h >> 29);
 }
 
-#define HUGE_PAGE ((size_t)2 << 20)
-
-/* Memory for the table and the chunks: a large cache touches it at random,
- * so a block of a huge page or more is mapped aligned to them and asks the
- * kernel for them (transparent huge pages, where it gives them on
- * request): one TLB entry for 2 MiB instead of 512, and one fault. */
-static size_t big_size(size_t n)
-{
-    return n < HUGE_PAGE ? n : (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-}
-
-static void *big_alloc(size_t n)
-{
-    if (n < HUGE_PAGE)
-        return guild_xmalloc(n);
-    size_t size = big_size(n);
-    uint8_t *p =
-        mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        GUILD_BUG("out of memory: mapping %zu bytes", size);
-    size_t head = (HUGE_PAGE - ((uintptr_t)p & (HUGE_PAGE - 1))) & (HUGE_PAGE - 1);
-    if (head)
-        munmap(p, head);
-    munmap(p + head + size, HUGE_PAGE - head);
-    p += head;
-#ifdef MADV_HUGEPAGE
-    madvise(p, size, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
-/* Frees a block of n bytes from big_alloc. */
-static void big_free(void *p, size_t n)
-{
-    if (n < HUGE_PAGE)
-        free(p);
-    else if (p)
-        munmap(p, big_size(n));
-}
+#define CHUNK_BYTES ((size_t)1 << 20)
 
 struct wc_chunk {
     struct wc_chunk *next;
     size_t size;
     _Alignas(max_align_t) uint8_t bytes[];
 };
-
-#define CHUNK_BYTES (HUGE_PAGE - sizeof(struct wc_chunk)) /* with its header, a huge page */
 
 void prj_wcache_init(prj_wcache *c)
 {
@@ -91,7 +50,7 @@ static void *chunk_alloc(prj_wcache *c, size_t n)
         struct wc_chunk *next = c->chunk ? c->chunk->next : c->chunks;
         if (!next || next->size < n) {
             size_t size = n > CHUNK_BYTES ? n : CHUNK_BYTES;
-            struct wc_chunk *fresh = big_alloc(sizeof *fresh + size);
+            struct wc_chunk *fresh = guild_xmalloc(sizeof *fresh + size);
             fresh->size = size;
             /* Goes after the current chunk, ahead of those not reached yet. */
             fresh->next = next;
@@ -164,11 +123,11 @@ void prj_wcache_release(prj_wcache *c)
         free(c->spare);
     }
     prj_wcache_clear(c);
-    big_free(c->slots, c->cap * sizeof *c->slots);
+    free(c->slots);
     free(c->dirty);
     while (c->chunks) {
         struct wc_chunk *next = c->chunks->next;
-        big_free(c->chunks, sizeof *c->chunks + c->chunks->size);
+        free(c->chunks);
         c->chunks = next;
     }
     memset(c, 0, sizeof *c);
@@ -206,9 +165,7 @@ void prj_wcache_clear_behind(prj_wcache *c)
 static void grow(prj_wcache *c)
 {
     size_t cap = c->cap ? c->cap * 2 : 1024;
-    prj_wentry **slots = big_alloc(cap * sizeof *slots);
-    if (cap * sizeof *slots < HUGE_PAGE) /* a mapping comes zeroed */
-        memset(slots, 0, cap * sizeof *slots);
+    prj_wentry **slots = guild_xcalloc(cap, sizeof *slots);
     for (size_t i = 0; i < c->cap; i++) {
         prj_wentry *e = c->slots[i];
         if (!e)
@@ -218,7 +175,7 @@ static void grow(prj_wcache *c)
             j = (j + 1) & (cap - 1);
         slots[j] = e;
     }
-    big_free(c->slots, c->cap * sizeof *c->slots);
+    free(c->slots);
     c->slots = slots;
     c->cap = cap;
 }
