@@ -1,6 +1,6 @@
 /*
- * store_internal.h — long transactions of the projector store, for the
- * replay loop (internal to projections/).
+ * store_internal.h — the projector store's parts, and its long
+ * transactions for the replay loop (internal to projections/).
  *
  * prj_store_apply commits every batch it is given. A replay applies
  * hundreds of thousands of events that no query waits for, so it keeps one
@@ -18,6 +18,68 @@
 #define GUILD_PROJECTIONS_STORE_INTERNAL_H
 
 #include "projections/prj.h"
+#include "projections/wcache.h"
+
+#include <lmdb.h>
+#include <msgpack.h>
+#include <pthread.h>
+
+/* ---- the store's parts: store.c (open, apply, query, dead letters) and
+ * access.c (a model's reads and writes through the write-back cache) ---- */
+
+#define MAX_DBS 12
+#define WCACHE_MAX 1048576 /* entries in a batch's write-back cache before it is written out */
+
+struct prj_store {
+    const prj_model *m;
+    MDB_env *env;
+    MDB_dbi dbs[MAX_DBS];
+    const char *names[MAX_DBS];
+    int n_dbs;
+    MDB_dbi meta, dead;
+    pthread_rwlock_t resize; /* readers shared, map growth exclusive */
+    pthread_mutex_t apply_lock;
+    pthread_mutex_t lock; /* guards the cached checkpoint below */
+    pthread_cond_t moved;
+    uint64_t position;
+    int64_t event_time;
+    uint64_t lanes[4];
+    int row_db;              /* index of the model's row_db, or -1 */
+    prj_wcache wc;           /* the batch's, while apply_lock is held */
+    msgpack_sbuffer scratch; /* an object's bytes while they are written out */
+};
+
+struct prj_txn {
+    prj_store *s;
+    MDB_txn *txn;
+    uint64_t lanes[4];
+    prj_wcache *wc;
+    /* Databases empty when the transaction began, and not written since: a
+     * key in one is known absent without a look, and sorted writes can
+     * append. */
+    bool empty[MAX_DBS];
+};
+
+struct prj_read {
+    prj_store *s;
+    MDB_txn *txn;
+};
+
+/* The index of a model's database by name, or -1. */
+int prj__db_index(const prj_store *s, const char *db);
+
+/* Adds (or subtracts) an entry's part to the digest's lanes. */
+void prj__lanes_add(uint64_t lanes[4], const uint64_t h[4], bool subtract);
+
+/* Writes the batch's cache out to LMDB in key order, keeping the digest,
+ * and leaves every entry clean. GUILD_UNAVAILABLE when the map is full. */
+guild_status prj__wc_flush(prj_txn *t);
+
+/* After an event: writes the cache out and empties it when it has grown
+ * past its budget (WCACHE_MAX). */
+guild_status prj__wc_trim(prj_txn *t);
+
+/* ---- long transactions ---- */
 
 typedef struct prj_session prj_session;
 
