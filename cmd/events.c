@@ -21,9 +21,10 @@
  * position and digest, then reads its LMDB files directly).
  *
  * Sections: plumbing (opening, options, progress, record as JSON, filters),
- * ls / show / export / tail, key and verify, replay.
+ * ls / show / export / tail, key and verify. Replay is in events_replay.c.
  */
 #include "cmd.h"
+#include "events.h"
 
 #include "bus/audit.h"
 #include "bus/checkpoint.h"
@@ -49,15 +50,12 @@
 #define PAGE 4096            /* records per read transaction */
 #define PROGRESS_EVERY 65536 /* records between progress lines */
 #define TAIL_INTERVAL_MS 200 /* default poll interval of tail */
-#define MAX_DIFFS 20         /* differing keys replay lists by default */
 #define JSON_LINE (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
 
 /* ---- plumbing ------------------------------------------------------------------ */
 
-/* Options each subcommand takes; anything else starting with "--" is an
- * error, so a typo never silently widens an export. */
-static bool opts_ok(int argc, char **argv, int first, const char *const *with_value,
-                    const char *const *flags)
+bool ev_opts_ok(int argc, char **argv, int first, const char *const *with_value,
+                const char *const *flags)
 {
     for (int i = first; i < argc; i++) {
         bool known = false;
@@ -80,7 +78,7 @@ static bool opts_ok(int argc, char **argv, int first, const char *const *with_va
     return true;
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
+bool ev_parse_u64(const char *s, uint64_t *out)
 {
     char *end = NULL;
     errno = 0;
@@ -91,15 +89,9 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
-typedef struct progress {
-    bool tty;
-    uint64_t started;
-    const char *what;
-} progress;
-
-static void show_progress(void *ctx, uint64_t done, uint64_t total)
+void ev_show_progress(void *ctx, uint64_t done, uint64_t total)
 {
-    progress *p = ctx;
+    ev_progress *p = ctx;
     if (!p->tty)
         return;
     double secs = (double)(guild_mono_ns() - p->started) / 1e9;
@@ -111,18 +103,18 @@ static void show_progress(void *ctx, uint64_t done, uint64_t total)
         fprintf(stderr, "\r\033[K%s: %llu", p->what, (unsigned long long)done);
 }
 
-static void progress_end(const progress *p)
+void ev_progress_end(const ev_progress *p)
 {
     if (p->tty)
         fprintf(stderr, "\r\033[K");
 }
 
-static double seconds_since(uint64_t started)
+double ev_seconds_since(uint64_t started)
 {
     return (double)(guild_mono_ns() - started) / 1e9;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out)
+void ev_hex(const uint8_t *p, size_t n, char *out)
 {
     sodium_bin2hex(out, 2 * n + 1, p, n);
 }
@@ -135,7 +127,7 @@ static json_t *jstr(es_str s)
     /* Not UTF-8: shown as hex rather than hidden. */
     char *h = guild_xmalloc(2 * (size_t)s.n + 5);
     memcpy(h, "hex:", 4);
-    hex((const uint8_t *)s.p, s.n, h + 4);
+    ev_hex((const uint8_t *)s.p, s.n, h + 4);
     j = json_string(h);
     free(h);
     return j;
@@ -145,8 +137,8 @@ static json_t *jstr(es_str s)
 static json_t *record_json(const es_record *r)
 {
     char prev[2 * ES_HASH_LEN + 1], hash[2 * ES_HASH_LEN + 1], when[40];
-    hex(r->prev, ES_HASH_LEN, prev);
-    hex(r->hash, ES_HASH_LEN, hash);
+    ev_hex(r->prev, ES_HASH_LEN, prev);
+    ev_hex(r->hash, ES_HASH_LEN, hash);
     json_t *o = json_object();
     json_object_set_new(o, "id", jstr(r->id));
     json_object_set_new(o, "type", jstr(r->type));
@@ -166,7 +158,7 @@ static json_t *record_json(const es_record *r)
         json_object_set_new(o, "data", data);
     } else {
         char *h = guild_xmalloc(2 * r->data_len + 1);
-        hex(r->data, r->data_len, h);
+        ev_hex(r->data, r->data_len, h);
         json_object_set_new(o, "data", json_null());
         json_object_set_new(o, "data_msgpack", json_string(h));
         free(h);
@@ -176,7 +168,7 @@ static json_t *record_json(const es_record *r)
     return o;
 }
 
-static void print_json_line(json_t *j)
+void ev_print_json_line(json_t *j)
 {
     char *text = json_dumps(j, JSON_LINE);
     if (text)
@@ -188,7 +180,7 @@ static void print_json_line(json_t *j)
 static bool parse_time(const char *s, int64_t *out)
 {
     uint64_t ns;
-    if (parse_u64(s, &ns) && ns <= INT64_MAX) {
+    if (ev_parse_u64(s, &ns) && ns <= INT64_MAX) {
         *out = (int64_t)ns;
         return true;
     }
@@ -295,7 +287,7 @@ typedef struct emit {
     bool human;
     uint64_t scanned, printed, limit;
     uint64_t total;
-    progress *p;
+    ev_progress *p;
 } emit;
 
 /* A provenance field for a person: "-" when empty. */
@@ -332,14 +324,14 @@ static int emit_record(void *ctx, const es_record *rec)
     emit *e = ctx;
     e->scanned++;
     if (e->p && e->scanned % PROGRESS_EVERY == 0)
-        show_progress(e->p, e->scanned, e->total);
+        ev_show_progress(e->p, e->scanned, e->total);
     if (e->f && !filter_match(e->f, rec))
         return 0;
     if (e->human) {
         print_human(rec);
     } else {
         json_t *j = record_json(rec);
-        print_json_line(j);
+        ev_print_json_line(j);
         json_decref(j);
     }
     e->printed++;
@@ -393,18 +385,18 @@ static int export(const cmd_common *c, const char *domain, int argc, char **argv
 {
     static const char *const flags[] = {"--quiet", NULL};
     filter f;
-    if (!opts_ok(argc, argv, 3, filter_opts, flags) || !filter_parse(&f, argc, argv))
+    if (!ev_opts_ok(argc, argv, 3, filter_opts, flags) || !filter_parse(&f, argc, argv))
         return 2;
     es_store *st = cmd_open_log(c, domain, "guild events");
     if (!st)
         return 2;
     /* Progress only when the lines go elsewhere than the terminal. */
-    progress p = {isatty(2) && !isatty(1), guild_mono_ns(), "exporting: events read"};
+    ev_progress p = {isatty(2) && !isatty(1), guild_mono_ns(), "exporting: events read"};
     emit e = {.f = &f, .p = &p};
     es_log_head(st, &e.total, NULL);
     guild_status s = emit_all(st, f.stream, &e, 1, NULL);
     es_store_close(st);
-    progress_end(&p);
+    ev_progress_end(&p);
     fflush(stdout);
     if (s != GUILD_OK) {
         fprintf(stderr, "guild events export: the store could not be read (%s)\n",
@@ -414,7 +406,7 @@ static int export(const cmd_common *c, const char *domain, int argc, char **argv
     if (!cmd_flag(argc, argv, "--quiet"))
         fprintf(stderr, "%s: exported %llu of %llu events in %.2f s\n", domain,
                 (unsigned long long)e.printed, (unsigned long long)e.total,
-                seconds_since(p.started));
+                ev_seconds_since(p.started));
     return 0;
 }
 
@@ -436,10 +428,10 @@ static int tail(const cmd_common *c, const char *domain, int argc, char **argv)
     uint64_t from = 0, limit = 0, interval = TAIL_INTERVAL_MS;
     const char *fp = cmd_opt(argc, argv, "--from-position"), *lim = cmd_opt(argc, argv, "--limit"),
                *iv = cmd_opt(argc, argv, "--interval");
-    if (!opts_ok(argc, argv, 3, with_value, flags) || !filter_parse(&f, argc, argv))
+    if (!ev_opts_ok(argc, argv, 3, with_value, flags) || !filter_parse(&f, argc, argv))
         return 2;
-    if ((fp && !parse_u64(fp, &from)) || (lim && !parse_u64(lim, &limit)) ||
-        (iv && (!parse_u64(iv, &interval) || interval == 0))) {
+    if ((fp && !ev_parse_u64(fp, &from)) || (lim && !ev_parse_u64(lim, &limit)) ||
+        (iv && (!ev_parse_u64(iv, &interval) || interval == 0))) {
         fprintf(stderr, "guild events tail: --from-position, --limit and --interval take "
                         "positive integers\n");
         return 2;
@@ -499,11 +491,11 @@ static int key(const cmd_common *c, const char *domain, bool as_json)
         return 2;
     }
     char pk[2 * crypto_sign_PUBLICKEYBYTES + 1];
-    hex(k.pk, sizeof k.pk, pk);
+    ev_hex(k.pk, sizeof k.pk, pk);
     if (as_json) {
         json_t *out = json_pack("{s:s, s:s, s:s, s:s}", "domain", domain, "public_key", pk,
                                 "key_id", k.key_id, "path", path);
-        print_json_line(out);
+        ev_print_json_line(out);
         json_decref(out);
     } else {
         printf("%s\n", pk);
@@ -584,7 +576,7 @@ static bool anchor_parse(anchor *a, const char *s)
     memcpy(pos, s, (size_t)(colon - s));
     pos[colon - s] = '\0';
     a->given = true;
-    return parse_u64(pos, &a->position) && a->position > 0 && strlen(colon + 1) == 64 &&
+    return ev_parse_u64(pos, &a->position) && a->position > 0 && strlen(colon + 1) == 64 &&
            sodium_hex2bin(a->hash, ES_HASH_LEN, colon + 1, 64, NULL, &n, NULL) == 0 &&
            n == ES_HASH_LEN;
 }
@@ -650,7 +642,7 @@ static json_t *signatures_json(const verdict *v)
                           "key_ids", keys);
     if (r->verified) {
         char h[2 * ES_HASH_LEN + 1], when[40];
-        hex(r->last_hash, ES_HASH_LEN, h);
+        ev_hex(r->last_hash, ES_HASH_LEN, h);
         json_object_set_new(o, "last",
                             json_pack("{s:I, s:s, s:I, s:s, s:s}", "position",
                                       (json_int_t)r->last_position, "hash", h, "time",
@@ -698,7 +690,7 @@ static void verdict_json(const verdict *v, bool intact)
         json_object_set_new(out, "anchor",
                             json_pack("{s:I, s:b, s:s}", "position", (json_int_t)v->anchor.position,
                                       "ok", v->anchor.ok, "what", v->anchor.what));
-    print_json_line(out);
+    ev_print_json_line(out);
     json_decref(out);
 }
 
@@ -775,7 +767,7 @@ static int verify(const cmd_common *c, const char *domain, int argc, char **argv
 {
     static const char *const with_value[] = {"--pubkey", "--anchor", NULL};
     static const char *const flags[] = {"--json", NULL};
-    if (!opts_ok(argc, argv, 3, with_value, flags))
+    if (!ev_opts_ok(argc, argv, 3, with_value, flags))
         return 2;
     bool as_json = cmd_flag(argc, argv, "--json");
     trust t;
@@ -789,20 +781,20 @@ static int verify(const cmd_common *c, const char *domain, int argc, char **argv
     es_store *st = cmd_open_log(c, domain, "guild events");
     if (!st)
         return 2;
-    progress p = {isatty(2) && !as_json, guild_mono_ns(), "verifying the chain: events"};
-    guild_status s = es_verify(st, &v.chain, show_progress, &p);
+    ev_progress p = {isatty(2) && !as_json, guild_mono_ns(), "verifying the chain: events"};
+    guild_status s = es_verify(st, &v.chain, ev_show_progress, &p);
     p.what = "checking signed checkpoints";
     if (s == GUILD_OK)
-        s = bus_checkpoint_check(st, domain, t.ring.count ? &t.ring : NULL, &v.sigs, show_progress,
-                                 &p);
+        s = bus_checkpoint_check(st, domain, t.ring.count ? &t.ring : NULL, &v.sigs,
+                                 ev_show_progress, &p);
     if (s == GUILD_OK)
         s = anchor_check(st, &v.anchor);
     p.what = "checking snapshots against their events";
     if (s == GUILD_OK)
-        s = bus_snapshots_check(st, domain, &v.snaps, show_progress, &p);
-    v.seconds = seconds_since(p.started);
+        s = bus_snapshots_check(st, domain, &v.snaps, ev_show_progress, &p);
+    v.seconds = ev_seconds_since(p.started);
     es_store_close(st);
-    progress_end(&p);
+    ev_progress_end(&p);
     if (s != GUILD_OK) {
         fprintf(stderr, "guild events verify: the store could not be read (%s)\n",
                 guild_status_code(s));
@@ -822,366 +814,6 @@ static int verify(const cmd_common *c, const char *domain, int argc, char **argv
     else
         verdict_text(&v);
     return intact ? 0 : 1;
-}
-
-/* ---- replay ------------------------------------------------------------------------ */
-
-/* Progress of a replay, shown through the same line as verify's. */
-typedef struct replay_progress_ctx {
-    progress *p;
-    uint64_t total;
-} replay_progress_ctx;
-
-static int replay_progress(void *ctx, uint64_t position, const prj_batch_stats *batch,
-                           size_t events, double apply_seconds)
-{
-    replay_progress_ctx *rp = ctx;
-    (void)batch, (void)events, (void)apply_seconds;
-    show_progress(rp->p, position, rp->total);
-    return 0;
-}
-
-/* Entries of the live and the rebuilt model that differ. */
-typedef struct diffs {
-    uint64_t compared, count;
-    size_t max;
-    json_t *list; /* [{db, key, what}], the first `max` */
-} diffs;
-
-/* A key for a person: printable ASCII as it is, other bytes as \xNN. */
-static void key_text(const MDB_val *k, char *out, size_t size)
-{
-    const unsigned char *p = k->mv_data;
-    size_t o = 0, i = 0;
-    for (; i < k->mv_size && o + 8 < size; i++) {
-        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
-            out[o++] = (char)p[i];
-        else
-            o += (size_t)snprintf(out + o, size - o, "\\x%02x", p[i]);
-    }
-    snprintf(out + o, size - o, "%s", i < k->mv_size ? "…" : "");
-}
-
-static void diff_add(diffs *d, const char *db, const MDB_val *k, const char *what)
-{
-    d->count++;
-    if (json_array_size(d->list) >= d->max)
-        return;
-    char text[300];
-    key_text(k, text, sizeof text);
-    json_array_append_new(d->list,
-                          json_pack("{s:s, s:s, s:s}", "db", db, "key", text, "what", what));
-}
-
-/* Walks one named database of both environments together, in key order. */
-static int diff_db(MDB_txn *lt, MDB_txn *bt, const char *db, diffs *d)
-{
-    MDB_dbi ld, bd;
-    MDB_cursor *lc = NULL, *bc = NULL;
-    MDB_val lk, lv, bk, bv;
-    int lr = MDB_NOTFOUND, br = MDB_NOTFOUND;
-    if (mdb_dbi_open(lt, db, 0, &ld) == 0 && mdb_cursor_open(lt, ld, &lc) == 0)
-        lr = mdb_cursor_get(lc, &lk, &lv, MDB_FIRST);
-    if (mdb_dbi_open(bt, db, 0, &bd) == 0 && mdb_cursor_open(bt, bd, &bc) == 0)
-        br = mdb_cursor_get(bc, &bk, &bv, MDB_FIRST);
-    while (lr == 0 || br == 0) {
-        int cmp = lr ? 1 : br ? -1 : mdb_cmp(lt, ld, &lk, &bk);
-        d->compared++;
-        if (cmp < 0) {
-            diff_add(d, db, &lk, "only in the live model");
-        } else if (cmp > 0) {
-            diff_add(d, db, &bk, "only in the rebuilt model");
-        } else if (lv.mv_size != bv.mv_size || memcmp(lv.mv_data, bv.mv_data, lv.mv_size) != 0) {
-            diff_add(d, db, &lk, "value differs");
-        }
-        if (cmp <= 0)
-            lr = mdb_cursor_get(lc, &lk, &lv, MDB_NEXT);
-        if (cmp >= 0)
-            br = mdb_cursor_get(bc, &bk, &bv, MDB_NEXT);
-    }
-    if (lc)
-        mdb_cursor_close(lc);
-    if (bc)
-        mdb_cursor_close(bc);
-    return lr != MDB_NOTFOUND ? lr : br != MDB_NOTFOUND ? br : 0;
-}
-
-static int env_open_ro(const char *dir, MDB_env **env, MDB_txn **txn)
-{
-    int rc = mdb_env_create(env);
-    if (rc)
-        return rc;
-    mdb_env_set_maxdbs(*env, 32);
-    if ((rc = mdb_env_open(*env, dir, MDB_RDONLY | MDB_NOTLS, 0644)) == 0 &&
-        (rc = mdb_txn_begin(*env, NULL, MDB_RDONLY, txn)) == 0)
-        return 0;
-    mdb_env_close(*env);
-    *env = NULL;
-    return rc;
-}
-
-/* Reads both models straight from their LMDB files, one snapshot each. */
-static int diff_models(const char *live_dir, const char *built_dir, const prj_model *m, diffs *d)
-{
-    MDB_env *le = NULL, *be = NULL;
-    MDB_txn *lt = NULL, *bt = NULL;
-    int rc = env_open_ro(live_dir, &le, &lt);
-    if (rc == 0)
-        rc = env_open_ro(built_dir, &be, &bt);
-    for (const char *const *db = m->dbs; rc == 0 && db && *db; db++)
-        rc = diff_db(lt, bt, *db, d);
-    if (lt)
-        mdb_txn_abort(lt);
-    if (bt)
-        mdb_txn_abort(bt);
-    if (le)
-        mdb_env_close(le);
-    if (be)
-        mdb_env_close(be);
-    return rc;
-}
-
-typedef struct model_report {
-    const prj_model *m;
-    char live_dir[1100], dir[1100];
-    bool live;
-    uint64_t head, live_pos, live_pos_after, built_pos;
-    uint8_t live_digest[PRJ_DIGEST_LEN], built_digest[PRJ_DIGEST_LEN];
-    bool compared, moved, equal;
-    diffs d;
-    double seconds;
-} model_report;
-
-/* Position and digest of a model's environment as prj_store keeps them. */
-static bool model_snapshot(const char *dir, const prj_model *m, uint64_t *pos,
-                           uint8_t digest[PRJ_DIGEST_LEN])
-{
-    prj_store *s = NULL;
-    guild_error err = {0};
-    if (prj_store_open(dir, m, &s, &err) != GUILD_OK) {
-        fprintf(stderr, "guild events replay: %s\n", err.message);
-        return false;
-    }
-    prj_store_snapshot(s, pos, digest);
-    prj_store_close(s);
-    return true;
-}
-
-/* Makes <into>/<model> empty, refusing to touch the live model. */
-static bool target_prepare(model_report *r)
-{
-    char a[PATH_MAX], b[PATH_MAX], path[1200];
-    mkdir(r->dir, 0755);
-    if (realpath(r->dir, a) && realpath(r->live_dir, b) && strcmp(a, b) == 0) {
-        fprintf(stderr, "guild events replay: %s is the live model; replay somewhere else\n",
-                r->dir);
-        return false;
-    }
-    snprintf(path, sizeof path, "%s/data.mdb", r->dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", r->dir);
-    unlink(path);
-    return true;
-}
-
-static guild_status model_rebuild(es_store *log, model_report *r, uint64_t stop_at, progress *p)
-{
-    prj_store *target = NULL;
-    guild_error err = {0};
-    if (prj_store_open(r->dir, r->m, &target, &err) != GUILD_OK) {
-        fprintf(stderr, "guild events replay: %s\n", err.message);
-        return GUILD_IO;
-    }
-    replay_progress_ctx rp = {p, stop_at};
-    /* stop_at 0: an empty log or model, nothing to replay */
-    guild_status s =
-        stop_at ? prj_store_replay(target, log, stop_at, 0, replay_progress, &rp) : GUILD_OK;
-    prj_store_snapshot(target, &r->built_pos, r->built_digest);
-    prj_store_close(target);
-    return s;
-}
-
-/* Rebuilds one model up to the live model's position (or the log's end
- * when there is none) and compares the two. 0, or 2 when it cannot run. */
-static int replay_model(const cmd_common *c, es_store *log, const char *into, model_report *r,
-                        bool tty)
-{
-    snprintf(r->dir, sizeof r->dir, "%s/%s", into, r->m->name);
-    prj_model_dir(c->data, r->m->name, r->live_dir, sizeof r->live_dir);
-    if (!target_prepare(r))
-        return 2;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/data.mdb", r->live_dir);
-    r->live = access(path, F_OK) == 0;
-    if (r->live && !model_snapshot(r->live_dir, r->m, &r->live_pos, r->live_digest))
-        return 2;
-    es_log_head(log, &r->head, NULL);
-    /* Compared at the live model's position: a model still catching up is
-     * not a difference. */
-    uint64_t stop_at = r->live && r->live_pos < r->head ? r->live_pos : r->head;
-    char what[160];
-    snprintf(what, sizeof what, "replaying %s: events", r->m->name);
-    progress p = {tty, guild_mono_ns(), what};
-    guild_status s = model_rebuild(log, r, stop_at, &p);
-    progress_end(&p);
-    r->seconds = seconds_since(p.started);
-    if (s != GUILD_OK) {
-        fprintf(stderr, "guild events replay: %s: %s\n", r->m->name, guild_status_code(s));
-        return 2;
-    }
-    if (!r->live)
-        return 0;
-    r->compared = r->built_pos == r->live_pos;
-    if (r->compared) {
-        int rc = diff_models(r->live_dir, r->dir, r->m, &r->d);
-        uint8_t ignored[PRJ_DIGEST_LEN];
-        if (rc || !model_snapshot(r->live_dir, r->m, &r->live_pos_after, ignored)) {
-            fprintf(stderr, "guild events replay: cannot compare %s: %s\n", r->m->name,
-                    rc ? mdb_strerror(rc) : "the live model cannot be read");
-            return 2;
-        }
-        r->moved = r->live_pos_after != r->live_pos;
-    }
-    /* The digests decide; the walk also catches a live model changed
-     * behind its digest's back, unless the projector moved on meanwhile. */
-    r->equal = r->compared && sodium_memcmp(r->live_digest, r->built_digest, PRJ_DIGEST_LEN) == 0 &&
-               (r->moved || r->d.count == 0);
-    return 0;
-}
-
-static json_t *model_json(const model_report *r)
-{
-    char ld[2 * PRJ_DIGEST_LEN + 1], bd[2 * PRJ_DIGEST_LEN + 1];
-    hex(r->live_digest, PRJ_DIGEST_LEN, ld);
-    hex(r->built_digest, PRJ_DIGEST_LEN, bd);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:s, s:f}", "model", r->m->name, "dir",
-                          r->dir, "live_dir", r->live_dir, "live", r->live, "log_head",
-                          (json_int_t)r->head, "rebuilt_position", (json_int_t)r->built_pos,
-                          "rebuilt_digest", bd, "seconds", r->seconds);
-    if (r->live) {
-        json_object_set_new(o, "live_position", json_integer((json_int_t)r->live_pos));
-        json_object_set_new(o, "live_digest", json_string(ld));
-        json_object_set_new(o, "positions_differ", json_boolean(!r->compared));
-    }
-    if (r->compared) {
-        json_object_set_new(o, "compared_entries", json_integer((json_int_t)r->d.compared));
-        json_object_set_new(
-            o, "differences",
-            json_pack("{s:I, s:O}", "count", (json_int_t)r->d.count, "keys", r->d.list));
-        if (r->moved)
-            json_object_set_new(o, "live_moved_to", json_integer((json_int_t)r->live_pos_after));
-    }
-    json_object_set_new(o, "equal", json_boolean(r->equal));
-    return o;
-}
-
-static void model_text(const model_report *r)
-{
-    const char *name = r->m->name;
-    double secs = r->seconds;
-    printf("%s: replayed %llu events into %s in %.2f s (%.0f events/s)\n", name,
-           (unsigned long long)r->built_pos, r->dir, secs,
-           secs > 0 ? (double)r->built_pos / secs : 0.0);
-    char ld[2 * PRJ_DIGEST_LEN + 1], bd[2 * PRJ_DIGEST_LEN + 1];
-    hex(r->live_digest, PRJ_DIGEST_LEN, ld);
-    hex(r->built_digest, PRJ_DIGEST_LEN, bd);
-    if (!r->live) {
-        printf("%s: no live model at %s: nothing to compare\n", name, r->live_dir);
-        return;
-    }
-    if (!r->compared) {
-        printf("%s: positions differ: the live model is at position %llu but the log ends at "
-               "%llu — it holds events the log does not\n",
-               name, (unsigned long long)r->live_pos, (unsigned long long)r->head);
-        return;
-    }
-    if (r->equal) {
-        printf("%s: at position %llu the rebuilt model is EQUAL to the live one (digest %.16s…, "
-               "%llu entries compared)\n",
-               name, (unsigned long long)r->built_pos, bd, (unsigned long long)r->d.compared);
-    } else {
-        bool same_digest = strcmp(ld, bd) == 0;
-        printf("%s: at position %llu the rebuilt model DIFFERS from the live one (%s%.16s… %s "
-               "%.16s…)\n",
-               name, (unsigned long long)r->built_pos, same_digest ? "same digest " : "digest ", bd,
-               same_digest ? "=" : "≠", ld);
-        if (same_digest)
-            printf("%s: the live model's content does not match its own digest: it was changed "
-                   "outside the projector\n",
-                   name);
-    }
-    if (r->d.count)
-        printf("%s: %llu entries differ%s:\n", name, (unsigned long long)r->d.count,
-               r->moved ? " (the live model moved on during the comparison: some may be events "
-                          "applied since)"
-                        : "");
-    size_t i;
-    json_t *e;
-    json_array_foreach(r->d.list, i, e)
-    {
-        printf("  %-14s %-50s %s\n", json_string_value(json_object_get(e, "db")),
-               json_string_value(json_object_get(e, "key")),
-               json_string_value(json_object_get(e, "what")));
-    }
-    if (r->d.count > json_array_size(r->d.list))
-        printf("  … and %llu more (--max-diffs N lists more)\n",
-               (unsigned long long)(r->d.count - json_array_size(r->d.list)));
-}
-
-static int replay(const cmd_common *c, const char *domain, int argc, char **argv)
-{
-    static const char *const with_value[] = {"--into", "--max-diffs", NULL};
-    static const char *const flags[] = {"--json", NULL};
-    if (!opts_ok(argc, argv, 3, with_value, flags))
-        return 2;
-    const char *into = cmd_opt(argc, argv, "--into"), *md = cmd_opt(argc, argv, "--max-diffs");
-    uint64_t max = MAX_DIFFS;
-    bool as_json = cmd_flag(argc, argv, "--json");
-    if (!into || (md && !parse_u64(md, &max))) {
-        fprintf(stderr,
-                "usage: guild events replay <domain> --into DIR [--max-diffs N] [--json]\n");
-        return 2;
-    }
-    size_t n = 0;
-    for (const prj_model *const *m = prj_models(); *m; m++)
-        n += strcmp((*m)->domain, domain) == 0;
-    if (n == 0) {
-        fprintf(stderr, "guild events replay: no read model is built from %s's events\n", domain);
-        return 2;
-    }
-    if (mkdir(into, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "guild events replay: cannot create %s: %s\n", into, strerror(errno));
-        return 2;
-    }
-    es_store *log = cmd_open_log(c, domain, "guild events");
-    if (!log)
-        return 2;
-    int rc = 0;
-    json_t *models = json_array();
-    for (const prj_model *const *m = prj_models(); *m && rc < 2; m++) {
-        if (strcmp((*m)->domain, domain) != 0)
-            continue;
-        model_report r = {.m = *m, .d = {.max = (size_t)max, .list = json_array()}};
-        int mrc = replay_model(c, log, into, &r, isatty(2) && !as_json);
-        rc = mrc ? mrc : r.equal ? rc : 1;
-        if (mrc == 0 && as_json)
-            json_array_append_new(models, model_json(&r));
-        else if (mrc == 0)
-            model_text(&r);
-        json_decref(r.d.list);
-    }
-    uint64_t head = 0;
-    es_log_head(log, &head, NULL);
-    es_store_close(log);
-    if (as_json && rc < 2) {
-        json_t *out = json_pack("{s:s, s:s, s:I, s:b, s:o}", "domain", domain, "into", into,
-                                "log_head", (json_int_t)head, "equal", rc == 0, "models", models);
-        print_json_line(out);
-        json_decref(out);
-    } else {
-        json_decref(models);
-    }
-    return rc;
 }
 
 /* ---- dispatch ------------------------------------------------------------------------ */
@@ -1221,18 +853,19 @@ int cmd_events(int argc, char **argv)
     if (strcmp(verb, "tail") == 0)
         return tail(&c, domain, argc, argv);
     if (strcmp(verb, "replay") == 0)
-        return replay(&c, domain, argc, argv);
+        return ev_replay(&c, domain, argc, argv);
     if (strcmp(verb, "key") == 0)
-        return opts_ok(argc, argv, 3, none, json_flag)
+        return ev_opts_ok(argc, argv, 3, none, json_flag)
                    ? key(&c, domain, cmd_flag(argc, argv, "--json"))
                    : 2;
     if (strcmp(verb, "show") == 0) {
-        if (argc < 4 || strncmp(argv[3], "--", 2) == 0 || !opts_ok(argc, argv, 4, none, json_flag))
+        if (argc < 4 || strncmp(argv[3], "--", 2) == 0 ||
+            !ev_opts_ok(argc, argv, 4, none, json_flag))
             return usage();
         return show(&c, domain, argv[3], cmd_flag(argc, argv, "--json"));
     }
     if (strcmp(verb, "ls") == 0) {
-        if (!opts_ok(argc, argv, 3, limit_opt, none))
+        if (!ev_opts_ok(argc, argv, 3, limit_opt, none))
             return 2;
         const char *limit = cmd_opt(argc, argv, "--limit");
         return list(&c, domain, limit ? (size_t)strtoull(limit, NULL, 10) : SIZE_MAX);
