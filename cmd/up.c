@@ -112,6 +112,70 @@ static int any_free_port(void)
     return port;
 }
 
+/* ---- our own nats-server ----
+ * A port found free may be taken by another process before nats-server
+ * binds it; nats-server then exits, and a connection to the port would
+ * reach the other process. So guild up waits for its own server to say, in
+ * its log, that it is ready, or to exit. */
+
+#define NATS_START_TRIES 5 /* ports tried when guild up picks the port */
+#define NATS_READY_MS 10000
+
+typedef enum { NATS_READY, NATS_EXITED, NATS_SLOW } nats_start;
+
+/* The size of a file (0 when missing): where this run's log lines start. */
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Copies the last non-empty line of the log after `from` into out. */
+static void log_last_line(const char *path, long from, char *out, size_t size)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[512];
+    if (fseek(f, from, SEEK_SET) == 0)
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (line[0])
+                snprintf(out, size, "%s", line);
+        }
+    fclose(f);
+}
+
+/* Whether the log, after `from`, holds `text`. */
+static bool log_says(const char *path, long from, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool found = false;
+    if (fseek(f, from, SEEK_SET) == 0)
+        while (!found && fgets(line, sizeof line, f))
+            found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Waits for the nats-server just started (pid) to log that it is ready, or
+ * to exit (reaped here; *status says how). */
+static nats_start nats_wait_ready(pid_t pid, const char *log, long from, int *status)
+{
+    for (int waited = 0; waited < NATS_READY_MS; waited += 20) {
+        if (waitpid(pid, status, WNOHANG) == pid)
+            return NATS_EXITED;
+        if (log_says(log, from, "Server is ready"))
+            return NATS_READY;
+        usleep(20 * 1000);
+    }
+    return NATS_SLOW;
+}
+
 static bool spawn(child *c)
 {
     pid_t parent = getpid();
@@ -341,14 +405,42 @@ int cmd_up(int argc, char **argv)
         snprintf(dir, sizeof dir, "%s/nats", c.data);
         mkdir(dir, 0755);
         snprintf(log, sizeof log, "%s/nats-server.log", dir);
-        snprintf(portbuf, sizeof portbuf, "%d", port);
         nats_child = add_child("nats-server");
-        const char *args[] = {"nats-server", "-js",   "-sd", dir, "-a", "127.0.0.1",
-                              "-p",          portbuf, "-l",  log, NULL};
-        for (int i = 0; args[i]; i++)
-            arg(nats_child, args[i]);
-        if (!spawn(nats_child)) {
-            say("cannot start nats-server");
+        for (int tries = 1;; tries++) {
+            snprintf(portbuf, sizeof portbuf, "%d", port);
+            const char *args[] = {"nats-server", "-js",   "-sd", dir, "-a", "127.0.0.1",
+                                  "-p",          portbuf, "-l",  log, NULL};
+            for (int i = 0; i < nats_child->argc; i++)
+                free(nats_child->argv[i]);
+            nats_child->argc = 0;
+            for (int i = 0; args[i]; i++)
+                arg(nats_child, args[i]);
+            long from = file_size(log);
+            if (!spawn(nats_child)) {
+                say("cannot start nats-server: %s", strerror(errno));
+                return 1;
+            }
+            int st = 0;
+            nats_start how = nats_wait_ready(nats_child->pid, log, from, &st);
+            if (how == NATS_READY)
+                break;
+            if (how == NATS_SLOW) {
+                say("nats-server (pid %d) did not say it was ready within %d s; see %s",
+                    nats_child->pid, NATS_READY_MS / 1000, log);
+                stop_child(nats_child, SIGTERM);
+                return 1;
+            }
+            nats_child->pid = 0;
+            char last[512];
+            log_last_line(log, from, last, sizeof last);
+            bool taken = strstr(last, "address already in use") != NULL;
+            if (taken && !port_opt && tries < NATS_START_TRIES && (port = any_free_port()) > 0) {
+                say("port %s was taken before nats-server could bind it; trying %d", portbuf, port);
+                continue;
+            }
+            say("nats-server exited (%s %d) on start: %s", WIFSIGNALED(st) ? "signal" : "status",
+                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+                last[0] ? last : "(nothing in its log)");
             return 1;
         }
         snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);

@@ -512,6 +512,40 @@ START_TEST(test_a_port_in_use_is_refused_before_anything_starts)
 }
 END_TEST
 
+/* guild up waits for its own nats-server to say it is ready: one that
+ * exits on start is reported with the last line of its log, at once,
+ * rather than guild up connecting to whatever holds the port. */
+START_TEST(test_a_nats_server_that_exits_on_start_is_reported)
+{
+    char path[800];
+    mkdir(g_data, 0755);
+    snprintf(path, sizeof path, "%s/nats", g_data);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    /* JetStream's store directory is a file: nats-server refuses to start. */
+    snprintf(path, sizeof path, "%s/nats/jetstream", g_data);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+
+    uint64_t t0 = guild_mono_ns();
+    up_start(&g_up, "up", (const char *const[]){NULL});
+    ck_assert_output(&g_up, up_wait(&g_up, REFUSE_TIMEOUT_MS),
+                     "guild up with a nats-server that cannot start did not exit within 5 s");
+    ck_assert_output(&g_up, up_exit_code(&g_up) == 1, "guild up did not exit with status 1");
+    char *out = text_of(g_up.out_path);
+    const char *said = strstr(out, "guild: nats-server exited (status 1) on start: ");
+    ck_assert_msg(said, "stdout does not report nats-server's exit:\n%s", out);
+    ck_assert_msg(!strstr(said, "(nothing in its log)") && strstr(said, "JetStream"),
+                  "the report lacks the log's last line:\n%s", out);
+    ck_assert_msg(!strstr(out, "ready"), "something was called ready:\n%s", out);
+    free(out);
+    uint64_t took_ms = (guild_mono_ns() - t0) / 1000000u;
+    ck_assert_msg(took_ms < REFUSE_TIMEOUT_MS, "took %llu ms", (unsigned long long)took_ms);
+    int left = naming(g_data);
+    ck_assert_msg(left == 0, "%d processes naming %s were still running", left, g_data);
+}
+END_TEST
+
 START_TEST(test_a_port_that_is_not_a_number_is_refused)
 {
     static const char *const bad[] = {"abc", "0", "65536", "4222x", NULL};
@@ -763,6 +797,7 @@ static Suite *up_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_a_port_in_use_is_refused_before_anything_starts);
     tcase_add_test(tc, test_a_port_that_is_not_a_number_is_refused);
+    tcase_add_test(tc, test_a_nats_server_that_exits_on_start_is_reported);
     tcase_add_test(tc, test_up_serves_commands_until_interrupted);
     tcase_add_test(tc, test_a_killed_service_is_restarted);
     tcase_add_test(tc, test_children_stop_when_up_is_killed);
