@@ -150,9 +150,11 @@ typedef struct prj_model {
     const char *row_db;
     /* Optional, with row_db: the model's own fetching ahead for an event,
      * in two calls an event apart (step 0, then step 1), given the row's
-     * object as the batch's cache holds it (NULL when it holds none):
-     * prj_prefetch of the entries apply will read or change. */
-    void (*ahead)(prj_txn *t, const es_record *rec, const void *row, int step);
+     * object and its type as the batch's cache holds it (NULL, NULL when
+     * it holds none): prj_prefetch of the entries apply will read or
+     * change. */
+    void (*ahead)(prj_txn *t, const es_record *rec, const void *row, const prj_objtype *type,
+                  int step);
 } prj_model;
 
 /* The models this build knows (projections/models.c). */

@@ -524,7 +524,8 @@ static void fetch_ahead(prj_session *x, ahead *a, const es_record *const *recs, 
         size_t r = j % AHEAD_RING;
         const prj_wentry *e =
             prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
-        s->m->ahead(&x->t, recs[j], e ? e->obj : NULL, step);
+        bool obj = e && e->obj;
+        s->m->ahead(&x->t, recs[j], obj ? e->obj : NULL, obj ? e->otype : NULL, step);
     }
 }
 

@@ -788,10 +788,11 @@ static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *ol
 /* The index entries of the row that the event will delete or move: those
  * of the families its fold changes, read from the memo (which the row's
  * prefetch asked for an event before). */
-void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *obj, int step)
+void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *obj, const prj_objtype *type,
+                       int step)
 {
     const tm_row *row = obj;
-    if (!row || !row->ix_memo || !rec->type.p)
+    if (type != &tm_row_type || !row->ix_memo || !rec->type.p)
         return;
     unsigned changes = 0;
     for (size_t i = 0; i < sizeof folds / sizeof folds[0]; i++)

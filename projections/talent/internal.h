@@ -74,7 +74,8 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
 
 /* Fetches ahead the index entries an event will change (the model's
  * ahead). */
-void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *row, int step);
+void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *row, const prj_objtype *type,
+                       int step);
 
 /* ASCII case-insensitive comparison, as the talent domain names skills. */
 int prj_talent__name_cmp(const char *a, const char *b);
