@@ -31,6 +31,44 @@ static uint64_t key_hash(int db, const void *key, size_t klen)
 
 #define CHUNK_BYTES ((size_t)1 << 20)
 
+/* ---- slots ----
+ * A slot holds an entry's address and, where the address leaves room, a
+ * tag of its hash: bit 63 set, 15 bits of the hash in bits 48–62, the
+ * address below. A user-space address has bit 63 clear (and, on the
+ * 64-bit machines guild runs on, bits 48–62 too); one that would not fit is
+ * stored bare. A probe that meets another key's tagged slot then moves on
+ * without reading that entry, which is most of what a probe used to cost:
+ * the entry is a miss in a table far larger than the CPU's caches. */
+
+#define TAG_SHIFT 48
+#define ADDR_MASK (((uint64_t)1 << TAG_SHIFT) - 1)
+
+static uint64_t tag_of(uint64_t hash)
+{
+    return ((uint64_t)1 << 15) | (hash >> 49); /* the top bits: not the slot index's */
+}
+
+static uintptr_t slot_make(const prj_wentry *e)
+{
+    uint64_t a = (uintptr_t)e;
+    if (UINTPTR_MAX < UINT64_MAX || (a & ~ADDR_MASK))
+        return (uintptr_t)e;
+    return (uintptr_t)(a | tag_of(e->hash) << TAG_SHIFT);
+}
+
+static prj_wentry *slot_entry(uintptr_t s)
+{
+    uint64_t v = s;
+    return (prj_wentry *)(uintptr_t)(v >> 63 ? v & ADDR_MASK : v);
+}
+
+/* Whether the slot may hold the key of `hash` (an untagged one may). */
+static bool slot_may_be(uintptr_t s, uint64_t hash)
+{
+    uint64_t v = s;
+    return !(v >> 63) || v >> TAG_SHIFT == tag_of(hash);
+}
+
 struct wc_chunk {
     struct wc_chunk *next;
     size_t size;
@@ -99,8 +137,8 @@ void prj_wcache_clear(prj_wcache *c)
     if (c->count)
         for (size_t i = 0; i < c->cap; i++)
             if (c->slots[i]) {
-                entry_free(c->slots[i]);
-                c->slots[i] = NULL;
+                entry_free(slot_entry(c->slots[i]));
+                c->slots[i] = 0;
             }
     c->count = 0;
     c->n_dirty = 0;
@@ -165,15 +203,14 @@ void prj_wcache_clear_behind(prj_wcache *c)
 static void grow(prj_wcache *c)
 {
     size_t cap = c->cap ? c->cap * 2 : 1024;
-    prj_wentry **slots = guild_xcalloc(cap, sizeof *slots);
+    uintptr_t *slots = guild_xcalloc(cap, sizeof *slots);
     for (size_t i = 0; i < c->cap; i++) {
-        prj_wentry *e = c->slots[i];
-        if (!e)
+        if (!c->slots[i])
             continue;
-        size_t j = e->hash & (cap - 1);
+        size_t j = slot_entry(c->slots[i])->hash & (cap - 1);
         while (slots[j])
             j = (j + 1) & (cap - 1);
-        slots[j] = e;
+        slots[j] = c->slots[i];
     }
     free(c->slots);
     c->slots = slots;
@@ -202,7 +239,14 @@ void prj_wcache_prefetch_entry(const prj_wcache *c, uint64_t hash)
 {
     if (!c->cap)
         return;
-    const char *e = (const char *)c->slots[hash & (c->cap - 1)];
+    /* The first slot of the probe that may be the key's (most often the
+     * first one looked at). */
+    const char *e = NULL;
+    for (size_t j = hash & (c->cap - 1); c->slots[j]; j = (j + 1) & (c->cap - 1))
+        if (slot_may_be(c->slots[j], hash)) {
+            e = (const char *)slot_entry(c->slots[j]);
+            break;
+        }
     if (!e)
         return;
     /* Every line of the entry and a key of typical length: 64-byte lines. */
@@ -221,10 +265,10 @@ prj_wentry *prj_wcache_lookup_hashed(const prj_wcache *c, uint64_t h, int db, co
                                      size_t klen)
 {
     if (c->cap)
-        for (size_t j = h & (c->cap - 1);; j = (j + 1) & (c->cap - 1)) {
-            prj_wentry *e = c->slots[j];
-            if (!e)
-                break;
+        for (size_t j = h & (c->cap - 1); c->slots[j]; j = (j + 1) & (c->cap - 1)) {
+            if (!slot_may_be(c->slots[j], h))
+                continue;
+            prj_wentry *e = slot_entry(c->slots[j]);
             if (e->hash == h && e->db == db && e->klen == klen && memcmp(e->key, key, klen) == 0)
                 return e;
         }
@@ -235,15 +279,9 @@ prj_wentry *prj_wcache_get(prj_wcache *c, int db, const void *key, size_t klen, 
 {
     *created = false;
     uint64_t h = key_hash(db, key, klen);
-    if (c->cap) {
-        for (size_t j = h & (c->cap - 1);; j = (j + 1) & (c->cap - 1)) {
-            prj_wentry *e = c->slots[j];
-            if (!e)
-                break;
-            if (e->hash == h && e->db == db && e->klen == klen && memcmp(e->key, key, klen) == 0)
-                return e;
-        }
-    }
+    prj_wentry *found = prj_wcache_lookup_hashed(c, h, db, key, klen);
+    if (found)
+        return found;
     *created = true;
     if (2 * (c->count + 1) > c->cap)
         grow(c);
@@ -257,7 +295,7 @@ prj_wentry *prj_wcache_get(prj_wcache *c, int db, const void *key, size_t klen, 
     size_t j = h & (c->cap - 1);
     while (c->slots[j])
         j = (j + 1) & (c->cap - 1);
-    c->slots[j] = e;
+    c->slots[j] = slot_make(e);
     c->count++;
     return e;
 }

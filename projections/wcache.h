@@ -46,7 +46,9 @@ typedef struct prj_wentry {
 } prj_wentry;
 
 typedef struct prj_wcache {
-    prj_wentry **slots; /* open addressing, power-of-two capacity */
+    /* Open addressing, power-of-two capacity: each slot an entry's address
+     * with bits of its hash (wcache.c), 0 when empty. */
+    uintptr_t *slots;
     size_t cap, count;
     prj_wentry **dirty; /* in the order they became dirty */
     size_t n_dirty, dirty_cap;
