@@ -460,12 +460,13 @@ static int session_begin(prj_store *s, bool careful, prj_session *x)
 
 /* Events between one step of fetching a row ahead and the next: an event
  * takes microseconds to apply, a trip to memory a tenth of one. */
-#define AHEAD_SLOT 6  /* the cache's slot for the event's row */
-#define AHEAD_ENTRY 5 /* the entry the slot points to */
-#define AHEAD_OBJ 4   /* the row's object */
-#define AHEAD_PARTS 3 /* what the object points to */
-#define AHEAD_MODEL 2 /* the model's steps (prj_model.ahead): 2, then 1 */
-#define AHEAD_RING 8  /* hashes kept, a power of two above AHEAD_SLOT */
+#define AHEAD_SLOT 6   /* the cache's slot for the event's row */
+#define AHEAD_ENTRY 5  /* the entry the slot points to */
+#define AHEAD_OBJ 4    /* the row's object */
+#define AHEAD_PARTS 3  /* what the object points to */
+#define AHEAD_MODEL 2  /* the model's steps (prj_model.ahead): 2, then 1 */
+#define AHEAD_RING 8   /* hashes kept, a power of two above AHEAD_SLOT */
+#define AHEAD_RECORD 8 /* the record's own bytes, copied out by another thread */
 
 typedef struct ahead {
     const char *key[AHEAD_RING];
@@ -492,7 +493,11 @@ static void fetch_ahead(prj_session *x, ahead *a, const es_record *const *recs, 
 {
     const prj_store *s = x->s;
     const prj_wcache *c = x->t.wc;
-    size_t j = i + AHEAD_SLOT;
+    size_t j = i + AHEAD_RECORD;
+    if (j < n)
+        for (size_t off = 0; off < recs[j]->raw_len; off += 64)
+            __builtin_prefetch(recs[j]->raw + off);
+    j = i + AHEAD_SLOT;
     if (j < n) {
         size_t r = j % AHEAD_RING;
         row_key(s, recs[j], &a->key[r], &a->klen[r]);
