@@ -218,15 +218,22 @@ guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)
     return GUILD_OK;
 }
 
+/* The cache's entry for a key that holds a value; GUILD_NOT_FOUND when the
+ * key is absent. */
+static guild_status wc_load_present(prj_txn *t, int i, const void *key, size_t klen,
+                                    prj_wentry **out)
+{
+    guild_status st = wc_load(t, i, key, klen, out);
+    return st == GUILD_OK && !(*out)->present ? GUILD_NOT_FOUND : st;
+}
+
 static guild_status wc_get(prj_txn *t, int i, const void *key, size_t klen, const void **val,
                            size_t *vlen)
 {
     prj_wentry *e;
-    guild_status st = wc_load(t, i, key, klen, &e);
+    guild_status st = wc_load_present(t, i, key, klen, &e);
     if (st != GUILD_OK)
         return st;
-    if (!e->present)
-        return GUILD_NOT_FOUND;
     if ((st = wc_encode(e)) != GUILD_OK)
         return st;
     *val = e->val;
@@ -237,11 +244,9 @@ static guild_status wc_get(prj_txn *t, int i, const void *key, size_t klen, cons
 static guild_status wc_get_json(prj_txn *t, int i, const void *key, size_t klen, json_t **out)
 {
     prj_wentry *e;
-    guild_status st = wc_load(t, i, key, klen, &e);
+    guild_status st = wc_load_present(t, i, key, klen, &e);
     if (st != GUILD_OK)
         return st;
-    if (!e->present)
-        return GUILD_NOT_FOUND;
     if (!e->json) {
         if ((st = wc_encode(e)) != GUILD_OK)
             return st;
@@ -259,11 +264,9 @@ guild_status prj_get_obj(prj_txn *t, const char *db, const void *key, size_t kle
     if (i < 0)
         return unknown_db(db);
     prj_wentry *e;
-    guild_status st = wc_load(t, i, key, klen, &e);
+    guild_status st = wc_load_present(t, i, key, klen, &e);
     if (st != GUILD_OK)
         return st;
-    if (!e->present)
-        return GUILD_NOT_FOUND;
     if (!e->obj || e->otype != type) {
         if ((st = wc_encode(e)) != GUILD_OK)
             return st;
