@@ -25,6 +25,7 @@
 #include "eventstore/internal.h"
 
 #include "common/alloc.h"
+#include "common/prefetch.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -309,8 +310,7 @@ static void hash_share(hash_batch *b)
         /* The records come from the map, mostly in no cache yet: ask for
          * the whole slice at once rather than miss line by line. */
         for (size_t i = from; i < to; i++)
-            for (size_t off = 0; off < b->recs[i].mv_size; off += 64)
-                __builtin_prefetch((const char *)b->recs[i].mv_data + off);
+            guild_prefetch(b->recs[i].mv_data, b->recs[i].mv_size);
         for (size_t i = from; i < to; i++) {
             es_record *r = &b->dec[i];
             b->decoded[i] = es_record_decode(b->recs[i].mv_data, b->recs[i].mv_size, r);

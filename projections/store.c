@@ -19,6 +19,7 @@
 #include "common/alloc.h"
 #include "common/codec.h"
 #include "common/log.h"
+#include "common/prefetch.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -495,8 +496,7 @@ static void fetch_ahead(prj_session *x, ahead *a, const es_record *const *recs, 
     const prj_wcache *c = x->t.wc;
     size_t j = i + AHEAD_RECORD;
     if (j < n)
-        for (size_t off = 0; off < recs[j]->raw_len; off += 64)
-            __builtin_prefetch(recs[j]->raw + off);
+        guild_prefetch(recs[j]->raw, recs[j]->raw_len);
     j = i + AHEAD_SLOT;
     if (j < n) {
         size_t r = j % AHEAD_RING;
@@ -511,8 +511,7 @@ static void fetch_ahead(prj_session *x, ahead *a, const es_record *const *recs, 
         const prj_wentry *e =
             prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
         if (e && e->obj)
-            for (size_t off = 0; off < e->otype->size; off += 64)
-                __builtin_prefetch((const char *)e->obj + off);
+            guild_prefetch(e->obj, e->otype->size);
     }
     if ((j = i + AHEAD_PARTS) < n) {
         size_t r = j % AHEAD_RING;

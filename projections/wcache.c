@@ -5,6 +5,7 @@
 
 #include "common/alloc.h"
 #include "common/pair.h"
+#include "common/prefetch.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -239,21 +240,13 @@ void prj_wcache_prefetch_entry(const prj_wcache *c, uint64_t hash)
 {
     if (!c->cap)
         return;
-    /* The first slot of the probe that may be the key's (most often the
-     * first one looked at). */
-    const char *e = NULL;
+    /* The entry of the first slot of the probe that may be the key's (most
+     * often the first one looked at), with a key of typical length. */
     for (size_t j = hash & (c->cap - 1); c->slots[j]; j = (j + 1) & (c->cap - 1))
         if (slot_may_be(c->slots[j], hash)) {
-            e = (const char *)slot_entry(c->slots[j]);
-            break;
+            guild_prefetch(slot_entry(c->slots[j]), sizeof(prj_wentry) + 40);
+            return;
         }
-    if (!e)
-        return;
-    /* Every line of the entry and a key of typical length: 64-byte lines. */
-    size_t span = sizeof(prj_wentry) + 40;
-    for (size_t off = 0; off < span; off += 64)
-        __builtin_prefetch(e + off);
-    __builtin_prefetch(e + span - 1);
 }
 
 prj_wentry *prj_wcache_lookup(prj_wcache *c, int db, const void *key, size_t klen)

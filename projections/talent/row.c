@@ -7,6 +7,7 @@
 #include "projections/talent/row.h"
 
 #include "common/alloc.h"
+#include "common/prefetch.h"
 #include "common/text.h"
 
 #include <stdint.h>
@@ -627,13 +628,9 @@ static void row_free(void *obj)
 static void row_prefetch(const void *obj)
 {
     const tm_row *row = obj;
-    if (row->ix_memo) /* the memo of a row with a handful of skills */
-        for (int line = 0; line < 12; line++)
-            __builtin_prefetch((const char *)row->ix_memo + 64 * line);
-    const char *skills = row->skills.v;
-    size_t bytes = row->skills.n * sizeof(tm_skill);
-    for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(skills + off);
+    if (row->ix_memo) /* as much as the memo of a row with a handful of skills */
+        guild_prefetch(row->ix_memo, 12 * GUILD_CACHE_LINE);
+    guild_prefetch(row->skills.v, row->skills.n * sizeof(tm_skill));
 }
 
 const prj_objtype tm_row_type = {.decode = row_decode,
