@@ -287,6 +287,14 @@ bool prj_store_wait(prj_store *s, uint64_t position, int64_t timeout_ms)
 
 /* ---- applying ------------------------------------------------------------- */
 
+/* Where the aggregate id starts in a stream name of n bytes: after
+ * "<domain>-" when it begins so, else at its start. */
+static size_t aggregate_at(const prj_store *s, const char *stream, size_t n)
+{
+    size_t dl = strlen(s->m->domain);
+    return n > dl && memcmp(stream, s->m->domain, dl) == 0 && stream[dl] == '-' ? dl + 1 : 0;
+}
+
 /* Builds the event a model sees; false (with why) if it does not decode. */
 static bool event_of(const prj_store *s, const es_record *rec, bool checked, prj_event *ev,
                      json_t **data, char *type, char *stream, const char **why)
@@ -305,12 +313,10 @@ static bool event_of(const prj_store *s, const es_record *rec, bool checked, prj
     type[tn] = 0;
     memcpy(stream, rec->stream.p, sn);
     stream[sn] = 0;
-    size_t dl = strlen(s->m->domain);
     ev->rec = rec;
     ev->type = type;
     ev->stream = stream;
-    ev->aggregate_id =
-        strncmp(stream, s->m->domain, dl) == 0 && stream[dl] == '-' ? stream + dl + 1 : stream;
+    ev->aggregate_id = stream + aggregate_at(s, stream, sn);
     ev->data = *data;
     return true;
 }
@@ -473,20 +479,37 @@ typedef struct ahead {
     const char *key[AHEAD_RING];
     size_t klen[AHEAD_RING];
     uint64_t hash[AHEAD_RING];
+    /* The row's entry, once looked up, and the cache's clears then. */
+    const prj_wentry *entry[AHEAD_RING];
+    bool looked[AHEAD_RING];
+    uint64_t clears[AHEAD_RING];
 } ahead;
 
-/* The row key of a record: its aggregate id, as event_of makes it. */
-static void row_key(const prj_store *s, const es_record *rec, const char **key, size_t *klen)
+/* Works out the row key of record j (its aggregate id, as event_of makes
+ * it) and its hash, into j's place in the ring. */
+static void ahead_key(const prj_store *s, ahead *a, const es_record *rec, size_t j)
 {
+    size_t r = j % AHEAD_RING;
     const char *p = rec->stream.p ? rec->stream.p : "";
-    size_t n = rec->stream.p ? rec->stream.n : 0, dl = strlen(s->m->domain);
-    if (n > dl && memcmp(p, s->m->domain, dl) == 0 && p[dl] == '-') {
-        p += dl + 1;
-        n -= dl + 1;
+    size_t n = rec->stream.p ? rec->stream.n : 0, at = aggregate_at(s, p, n);
+    const char *nul = memchr(p + at, '\0', n - at);
+    a->key[r] = p + at;
+    a->klen[r] = nul ? (size_t)(nul - (p + at)) : n - at;
+    a->hash[r] = prj_wcache_hash(s->row_db, a->key[r], a->klen[r]);
+    a->looked[r] = false;
+}
+
+/* Record j's row entry in the batch's cache, or NULL: looked up once, and
+ * again only when the cache has been emptied since. */
+static const prj_wentry *ahead_entry(const prj_store *s, const prj_wcache *c, ahead *a, size_t j)
+{
+    size_t r = j % AHEAD_RING;
+    if (!a->looked[r] || a->clears[r] != c->clears) {
+        a->entry[r] = prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
+        a->looked[r] = true;
+        a->clears[r] = c->clears;
     }
-    const char *nul = memchr(p, '\0', n);
-    *key = p;
-    *klen = nul ? (size_t)(nul - p) : n;
+    return a->entry[r];
 }
 
 /* The steps of fetching ahead due before record i is applied. */
@@ -497,38 +520,21 @@ static void fetch_ahead(prj_session *x, ahead *a, const es_record *const *recs, 
     size_t j = i + AHEAD_RECORD;
     if (j < n)
         guild_prefetch(recs[j]->raw, recs[j]->raw_len);
-    j = i + AHEAD_SLOT;
-    if (j < n) {
-        size_t r = j % AHEAD_RING;
-        row_key(s, recs[j], &a->key[r], &a->klen[r]);
-        a->hash[r] = prj_wcache_hash(s->row_db, a->key[r], a->klen[r]);
-        prj_wcache_prefetch_slot(c, a->hash[r]);
+    if ((j = i + AHEAD_SLOT) < n) {
+        ahead_key(s, a, recs[j], j);
+        prj_wcache_prefetch_slot(c, a->hash[j % AHEAD_RING]);
     }
     if ((j = i + AHEAD_ENTRY) < n)
         prj_wcache_prefetch_entry(c, a->hash[j % AHEAD_RING]);
-    if ((j = i + AHEAD_OBJ) < n) {
-        size_t r = j % AHEAD_RING;
-        const prj_wentry *e =
-            prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
-        if (e && e->obj)
-            guild_prefetch(e->obj, e->otype->size);
-    }
-    if ((j = i + AHEAD_PARTS) < n) {
-        size_t r = j % AHEAD_RING;
-        const prj_wentry *e =
-            prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
-        if (e && e->obj && e->otype->prefetch)
-            e->otype->prefetch(e->obj);
-    }
-    if (!s->m->ahead)
-        return;
-    for (int step = 0; step < 2; step++) {
+    const prj_wentry *e;
+    if ((j = i + AHEAD_OBJ) < n && (e = ahead_entry(s, c, a, j)) && e->obj)
+        guild_prefetch(e->obj, e->otype->size);
+    if ((j = i + AHEAD_PARTS) < n && (e = ahead_entry(s, c, a, j)) && e->obj && e->otype->prefetch)
+        e->otype->prefetch(e->obj);
+    for (int step = 0; step < 2 && s->m->ahead; step++) {
         if ((j = i + AHEAD_MODEL - (size_t)step) >= n)
             continue;
-        size_t r = j % AHEAD_RING;
-        const prj_wentry *e =
-            prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
-        bool obj = e && e->obj;
+        bool obj = (e = ahead_entry(s, c, a, j)) && e->obj;
         s->m->ahead(&x->t, recs[j], obj ? e->obj : NULL, obj ? e->otype : NULL, step);
     }
 }
@@ -540,12 +546,9 @@ static int session_apply(prj_session *x, const es_record *const *recs, const boo
 {
     int rc = 0;
     ahead a;
-    if (x->s->row_db >= 0) /* the first records' steps, all at once */
-        for (size_t i = 0; i < AHEAD_SLOT && i < n; i++) {
-            size_t r = i % AHEAD_RING;
-            row_key(x->s, recs[i], &a.key[r], &a.klen[r]);
-            a.hash[r] = prj_wcache_hash(x->s->row_db, a.key[r], a.klen[r]);
-        }
+    if (x->s->row_db >= 0) /* the keys of the records before the first step's */
+        for (size_t i = 0; i < AHEAD_SLOT && i < n; i++)
+            ahead_key(x->s, &a, recs[i], i);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (x->s->row_db >= 0)
             fetch_ahead(x, &a, recs, i, n);

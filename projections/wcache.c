@@ -143,6 +143,7 @@ void prj_wcache_clear(prj_wcache *c)
             }
     c->count = 0;
     c->n_dirty = 0;
+    c->clears++;
     c->chunk = NULL; /* the chunks are used again from the first */
     c->chunk_used = 0;
 }
@@ -194,6 +195,7 @@ void prj_wcache_clear_behind(prj_wcache *c)
     old->reclaiming = false;
     *c = fresh;
     c->spare = old;
+    c->clears = old->clears + 1;
     if (pthread_create(&c->reclaimer, NULL, reclaim_main, old) != 0) {
         reclaim_main(old);
         return;

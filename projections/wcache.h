@@ -61,6 +61,9 @@ typedef struct prj_wcache {
      * next one's, which then needs neither to grow its table step by step
      * nor to fault in fresh pages. */
     struct prj_wcache *spare;
+    /* Times the cache was emptied: an entry found earlier is still one of
+     * its own while this count has not moved. */
+    uint64_t clears;
     pthread_t reclaimer;
     bool reclaiming;
 } prj_wcache;

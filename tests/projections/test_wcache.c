@@ -373,6 +373,28 @@ START_TEST(clear_behind_gives_the_next_cache_the_memory_it_emptied_before)
 }
 END_TEST
 
+/* An entry found before is the cache's own while `clears` holds: every way
+ * of emptying it moves the count. */
+START_TEST(every_emptying_moves_the_clears_count)
+{
+    prj_wcache c;
+    prj_wcache_init(&c);
+    uint64_t before = c.clears;
+    fill_rows(&c, 0, 0, 10);
+    prj_wcache_clear(&c);
+    ck_assert_uint_eq(c.clears, before + 1);
+    fill_rows(&c, 0, 0, 10);
+    prj_wcache_clear_behind(&c); /* small: in place */
+    ck_assert_uint_eq(c.clears, before + 2);
+    for (int round = 0; round < 3; round++) { /* large: swapped for the spare */
+        fill_rows(&c, 0, 0, PRJ_WCACHE_LARGE + 10);
+        prj_wcache_clear_behind(&c);
+        ck_assert_uint_eq(c.clears, before + 3 + (uint64_t)round);
+    }
+    prj_wcache_release(&c);
+}
+END_TEST
+
 START_TEST(clear_behind_a_small_cache_clears_in_place)
 {
     prj_wcache c;
@@ -439,6 +461,7 @@ static Suite *wcache_suite(void)
     tcase_add_test(tc, sort_dirty_orders_a_large_set_on_two_threads);
     tcase_add_test(tc, clear_behind_a_large_cache_starts_afresh);
     tcase_add_test(tc, clear_behind_gives_the_next_cache_the_memory_it_emptied_before);
+    tcase_add_test(tc, every_emptying_moves_the_clears_count);
     tcase_add_test(tc, clear_behind_a_small_cache_clears_in_place);
     tcase_add_test(tc, clear_keeps_the_chunks_and_new_entries_start_afresh);
     suite_add_tcase(s, tc);
