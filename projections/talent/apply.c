@@ -439,11 +439,13 @@ enum {
     IX_ALL = IX_SKILLS | IX_LOCATION | IX_RATE | IX_HOURS
 };
 
-static const struct {
+typedef struct fold_entry {
     const char *type;
     fold_fn fold;
     unsigned changes; /* IX_* */
-} folds[] = {
+} fold_entry;
+
+static const fold_entry folds[] = {
     {TALENT_EV_PROFILE_CREATED, fold_created, IX_ALL},
     {TALENT_EV_PROFILE_UPDATED, fold_updated, IX_LOCATION},
     {TALENT_EV_SKILL_ADDED, fold_skill_set, IX_SKILLS},
@@ -457,6 +459,16 @@ static const struct {
     {TALENT_EV_CAPACITY_RELEASED, fold_capacity_released, IX_HOURS},
     {TALENT_EV_PROFILE_ARCHIVED, fold_archived, IX_ALL},
 };
+
+/* The fold of an event type (n bytes), or NULL for a type the model
+ * ignores. */
+static const fold_entry *fold_of(const char *type, size_t n)
+{
+    for (size_t i = 0; i < sizeof folds / sizeof folds[0]; i++)
+        if (strlen(folds[i].type) == n && memcmp(folds[i].type, type, n) == 0)
+            return &folds[i];
+    return NULL;
+}
 
 /* ---- index entries -----------------------------------------------------------
  * The entries of one row: each an index key and the counts key it adds one
@@ -769,13 +781,9 @@ static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *ol
         return GUILD_OK; /* the entries, and the memo, stay as they are */
     ix_set b;
     ix_init(&b);
-    if (changed == IX_ALL) {
-        ix_collect(&b, now, tid, tlen);
-    } else {
-        ix_keep(&b, old, changed);
-        ix_collect_some(&b, now, tid, tlen, changed);
-        ix_finish(&b);
-    }
+    ix_keep(&b, old, changed);
+    ix_collect_some(&b, now, tid, tlen, changed);
+    ix_finish(&b);
     guild_status s = ix_write(t, old, &b, err);
     if (s == GUILD_OK)
         ix_memo_store(&now->ix_memo, &b);
@@ -792,15 +800,11 @@ void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *obj, const 
                        int step)
 {
     const tm_row *row = obj;
-    if (type != &tm_row_type || !row->ix_memo || !rec->type.p)
+    const fold_entry *f;
+    if (type != &tm_row_type || !row->ix_memo || !rec->type.p ||
+        !(f = fold_of(rec->type.p, rec->type.n)))
         return;
-    unsigned changes = 0;
-    for (size_t i = 0; i < sizeof folds / sizeof folds[0]; i++)
-        if (strlen(folds[i].type) == rec->type.n &&
-            memcmp(folds[i].type, rec->type.p, rec->type.n) == 0) {
-            changes = folds[i].changes;
-            break;
-        }
+    unsigned changes = f->changes;
     const ix_memo *m = row->ix_memo;
     for (size_t i = 0; i < m->n && changes; i++)
         if (m->v[i].family & changes)
@@ -811,15 +815,11 @@ void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *obj, const 
 
 guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err)
 {
-    fold_fn fold = NULL;
-    unsigned changes = 0;
-    for (size_t i = 0; i < sizeof folds / sizeof folds[0] && !fold; i++)
-        if (strcmp(ev->type, folds[i].type) == 0) {
-            fold = folds[i].fold;
-            changes = folds[i].changes;
-        }
-    if (!fold)
+    const fold_entry *f = fold_of(ev->type, strlen(ev->type));
+    if (!f)
         return GUILD_OK;
+    fold_fn fold = f->fold;
+    unsigned changes = f->changes;
     const char *tid = ev->aggregate_id;
     size_t tlen = strlen(tid);
     if (tlen == 0 || tlen > TM_ID_MAX)

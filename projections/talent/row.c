@@ -19,14 +19,10 @@
 void tm_skill_set_name(tm_skill *s, const char *name, size_t n)
 {
     tm_skill_clear(s);
-    if (n > TM_SKILL_INLINE) {
-        s->long_name = guild_xmalloc(n + 1);
-        memcpy(s->long_name, name, n);
-        s->long_name[n] = '\0';
-    } else {
-        memcpy(s->name, name, n);
-        s->name[n] = '\0';
-    }
+    if (n > TM_SKILL_INLINE)
+        s->long_name = guild_xstrndup(name, n);
+    else
+        guild_copy_n(s->name, sizeof s->name, name, n);
     s->len = (uint16_t)n;
 }
 
