@@ -11,6 +11,7 @@
 
 #include "bus/conn.h"
 #include "common/clock.h"
+#include "common/text.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -130,34 +131,24 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : 0;
 }
 
-/* Copies the last non-empty line of the log after `from` into out. */
-static void log_last_line(const char *path, long from, char *out, size_t size)
+/* Reads the log after `from`: whether a line holds `text` (NULL: none is
+ * looked for), and the last non-empty line into out (NULL: not kept). */
+static bool log_read(const char *path, long from, const char *text, char *out, size_t size)
 {
-    out[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    char line[512];
-    if (fseek(f, from, SEEK_SET) == 0)
-        while (fgets(line, sizeof line, f)) {
-            line[strcspn(line, "\r\n")] = '\0';
-            if (line[0])
-                snprintf(out, size, "%s", line);
-        }
-    fclose(f);
-}
-
-/* Whether the log, after `from`, holds `text`. */
-static bool log_says(const char *path, long from, const char *text)
-{
+    if (out)
+        out[0] = '\0';
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
     char line[512];
     bool found = false;
     if (fseek(f, from, SEEK_SET) == 0)
-        while (!found && fgets(line, sizeof line, f))
-            found = strstr(line, text) != NULL;
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            found = found || (text && strstr(line, text));
+            if (out && line[0])
+                guild_copy(out, size, line);
+        }
     fclose(f);
     return found;
 }
@@ -169,7 +160,7 @@ static nats_start nats_wait_ready(pid_t pid, const char *log, long from, int *st
     for (int waited = 0; waited < NATS_READY_MS; waited += 20) {
         if (waitpid(pid, status, WNOHANG) == pid)
             return NATS_EXITED;
-        if (log_says(log, from, "Server is ready"))
+        if (log_read(log, from, "Server is ready", NULL, 0))
             return NATS_READY;
         usleep(20 * 1000);
     }
@@ -432,7 +423,7 @@ int cmd_up(int argc, char **argv)
             }
             nats_child->pid = 0;
             char last[512];
-            log_last_line(log, from, last, sizeof last);
+            log_read(log, from, NULL, last, sizeof last);
             bool taken = strstr(last, "address already in use") != NULL;
             if (taken && !port_opt && tries < NATS_START_TRIES && (port = any_free_port()) > 0) {
                 say("port %s was taken before nats-server could bind it; trying %d", portbuf, port);
