@@ -416,9 +416,7 @@ static natsMsg *event_msg(const bus_relay *r, const es_record *rec)
     event_subject(r, rec, subject);
     natsMsg *m = NULL;
     natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)rec->raw, (int)rec->raw_len);
-    size_t at = guild_copy(id, DOMAIN_MAX + 2, r->domain);
-    id[at++] = ':';
-    guild_u64_dec(id + at, rec->position);
+    guild_name_u64(id, sizeof id, r->domain, rec->position);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, BUS_HDR_MSG_ID, id);
     guild_copy_n(buf, sizeof buf, rec->stream.p, rec->stream.n);

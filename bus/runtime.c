@@ -270,9 +270,7 @@ static bool success_bytes(bus_runtime *rt, const es_result *res, const char *id,
     if (!position)
         es_log_head(rt->store, &position, NULL);
     char consistency[96];
-    size_t at = guild_copy(consistency, sizeof consistency - GUILD_U64_DEC_MAX - 1, rt->name);
-    consistency[at++] = ':';
-    guild_u64_dec(consistency + at, position);
+    guild_name_u64(consistency, sizeof consistency, rt->name, position);
     if (fmt == GUILD_FMT_MSGPACK) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, b, out_pack);

@@ -19,6 +19,13 @@ size_t guild_copy(char *dst, size_t size, const char *src)
                : guild_copy_n(dst, size, "", 0);
 }
 
+size_t guild_name_u64(char *out, size_t size, const char *name, uint64_t v)
+{
+    size_t at = guild_copy(out, size - GUILD_U64_DEC_MAX, name);
+    out[at++] = ':';
+    return at + guild_u64_dec(out + at, v);
+}
+
 size_t guild_u64_dec(char *out, uint64_t v)
 {
     char tmp[GUILD_U64_DEC_MAX];

@@ -19,6 +19,11 @@ size_t guild_copy(char *dst, size_t size, const char *src);
 /* The same with the n bytes at src (not NUL-terminated). */
 size_t guild_copy_n(char *dst, size_t size, const char *src, size_t n);
 
+/* Writes "<name>:<v>" (a consistency token, a message id) into out, of
+ * size > GUILD_U64_DEC_MAX bytes: the name is cut so that the number always
+ * fits. Returns the length written. */
+size_t guild_name_u64(char *out, size_t size, const char *name, uint64_t v);
+
 /* Writes v in decimal to out (at least GUILD_U64_DEC_MAX bytes),
  * NUL-terminated. Returns the number of digits. */
 size_t guild_u64_dec(char *out, uint64_t v);

@@ -66,12 +66,29 @@ START_TEST(test_u64_dec_matches_printf)
 }
 END_TEST
 
+START_TEST(test_name_u64_keeps_the_number_whole)
+{
+    char out[40];
+    ck_assert_uint_eq(guild_name_u64(out, sizeof out, "talent", 42), 9);
+    ck_assert_str_eq(out, "talent:42");
+    /* A long name is cut; the number never is, and the whole fits. */
+    char small[GUILD_U64_DEC_MAX + 4];
+    size_t n = guild_name_u64(small, sizeof small, "identity", UINT64_MAX);
+    ck_assert_str_eq(small, "ide:18446744073709551615");
+    ck_assert_uint_eq(n, strlen(small));
+    ck_assert_uint_lt(n, sizeof small);
+    ck_assert_uint_eq(guild_name_u64(out, sizeof out, NULL, 0), 2);
+    ck_assert_str_eq(out, ":0");
+}
+END_TEST
+
 static Suite *text_suite(void)
 {
     Suite *s = suite_create("common/text");
     TCase *tc = tcase_create("text");
     tcase_add_test(tc, test_copy_fits_cuts_and_takes_null);
     tcase_add_test(tc, test_u64_dec_matches_printf);
+    tcase_add_test(tc, test_name_u64_keeps_the_number_whole);
     suite_add_tcase(s, tc);
     return s;
 }
