@@ -25,6 +25,10 @@
  * index is kept in memory, rebuilt from the log on open. Reads see both, so
  * none of this shows through the API.
  *
+ * After each batch the writer keeps the data file written with zeros up to a
+ * megabyte past LMDB's last page (file_ahead.h), so that commits overwrite
+ * blocks the file already has rather than grow it.
+ *
  * Storage (named LMDB databases; integers big-endian):
  *
  *   db         key                          value

@@ -5,6 +5,7 @@
 #define GUILD_EVENTSTORE_INTERNAL_H
 
 #include "eventstore/es.h"
+#include "eventstore/file_ahead.h"
 #include "eventstore/record.h"
 #include "eventstore/tail.h"
 
@@ -91,8 +92,10 @@ struct es_store {
     uint64_t index_every;
     uint64_t checkpoint_slice;
 
-    /* Writer thread only. */
+    /* Writer thread only (the thread running a batch). */
     es_chain chain;
+    es_file_ahead ahead; /* zeros past the last page (file_ahead.h) */
+    bool ahead_failed;   /* said once */
     msgpack_sbuffer enc;
 };
 

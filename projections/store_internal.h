@@ -17,6 +17,7 @@
 #ifndef GUILD_PROJECTIONS_STORE_INTERNAL_H
 #define GUILD_PROJECTIONS_STORE_INTERNAL_H
 
+#include "eventstore/file_ahead.h"
 #include "projections/prj.h"
 #include "projections/wcache.h"
 
@@ -46,6 +47,8 @@ struct prj_store {
     uint64_t lanes[4];
     int row_db;              /* index of the model's row_db, or -1 */
     prj_wcache wc;           /* the batch's, while apply_lock is held */
+    es_file_ahead ahead;     /* zeros past the last page, under apply_lock */
+    bool ahead_failed;       /* said once */
     msgpack_sbuffer scratch; /* an object's bytes while they are written out */
 };
 
