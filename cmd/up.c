@@ -67,6 +67,16 @@ static void say(const char *fmt, ...)
     va_end(ap);
 }
 
+/* How a child ended, from its wait status: "status N" or "signal N". */
+static const char *how_ended(int st, char *buf, size_t size)
+{
+    if (WIFSIGNALED(st))
+        snprintf(buf, size, "signal %d", WTERMSIG(st));
+    else
+        snprintf(buf, size, "status %d", WEXITSTATUS(st));
+    return buf;
+}
+
 /* mkdir -p: the data directory may be several levels new. */
 static void mkdir_p(const char *path)
 {
@@ -292,9 +302,9 @@ static void reap(bool stopping)
             bool young = guild_mono_ns() - c->started_ns < 30ull * 1000000000;
             c->restarts = young ? c->restarts + 1 : 0;
             unsigned pause_ms = c->restarts > 5 ? 5000 : 100u << c->restarts;
-            say("%s exited (%s %d); restarting in %u ms", c->name,
-                WIFSIGNALED(st) ? "signal" : "status",
-                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), pause_ms);
+            char ended[32];
+            say("%s exited (%s); restarting in %u ms", c->name, how_ended(st, ended, sizeof ended),
+                pause_ms);
             c->restart_ns = guild_mono_ns() + (uint64_t)pause_ms * 1000000u;
         }
     }
@@ -429,8 +439,8 @@ int cmd_up(int argc, char **argv)
                 say("port %s was taken before nats-server could bind it; trying %d", portbuf, port);
                 continue;
             }
-            say("nats-server exited (%s %d) on start: %s", WIFSIGNALED(st) ? "signal" : "status",
-                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
+            char ended[32];
+            say("nats-server exited (%s) on start: %s", how_ended(st, ended, sizeof ended),
                 last[0] ? last : "(nothing in its log)");
             return 1;
         }
