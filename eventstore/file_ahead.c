@@ -3,6 +3,8 @@
  */
 #include "eventstore/file_ahead.h"
 
+#include "common/log.h"
+
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,11 +39,12 @@ static int write_zeros(int fd, uint64_t from, uint64_t to)
     return 0;
 }
 
-int es_file_ahead_keep(MDB_env *env, es_file_ahead *a)
+static int keep(MDB_env *env, es_file_ahead *a)
 {
     uint64_t used, map;
     int rc = used_end(env, &used, &map);
-    if (rc || (a->end >= used && a->end - used >= ES_FILE_AHEAD_CHUNK / 2))
+    /* Enough ahead, or as far as the map goes until it grows. */
+    if (rc || (a->end >= used && (a->end - used >= ES_FILE_AHEAD_CHUNK / 2 || a->end >= map)))
         return rc;
 
     /* Holding the write lock, LMDB's last page cannot move under us. */
@@ -60,5 +63,16 @@ int es_file_ahead_keep(MDB_env *env, es_file_ahead *a)
         a->end = rc == 0 && to > end ? to : end;
     }
     mdb_txn_abort(txn);
+    return rc;
+}
+
+int es_file_ahead_keep(MDB_env *env, es_file_ahead *a, const char *what)
+{
+    int rc = keep(env, a);
+    if (rc && !a->failed)
+        guild_warn("%s: cannot write ahead of the data file's end (commits go on, growing the "
+                   "file as they need): %s",
+                   what, mdb_strerror(rc));
+    a->failed = rc != 0;
     return rc;
 }

@@ -16,12 +16,14 @@
 #define GUILD_EVENTSTORE_FILE_AHEAD_H
 
 #include <lmdb.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define ES_FILE_AHEAD_CHUNK (1u << 20)
 
 typedef struct es_file_ahead {
     uint64_t end; /* the file is written up to here (0 before the first call) */
+    bool failed;  /* the last call failed (and said so) */
 } es_file_ahead;
 
 /* When less than half of ES_FILE_AHEAD_CHUNK is written past LMDB's last
@@ -30,7 +32,8 @@ typedef struct es_file_ahead {
  * that holds none: it begins one itself, so that no other writer, in this
  * process or another, adds pages while the zeros go down, and aborts it.
  * Returns 0, or an LMDB or errno code; nothing LMDB holds has changed then
- * either. */
-int es_file_ahead_keep(MDB_env *env, es_file_ahead *a);
+ * either, and the first failure after a success is logged as a warning
+ * naming `what` (commits go on, growing the file as they need). */
+int es_file_ahead_keep(MDB_env *env, es_file_ahead *a, const char *what);
 
 #endif

@@ -95,7 +95,6 @@ struct es_store {
     /* Writer thread only (the thread running a batch). */
     es_chain chain;
     es_file_ahead ahead; /* zeros past the last page (file_ahead.h) */
-    bool ahead_failed;   /* said once */
     msgpack_sbuffer enc;
 };
 

@@ -555,18 +555,6 @@ static void hand_off(es_store *st, es_req *batch, es_req *last)
     pthread_mutex_unlock(&st->c_lock);
 }
 
-/* Keeps zeros written past the log's last page, after the batch's callers
- * have been told, so that the next commits do not grow the file. */
-static void keep_file_ahead(es_store *st)
-{
-    int rc = es_file_ahead_keep(st->env, &st->ahead);
-    if (rc && !st->ahead_failed)
-        guild_warn("event store: cannot write ahead of the data file's end (commits go on, "
-                   "growing the file as they need): %s",
-                   mdb_strerror(rc));
-    st->ahead_failed = rc != 0;
-}
-
 /* Runs a batch taken from the queue (or a lone append run where it was
  * submitted) by the thread that set `running`: commits, counts, completes,
  * indexes the tail when it has grown, then clears `running` and tells the
@@ -587,7 +575,8 @@ static void run_taken(es_store *st, es_req *batch, es_req *last)
         st->stats.max_batch = n;
     pthread_mutex_unlock(&st->q_lock);
     hand_off(st, batch, last);
-    keep_file_ahead(st);
+    /* After the callers are told: the next commits need not grow the file. */
+    es_file_ahead_keep(st->env, &st->ahead, "event store");
     if (st->tail.events >= st->index_every)
         es__checkpoint_slice(st, st->checkpoint_slice);
     pthread_mutex_lock(&st->q_lock);

@@ -576,17 +576,6 @@ static void session_abort(prj_session *x)
     mdb_txn_abort(x->txn);
 }
 
-/* Keeps zeros written past the model's last page (file_ahead.h). */
-static void keep_file_ahead(prj_store *s)
-{
-    int rc = es_file_ahead_keep(s->env, &s->ahead);
-    if (rc && !s->ahead_failed)
-        guild_warn("%s: cannot write ahead of the data file's end (commits go on, growing the "
-                   "file as they need): %s",
-                   s->m->name, mdb_strerror(rc));
-    s->ahead_failed = rc != 0;
-}
-
 /* Writes the cache out, stores the checkpoint and digest, commits. */
 static int session_commit(prj_session *x)
 {
@@ -611,7 +600,7 @@ static int session_commit(prj_session *x)
         memcpy(s->lanes, x->t.lanes, sizeof x->t.lanes);
         pthread_cond_broadcast(&s->moved);
         pthread_mutex_unlock(&s->lock);
-        keep_file_ahead(s);
+        es_file_ahead_keep(s->env, &s->ahead, s->m->name); /* file_ahead.h */
     }
     return rc;
 }

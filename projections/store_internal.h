@@ -48,7 +48,6 @@ struct prj_store {
     int row_db;              /* index of the model's row_db, or -1 */
     prj_wcache wc;           /* the batch's, while apply_lock is held */
     es_file_ahead ahead;     /* zeros past the last page, under apply_lock */
-    bool ahead_failed;       /* said once */
     msgpack_sbuffer scratch; /* an object's bytes while they are written out */
 };
 

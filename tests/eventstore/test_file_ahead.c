@@ -2,8 +2,8 @@
  * test_file_ahead.c — zeros written past LMDB's last page (file_ahead.h):
  * they are there after a commit, they are written once, and no page that
  * LMDB holds is ever overwritten by them, also when commits run through the
- * zeroed part again and again; the event store keeps its file ahead and reads
- * back every event it took.
+ * zeroed part again and again, and none go past the map; the event store
+ * keeps its file ahead and reads back every event it took.
  *
  * Sections: an environment on its own; the event store.
  */
@@ -110,15 +110,33 @@ START_TEST(test_keeping_ahead_writes_zeros_a_chunk_past_the_last_page)
     ck_assert_uint_le(before, used); /* LMDB by itself writes no further */
 
     es_file_ahead a = {0};
-    ck_assert_int_eq(es_file_ahead_keep(env, &a), 0);
+    ck_assert_int_eq(es_file_ahead_keep(env, &a, "test"), 0);
     ck_assert_uint_eq(file_size(g_dir), used + ES_FILE_AHEAD_CHUNK);
     ck_assert_uint_eq(a.end, used + ES_FILE_AHEAD_CHUNK);
     ck_assert_msg(zeros_from(g_dir, used), "the bytes past the last page are not all zero");
 
     /* With more than half a chunk still ahead, it writes nothing. */
     put_value(env, 2, 100);
-    ck_assert_int_eq(es_file_ahead_keep(env, &a), 0);
+    ck_assert_int_eq(es_file_ahead_keep(env, &a, "test"), 0);
     ck_assert_uint_eq(file_size(g_dir), used + ES_FILE_AHEAD_CHUNK);
+    mdb_env_close(env);
+}
+END_TEST
+
+START_TEST(test_the_zeros_stop_at_the_map)
+{
+    MDB_env *env;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, ES_FILE_AHEAD_CHUNK / 2), 0);
+    ck_assert_int_eq(mdb_env_open(env, g_dir, MDB_NOTLS, 0644), 0);
+    MDB_envinfo info;
+    ck_assert_int_eq(mdb_env_info(env, &info), 0);
+    put_value(env, 1, 100);
+    es_file_ahead a = {0};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(es_file_ahead_keep(env, &a, "test"), 0);
+        ck_assert_uint_eq(file_size(g_dir), info.me_mapsize);
+    }
     mdb_env_close(env);
 }
 END_TEST
@@ -130,7 +148,7 @@ START_TEST(test_pages_committed_over_the_zeros_are_never_overwritten)
     es_file_ahead a = {0};
     for (unsigned i = 1; i <= N; i++) {
         put_value(env, i, BIG);
-        ck_assert_int_eq(es_file_ahead_keep(env, &a), 0);
+        ck_assert_int_eq(es_file_ahead_keep(env, &a, "test"), 0);
         uint64_t used = used_bytes(env);
         ck_assert_uint_ge(file_size(g_dir), used + ES_FILE_AHEAD_CHUNK / 2);
     }
@@ -227,6 +245,7 @@ static Suite *file_ahead_suite(void)
     tcase_add_unchecked_fixture(tc, tst_base_setup, tst_base_teardown);
     tcase_add_checked_fixture(tc, dir_setup, dir_teardown);
     tcase_add_test(tc, test_keeping_ahead_writes_zeros_a_chunk_past_the_last_page);
+    tcase_add_test(tc, test_the_zeros_stop_at_the_map);
     tcase_add_test(tc, test_pages_committed_over_the_zeros_are_never_overwritten);
     suite_add_tcase(s, tc);
 
