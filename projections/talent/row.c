@@ -288,12 +288,7 @@ static char *rd_str(rd *r)
 {
     size_t n;
     const char *s = rd_text(r, SIZE_MAX, &n);
-    if (!s)
-        return NULL;
-    char *out = guild_xmalloc(n + 1);
-    memcpy(out, s, n);
-    out[n] = 0;
-    return out;
+    return s ? guild_xstrndup(s, n) : NULL;
 }
 
 /* A str or nil (NULL, not bad). */
