@@ -213,6 +213,14 @@ static void arg(child *c, const char *a)
     c->argv[c->argc] = NULL;
 }
 
+static void args_clear(child *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    c->argc = 0;
+    c->argv[0] = NULL;
+}
+
 /* True once Ctrl-C or SIGTERM has come (they stay blocked until the
  * supervisor's loop takes them). */
 static bool stop_pending(void)
@@ -411,9 +419,7 @@ int cmd_up(int argc, char **argv)
             snprintf(portbuf, sizeof portbuf, "%d", port);
             const char *args[] = {"nats-server", "-js",   "-sd", dir, "-a", "127.0.0.1",
                                   "-p",          portbuf, "-l",  log, NULL};
-            for (int i = 0; i < nats_child->argc; i++)
-                free(nats_child->argv[i]);
-            nats_child->argc = 0;
+            args_clear(nats_child);
             for (int i = 0; args[i]; i++)
                 arg(nats_child, args[i]);
             long from = file_size(log);
@@ -519,7 +525,6 @@ int cmd_up(int argc, char **argv)
     unlink(urlfile); /* no server is there any more */
     say("stopped");
     for (int i = 0; i < n_children; i++)
-        for (int j = 0; j < children[i].argc; j++)
-            free(children[i].argv[j]);
+        args_clear(&children[i]);
     return 0;
 }
