@@ -6,8 +6,8 @@
  * system allocate blocks and grow the file, and the commit's sync then also
  * waits for that metadata to reach the journal. es_file_ahead_keep writes zeros
  * past LMDB's last page, ES_FILE_AHEAD_CHUNK at a time, so that commits
- * overwrite blocks the file already has. On ext4 a commit of twenty appends
- * then takes about a tenth to a third less time (docs/performance.md).
+ * overwrite blocks the file already has. On ext4, appends committed in
+ * batches then go about a fifth faster (docs/performance.md).
  *
  * LMDB reads no page past its last one, so the zeros are never seen: a
  * reopen, a copy and a reader in another process ignore them.
