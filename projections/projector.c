@@ -5,6 +5,7 @@
  * stats, start and stop.
  */
 #include "projections/projector.h"
+#include "projections/pull.h"
 
 #include "bus/auth.h"
 #include "bus/conn.h"
@@ -27,7 +28,12 @@
 
 #define FETCH_BATCH 1024
 #define FETCH_AHEAD 2    /* fetched batches waiting for the apply thread */
+#define APPLY_MAX 8192   /* messages a queued batch grows to while the apply thread is busy */
 #define FETCH_WAIT_MS 50 /* also how often parked queries are looked at when idle */
+/* Fetches that bring nothing for this long while the stream holds events
+ * the model has not applied mean the consumer will not deliver them (it
+ * was deleted, or another client took them): it is started again. */
+#define STALLED_MS 2000
 #define DEFAULT_QUERY_WAIT_MS 2000
 #define MAX_MODELS 8
 
@@ -46,6 +52,7 @@ typedef struct feed {
     pthread_cond_t q_put, q_take;
     struct fetched {
         natsMsgList list;
+        prj_pull *pull;      /* what it came from: acknowledged through it */
         unsigned generation; /* f->generation when it was fetched */
     } q[FETCH_AHEAD];
     int q_head, q_n;
@@ -93,35 +100,23 @@ static void upper(const char *in, char *out, size_t size)
  * store's checkpoint + 1. The consumer is only a delivery pipe: where to
  * start is always the model's own checkpoint, so a crash, a failed batch or
  * a swap never skips or repeats an event. */
-static natsSubscription *subscribe(feed *f)
+static prj_pull *subscribe(feed *f)
 {
     char subject[128];
     snprintf(subject, sizeof subject, "guild.evt.%s.>", f->m->domain);
-    js_DeleteConsumer(f->p->js, f->stream, f->consumer, NULL, NULL);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = f->stream;
-    so.Config.AckPolicy = js_AckAll;
-    so.Config.MaxAckPending = 1000000;
-    so.Config.AckWait = (int64_t)30 * 1000000000;
     uint64_t pos;
     pthread_rwlock_rdlock(&f->store_lock);
     pos = prj_store_position(f->store);
     atomic_store(&f->resubscribe, false);
     pthread_rwlock_unlock(&f->store_lock);
-    if (pos > 0) {
-        so.Config.DeliverPolicy = js_DeliverByStartSequence;
-        so.Config.OptStartSeq = pos + 1;
-    }
-    natsSubscription *sub = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&sub, f->p->js, subject, f->consumer, NULL, &so, &jerr);
-    if (s != NATS_OK) {
-        guild_debug("%s: cannot subscribe to %s yet: %s (%d)", f->m->name, f->stream,
-                    natsStatus_GetText(s), (int)jerr);
+    prj_pull *pull = NULL;
+    guild_error err = {0};
+    if (prj_pull_open(f->p->nc, f->p->js, f->stream, f->consumer, subject, pos + 1, &pull, &err) !=
+        GUILD_OK) {
+        guild_debug("%s: cannot subscribe to %s yet: %s", f->m->name, f->stream, err.message);
         return NULL;
     }
-    return sub;
+    return pull;
 }
 
 static void refresh_stream_last(feed *f)
@@ -161,7 +156,7 @@ static uint64_t message_position(natsMsg *m, es_record *rec)
  * follows the checkpoint without a gap is applied; a gap (messages the
  * consumer delivered out of turn) or a batch fetched before a swap makes
  * the consumer start again from the checkpoint. */
-static void apply_list(feed *f, natsMsgList *list, unsigned generation)
+static void apply_list(feed *f, prj_pull *pull, natsMsgList *list, unsigned generation)
 {
     es_record *recs = guild_xcalloc((size_t)list->Count, sizeof *recs);
     const es_record **ptrs = guild_xcalloc((size_t)list->Count, sizeof *ptrs);
@@ -194,7 +189,7 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
         atomic_store(&f->resubscribe, true); /* deliver again from the checkpoint */
     pthread_rwlock_unlock(&f->store_lock);
     if (s == GUILD_OK && !atomic_load(&f->resubscribe)) {
-        natsMsg_Ack(list->Msgs[list->Count - 1], NULL); /* ack-all: the whole batch */
+        prj_pull_ack(pull, list->Msgs[list->Count - 1]); /* ack-all: the whole batch */
     } else if (s != GUILD_OK) {
         guild_error("%s: applying a batch failed (%s); it will be delivered again", f->m->name,
                     guild_status_code(s));
@@ -211,21 +206,42 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
 
 static void serve_waiting(feed *f, bool all_unavailable);
 
-/* Hands a fetched batch to the apply thread, waiting while FETCH_AHEAD
- * are queued; false (the batch destroyed) when the projector stops. */
-static bool enqueue(feed *f, natsMsgList *list, unsigned generation)
+/* Hands a fetched batch to the apply thread. While the apply thread is
+ * busy, the batch joins the last one still queued (from the same consumer
+ * and generation, up to APPLY_MAX messages), so that one transaction
+ * applies what came meanwhile; otherwise it takes a slot of its own,
+ * waiting while FETCH_AHEAD are queued. False (the batch destroyed) when
+ * the projector stops. */
+static bool enqueue(feed *f, prj_pull *pull, natsMsgList *list, unsigned generation)
 {
     pthread_mutex_lock(&f->q_lock);
-    while (f->q_n == FETCH_AHEAD && !f->p->stopping)
+    bool ok = false;
+    while (!f->p->stopping) {
+        struct fetched *tail = f->q_n ? &f->q[(f->q_head + f->q_n - 1) % FETCH_AHEAD] : NULL;
+        if (tail && tail->pull == pull && tail->generation == generation &&
+            tail->list.Count + list->Count <= APPLY_MAX) {
+            size_t n = (size_t)tail->list.Count, more = (size_t)list->Count;
+            tail->list.Msgs = guild_xrealloc(tail->list.Msgs, (n + more) * sizeof *list->Msgs);
+            memcpy(tail->list.Msgs + n, list->Msgs, more * sizeof *list->Msgs);
+            tail->list.Count += list->Count;
+            free(list->Msgs);
+            list->Msgs = NULL;
+            list->Count = 0;
+            ok = true;
+            break;
+        }
+        if (f->q_n < FETCH_AHEAD) {
+            struct fetched *slot = &f->q[(f->q_head + f->q_n) % FETCH_AHEAD];
+            slot->list = *list;
+            slot->pull = pull;
+            slot->generation = generation;
+            f->q_n++;
+            f->outstanding++;
+            pthread_cond_signal(&f->q_put);
+            ok = true;
+            break;
+        }
         pthread_cond_wait(&f->q_take, &f->q_lock);
-    bool ok = !f->p->stopping;
-    if (ok) {
-        struct fetched *slot = &f->q[(f->q_head + f->q_n) % FETCH_AHEAD];
-        slot->list = *list;
-        slot->generation = generation;
-        f->q_n++;
-        f->outstanding++;
-        pthread_cond_signal(&f->q_put);
     }
     pthread_mutex_unlock(&f->q_lock);
     if (!ok)
@@ -258,11 +274,11 @@ static bool dequeue(feed *f, struct fetched *out)
     return got;
 }
 
-/* Lets go of the subscription once no batch fetched from it is left: a
- * message is acknowledged through its subscription, so that must outlive
- * it. When the projector stops, the batches still queued are dropped
- * unapplied (the next start fetches them again from the checkpoint). */
-static void release_sub(feed *f, natsSubscription **sub, bool unsubscribe)
+/* Lets go of the consumer's subscription once no batch fetched from it is
+ * left: a batch is acknowledged through it, so it must outlive them. When
+ * the projector stops, the batches still queued are dropped unapplied (the
+ * next start fetches them again from the checkpoint). */
+static void release_sub(feed *f, prj_pull **pull, bool unsubscribe)
 {
     pthread_mutex_lock(&f->q_lock);
     if (f->p->stopping) {
@@ -277,21 +293,35 @@ static void release_sub(feed *f, natsSubscription **sub, bool unsubscribe)
     /* Deleting the consumer is a JetStream request: with the server gone
      * it would only wait out its timeout, and the next start deletes a
      * consumer left behind anyway. */
-    if (unsubscribe && natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED)
-        natsSubscription_Unsubscribe(*sub); /* deletes the consumer */
-    natsSubscription_Destroy(*sub);
-    *sub = NULL;
+    prj_pull_close(*pull,
+                   unsubscribe && natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED);
+    *pull = NULL;
+}
+
+/* True when the stream's last sequence, as last refreshed, is beyond the
+ * model's position. */
+static bool behind_stream(feed *f)
+{
+    pthread_mutex_lock(&f->stats_lock);
+    uint64_t last = f->stream_last;
+    pthread_mutex_unlock(&f->stats_lock);
+    pthread_rwlock_rdlock(&f->store_lock);
+    uint64_t pos = prj_store_position(f->store);
+    pthread_rwlock_unlock(&f->store_lock);
+    return last > pos;
 }
 
 /* The fetch thread: keeps up to FETCH_AHEAD batches ready, so the apply
  * thread never waits for the server while events are there. Batches it
  * fetched before a restart of the consumer are harmless: apply_list takes
- * only what follows the checkpoint without a gap. */
+ * only what follows the checkpoint without a gap. Any failed fetch, and
+ * fetches that bring nothing for STALLED_MS while the model is behind the
+ * stream, start the consumer again from the checkpoint. */
 static void *fetch_main(void *arg)
 {
     feed *f = arg;
-    natsSubscription *sub = NULL;
-    uint64_t last_info = 0;
+    prj_pull *pull = NULL;
+    uint64_t last_info = 0, empty_since = 0;
     while (!f->p->stopping) {
         /* JetStream requests made while the connection is down would only
          * wait out their timeouts (and hold up a stop). */
@@ -299,7 +329,7 @@ static void *fetch_main(void *arg)
             usleep(50 * 1000);
             continue;
         }
-        if (!sub && !(sub = subscribe(f))) {
+        if (!pull && !(pull = subscribe(f))) {
             usleep(250 * 1000);
             continue;
         }
@@ -308,31 +338,45 @@ static void *fetch_main(void *arg)
         bool again = atomic_load(&f->resubscribe);
         pthread_rwlock_unlock(&f->store_lock);
         if (again) {
-            release_sub(f, &sub, false);
+            release_sub(f, &pull, false);
             continue;
         }
         natsMsgList list = {0};
-        jsErrCode jerr = 0;
-        natsStatus s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
-        if (s == NATS_OK && list.Count > 0)
-            enqueue(f, &list, generation);
-        else
-            bus_msg_list_free(&list);
-        if (s != NATS_OK && s != NATS_TIMEOUT) {
-            if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
-                jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr)
-                release_sub(f, &sub, false);
-            usleep(100 * 1000);
-        }
+        natsStatus s = prj_pull_fetch(pull, &list, FETCH_BATCH, FETCH_WAIT_MS);
         uint64_t now = guild_mono_ns();
+        if (s == NATS_OK && list.Count > 0) {
+            enqueue(f, pull, &list, generation);
+            empty_since = 0;
+        } else {
+            bus_msg_list_free(&list);
+        }
+        if (s != NATS_OK && s != NATS_TIMEOUT) {
+            guild_debug("%s: fetching from %s failed: %s; starting the consumer again", f->m->name,
+                        f->stream, natsStatus_GetText(s));
+            release_sub(f, &pull, false);
+            empty_since = 0;
+            usleep(100 * 1000);
+        } else if (s == NATS_TIMEOUT) {
+            if (!behind_stream(f)) {
+                empty_since = 0;
+            } else if (!empty_since) {
+                empty_since = now;
+            } else if (now - empty_since >= (uint64_t)STALLED_MS * 1000000u) {
+                guild_warn("%s: the consumer delivered nothing for %d ms while %s holds events "
+                           "the model has not applied; restarting it",
+                           f->m->name, STALLED_MS, f->stream);
+                release_sub(f, &pull, false);
+                empty_since = 0;
+            }
+        }
         if (now - last_info > 1000000000ull &&
             natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED) {
             refresh_stream_last(f);
             last_info = now;
         }
     }
-    if (sub)
-        release_sub(f, &sub, true);
+    if (pull)
+        release_sub(f, &pull, true);
     return NULL;
 }
 
@@ -345,7 +389,7 @@ static void *feed_main(void *arg)
     while (!f->p->stopping) {
         struct fetched b;
         if (dequeue(f, &b)) {
-            apply_list(f, &b.list, b.generation);
+            apply_list(f, b.pull, &b.list, b.generation);
             bus_msg_list_free(&b.list);
             pthread_mutex_lock(&f->q_lock);
             f->outstanding--;

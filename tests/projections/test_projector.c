@@ -331,6 +331,24 @@ static json_t *model_status(platform *p, const char *model)
     return d;
 }
 
+/* A whole file as a string (NULL if unreadable). */
+static char *file_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0, got;
+    char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
 /* Waits until the talent model's position is `position`; its status then. */
 static json_t *await_talent_position(platform *p, uint64_t position)
 {
@@ -345,8 +363,12 @@ static json_t *await_talent_position(platform *p, uint64_t position)
         json_decref(d);
         sleep_ms(50);
     }
-    ck_abort_msg("the talent model stayed at %lld, not the log head %llu (log %s)", (long long)last,
-                 (unsigned long long)position, p->projector.log);
+    char *log = file_text(p->projector.log);
+    size_t len = log ? strlen(log) : 0;
+    ck_abort_msg("the talent model stayed at %lld, not the log head %llu; the projector's log "
+                 "ends:\n%s",
+                 (long long)last, (unsigned long long)position,
+                 log ? log + (len > 2000 ? len - 2000 : 0) : "(unreadable)");
     return NULL;
 }
 
@@ -434,24 +456,6 @@ static json_t *skill_of(const json_t *row, const char *name)
 
 /* Runs `guild <args> --data <data> --nats <url>`; its stdout in *out
  * (malloc'd) and its exit status. */
-/* A whole file as a string (NULL if unreadable). */
-static char *file_text(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static int run_guild(const platform *p, const char *args, char **out)
 {
     char cmd[2400];
@@ -879,6 +883,113 @@ START_TEST(test_projector_killed_repeatedly_under_load_applies_each_event_exactl
 }
 END_TEST
 
+/* ---- a consumer that loses messages ----------------------------------------------------------
+ * Another client of the projector's JetStream consumer (an operator's
+ * `nats consumer next`, say) takes messages the projector then never sees;
+ * someone deletes the consumer. Either way the projector must notice, start
+ * its consumer again from its own checkpoint, and apply every event once. */
+
+#define THEFTS 24
+
+/* The name of the projector's consumer of GUILD_TALENT, or "" when it has none now. */
+static void talent_consumer(natsConnection *nc, char *out, size_t size)
+{
+    out[0] = '\0';
+    natsMsg *reply = NULL;
+    if (natsConnection_RequestString(&reply, nc, "$JS.API.CONSUMER.NAMES.GUILD_TALENT", "{}",
+                                     REQUEST_MS) != NATS_OK)
+        return;
+    json_t *r = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    natsMsg_Destroy(reply);
+    size_t i;
+    json_t *name;
+    json_array_foreach(json_object_get(r, "consumers"), i, name)
+    {
+        if (strncmp(json_string_value(name), "prj_talent_", 11) == 0)
+            snprintf(out, size, "%s", json_string_value(name));
+    }
+    json_decref(r);
+}
+
+/* Pulls up to `batch` messages from the consumer for 300 ms and keeps them
+ * (no ack); how many events it took. */
+static int steal(natsConnection *nc, const char *consumer, int batch)
+{
+    char inbox[128], subject[256], body[96];
+    snprintf(inbox, sizeof inbox, "_INBOX.thief.%llu", (unsigned long long)guild_now_ns());
+    snprintf(subject, sizeof subject, "$JS.API.CONSUMER.MSG.NEXT.GUILD_TALENT.%s", consumer);
+    snprintf(body, sizeof body, "{\"batch\":%d,\"expires\":250000000}", batch);
+    natsSubscription *sub = NULL;
+    if (natsConnection_SubscribeSync(&sub, nc, inbox) != NATS_OK)
+        return 0;
+    int taken = 0;
+    if (natsConnection_PublishRequestString(nc, subject, inbox, body) == NATS_OK) {
+        uint64_t deadline = now_ms() + 300;
+        natsMsg *m = NULL;
+        while (taken < batch && now_ms() < deadline &&
+               natsSubscription_NextMsg(&m, sub, (int64_t)(deadline - now_ms()) + 1) == NATS_OK) {
+            taken += natsMsg_GetDataLength(m) > 0; /* not a status (no messages, expired) */
+            natsMsg_Destroy(m);
+        }
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return taken;
+}
+
+START_TEST(test_a_consumer_that_loses_messages_or_is_deleted_is_restarted_from_the_checkpoint)
+{
+    platform p;
+    platform_up(&p);
+    writer w[CRASH_WRITERS];
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    writers_start(&p, w, CRASH_WRITERS, 30, &stop);
+
+    uint64_t seed = (uint64_t)guild_now_ns() | 1;
+    int stolen = 0, deleted = 0;
+    for (int k = 0; k < THEFTS; k++) {
+        sleep_ms(50 + (unsigned)(rnd(&seed) % 150));
+        char consumer[128];
+        talent_consumer(p.nc, consumer, sizeof consumer);
+        if (!consumer[0])
+            continue; /* being made again */
+        if (k % 4 == 3) {
+            char subject[256];
+            natsMsg *reply = NULL;
+            snprintf(subject, sizeof subject, "$JS.API.CONSUMER.DELETE.GUILD_TALENT.%s", consumer);
+            if (natsConnection_RequestString(&reply, p.nc, subject, "", REQUEST_MS) == NATS_OK)
+                deleted++;
+            natsMsg_Destroy(reply);
+        } else {
+            stolen += steal(p.nc, consumer, 1 + (int)(rnd(&seed) % 5));
+        }
+    }
+    sleep_ms(300);
+    atomic_store(&stop, true);
+    writers_join(w, CRASH_WRITERS);
+    ck_assert_msg(stolen > 0 && deleted > 0,
+                  "the test took no message (%d) or deleted no consumer (%d): it proves nothing",
+                  stolen, deleted);
+    ck_assert_msg(waitpid(p.projector.pid, NULL, WNOHANG) == 0,
+                  "guild project exited while its consumer was disturbed (log %s)",
+                  p.projector.log);
+
+    uint64_t head = talent_log_head(&p);
+    json_t *st = await_talent_position(&p, head);
+    ck_assert_int_eq(jint(st, "parked"), 0);
+    json_decref(st);
+    for (int i = 0; i < CRASH_WRITERS; i++)
+        assert_profile_matches(&p, &w[i], NULL);
+    assert_searches_match(&p, w, CRASH_WRITERS);
+    char *log = file_text(p.projector.log);
+    ck_assert_msg(log && strstr(log, "the consumer delivered"),
+                  "the projector never saw a gap, though %d events were taken from it", stolen);
+    free(log);
+    platform_down(&p);
+}
+END_TEST
+
 /* ---- a poison event ------------------------------------------------------------------------- */
 
 START_TEST(test_an_event_the_model_refuses_is_parked_and_later_events_still_apply)
@@ -1188,6 +1299,8 @@ static Suite *projector_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_a_query_with_the_command_consistency_sees_the_write_at_once);
     tcase_add_test(tc, test_projector_killed_repeatedly_under_load_applies_each_event_exactly_once);
+    tcase_add_test(
+        tc, test_a_consumer_that_loses_messages_or_is_deleted_is_restarted_from_the_checkpoint);
     tcase_add_test(tc, test_an_event_the_model_refuses_is_parked_and_later_events_still_apply);
     tcase_add_test(tc, test_rebuild_proves_the_digest_and_swaps_in_while_queries_keep_answering);
     tcase_add_test(tc, test_rebuild_while_commands_are_written_loses_no_event);

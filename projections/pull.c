@@ -1,0 +1,216 @@
+/* pull.c — a projector's JetStream consumer, pulled over a subscription of
+ * its own (see pull.h). */
+#include "projections/pull.h"
+
+#include "bus/conn.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STREAM_MAX 64
+#define NAME_MAX_ 96
+#define PENDING_MSGS 1000000 /* a net for messages left by requests: far above what they bring */
+#define PENDING_BYTES (1 << 30)
+#define EXPIRES_EARLY_MS 10 /* a waiting request ends this much before its fetch stops */
+
+struct prj_pull {
+    natsConnection *nc; /* borrowed */
+    jsCtx *js;          /* borrowed */
+    natsSubscription *sub;
+    char stream[STREAM_MAX], name[NAME_MAX_];
+    char next_subject[64 + STREAM_MAX + NAME_MAX_];
+    char inbox[128]; /* a request is answered on <inbox>.<its id> */
+    uint64_t id;     /* of the latest request */
+};
+
+guild_status prj_pull_open(natsConnection *nc, jsCtx *js, const char *stream, const char *name,
+                           const char *filter, uint64_t start, prj_pull **out, guild_error *err)
+{
+    *out = NULL;
+    if (strlen(stream) >= STREAM_MAX || strlen(name) >= NAME_MAX_)
+        return guild_error_set(err, GUILD_INTERNAL, 0, "stream or consumer name too long");
+    js_DeleteConsumer(js, stream, name, NULL, NULL);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = name;
+    cc.AckPolicy = js_AckAll;
+    cc.MaxAckPending = 1000000;
+    cc.AckWait = (int64_t)30 * 1000000000;
+    cc.FilterSubject = filter;
+    if (start > 1) {
+        cc.DeliverPolicy = js_DeliverByStartSequence;
+        cc.OptStartSeq = start;
+    }
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(&ci, js, stream, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK)
+        return bus_nats_status(err, s, "creating the consumer");
+
+    prj_pull *p = guild_xcalloc(1, sizeof *p);
+    p->nc = nc;
+    p->js = js;
+    snprintf(p->stream, sizeof p->stream, "%s", stream);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->next_subject, sizeof p->next_subject, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream,
+             name);
+    natsInbox *inbox = NULL;
+    char wildcard[sizeof p->inbox + 2];
+    s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        snprintf(p->inbox, sizeof p->inbox, "%s", (const char *)inbox);
+        snprintf(wildcard, sizeof wildcard, "%s.*", p->inbox);
+        natsInbox_Destroy(inbox);
+        s = natsConnection_SubscribeSync(&p->sub, nc, wildcard);
+    }
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(p->sub, PENDING_MSGS, PENDING_BYTES);
+    if (s != NATS_OK) {
+        prj_pull_close(p, false);
+        return bus_nats_status(err, s, "subscribing to the consumer's inbox");
+    }
+    *out = p;
+    return GUILD_OK;
+}
+
+/* Sends request p->id + 1: for `batch` messages, answered at once when
+ * expires_ms is 0, else waiting up to expires_ms. */
+static natsStatus request(prj_pull *p, int batch, int64_t expires_ms)
+{
+    char reply[sizeof p->inbox + 24], body[96];
+    p->id++;
+    snprintf(reply, sizeof reply, "%s.%" PRIu64, p->inbox, p->id);
+    if (expires_ms > 0)
+        snprintf(body, sizeof body, "{\"batch\":%d,\"expires\":%" PRId64 "}", batch,
+                 expires_ms * 1000000);
+    else
+        snprintf(body, sizeof body, "{\"batch\":%d,\"no_wait\":true}", batch);
+    return natsConnection_PublishRequestString(p->nc, p->next_subject, reply, body);
+}
+
+/* The request id a reply subject names, or 0. */
+static uint64_t reply_id(const prj_pull *p, const char *subject)
+{
+    size_t len = strlen(p->inbox);
+    if (!subject || strncmp(subject, p->inbox, len) != 0 || subject[len] != '.')
+        return 0;
+    return strtoull(subject + len + 1, NULL, 10);
+}
+
+/* What one received message was. */
+enum got { GOT_NOTHING, GOT_EVENT, GOT_OTHER, GOT_END, GOT_REFUSED };
+
+/* Takes the next message, waiting up to timeout_ms (0: only one already
+ * here). An event goes into msgs; a status that ends the latest request
+ * (404, 408) is GOT_END, one that refuses it (409 and the like)
+ * GOT_REFUSED; a heartbeat or a status about an earlier request is
+ * GOT_OTHER and is dropped. */
+static enum got receive(prj_pull *p, natsMsg **msgs, int *n, int64_t timeout_ms, int *code)
+{
+    natsMsg *m = NULL;
+    if (natsSubscription_NextMsg(&m, p->sub, timeout_ms > 0 ? timeout_ms : 0) != NATS_OK)
+        return GOT_NOTHING;
+    const char *status = NULL;
+    if (natsMsg_GetDataLength(m) > 0 || natsMsgHeader_Get(m, "Status", &status) != NATS_OK ||
+        !status) {
+        msgs[(*n)++] = m;
+        return GOT_EVENT;
+    }
+    int c = atoi(status);
+    bool ours = reply_id(p, natsMsg_GetSubject(m)) == p->id;
+    bus_msg_free(m);
+    if (!ours || c == 100)
+        return GOT_OTHER;
+    *code = c;
+    return c == 404 || c == 408 ? GOT_END : GOT_REFUSED;
+}
+
+/* Takes what is already here, up to batch; false on a refusal. */
+static bool take_waiting(prj_pull *p, natsMsg **msgs, int *n, int batch, int *code)
+{
+    enum got g;
+    while (*n < batch && (g = receive(p, msgs, n, 0, code)) != GOT_NOTHING)
+        if (g == GOT_REFUSED)
+            return false;
+    return true;
+}
+
+/* Waits for events of the latest request until the batch is full, the
+ * request ends, or `until` (monotonic ns); with first_only, until the first
+ * event. False on a refusal. */
+static bool take_answer(prj_pull *p, natsMsg **msgs, int *n, int batch, uint64_t until,
+                        bool first_only, int *code)
+{
+    int had = *n;
+    for (;;) {
+        uint64_t now = guild_mono_ns();
+        if (*n >= batch || (first_only && *n > had) || now >= until)
+            return true;
+        int64_t left_ms = (int64_t)((until - now + 999999) / 1000000);
+        enum got g = receive(p, msgs, n, left_ms, code);
+        if (g == GOT_REFUSED)
+            return false;
+        if (g == GOT_END || g == GOT_NOTHING)
+            return true;
+    }
+}
+
+natsStatus prj_pull_fetch(prj_pull *p, natsMsgList *list, int batch, int wait_ms)
+{
+    memset(list, 0, sizeof *list);
+    if (batch <= 0)
+        return NATS_INVALID_ARG;
+    natsMsg **msgs = guild_xcalloc((size_t)batch, sizeof *msgs);
+    int n = 0, code = 0;
+    uint64_t until = guild_mono_ns() + (uint64_t)wait_ms * 1000000;
+    natsStatus s = NATS_OK;
+    bool ok = take_waiting(p, msgs, &n, batch, &code);
+    if (ok && n < batch) { /* and what the consumer has now */
+        s = request(p, batch - n, 0);
+        ok = s != NATS_OK || take_answer(p, msgs, &n, batch, until, false, &code);
+    }
+    if (ok && s == NATS_OK && n == 0 && code == 404) { /* nothing: wait for the first */
+        int64_t left_ms = (int64_t)((until - guild_mono_ns()) / 1000000);
+        if (left_ms > EXPIRES_EARLY_MS) {
+            code = 0;
+            s = request(p, batch, left_ms - EXPIRES_EARLY_MS);
+            ok = s != NATS_OK || (take_answer(p, msgs, &n, batch, until, true, &code) &&
+                                  take_waiting(p, msgs, &n, batch, &code));
+        }
+    }
+    if (s == NATS_OK && !ok)
+        s = code == 503 ? NATS_NO_RESPONDERS : NATS_ERR;
+    if (n > 0) {
+        list->Msgs = msgs;
+        list->Count = n;
+        return NATS_OK;
+    }
+    free(msgs);
+    return s == NATS_OK ? NATS_TIMEOUT : s;
+}
+
+natsStatus prj_pull_ack(prj_pull *p, natsMsg *m)
+{
+    const char *reply = natsMsg_GetReply(m);
+    if (!reply || !*reply)
+        return NATS_INVALID_ARG;
+    return natsConnection_PublishString(p->nc, reply, "+ACK");
+}
+
+void prj_pull_close(prj_pull *p, bool drop)
+{
+    if (!p)
+        return;
+    if (p->sub) {
+        natsSubscription_Unsubscribe(p->sub);
+        natsSubscription_Destroy(p->sub);
+    }
+    if (drop)
+        js_DeleteConsumer(p->js, p->stream, p->name, NULL, NULL);
+    free(p);
+}
