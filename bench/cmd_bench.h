@@ -41,6 +41,8 @@ typedef struct cmdb_proc {
     pid_t pid; /* 0 when not running (or not ours) */
     char name[32];
     char log[CMDB_PATH_MAX]; /* where its stdout and stderr go */
+    bool ended;              /* cmdb_alive found it gone: `status` is its wait status */
+    int status;
 } cmdb_proc;
 
 typedef struct cmdb_cluster {
@@ -178,6 +180,8 @@ void cmdb_probe_destroy(cmdb_probe *p);
  * (SIGTERM, then SIGKILL after a while). */
 int cmdb_spawn(cmdb_proc *p, const char *const argv[]);
 bool cmdb_alive(cmdb_proc *p);
+/* How a process cmdb_alive found gone ended: "exit status 1", "signal 11: Segmentation fault". */
+void cmdb_describe_end(const cmdb_proc *p, char *out, size_t size);
 void cmdb_stop_proc(cmdb_proc *p);
 
 #endif

@@ -101,11 +101,24 @@ bool cmdb_alive(cmdb_proc *p)
 {
     if (p->pid <= 0)
         return false;
-    if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+    int status = 0;
+    if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
         p->pid = 0;
+        p->ended = true;
+        p->status = status;
         return false;
     }
     return true;
+}
+
+void cmdb_describe_end(const cmdb_proc *p, char *out, size_t size)
+{
+    if (!p->ended)
+        snprintf(out, size, "still running");
+    else if (WIFSIGNALED(p->status))
+        snprintf(out, size, "signal %d: %s", WTERMSIG(p->status), strsignal(WTERMSIG(p->status)));
+    else
+        snprintf(out, size, "exit status %d", WEXITSTATUS(p->status));
 }
 
 /* Prints the last lines of p's log, to say why it did not come up. */

@@ -178,6 +178,7 @@ typedef struct prjb_lag {
     double talent_cpu, projector_cpu, nats_cpu, bench_cpu;
     uint64_t events_applied; /* by the projector in the window (its status) */
     char first_error[200];
+    char died[CMDB_PATH_MAX + 160]; /* a process of the run that ended during it, and how; "" */
 } prjb_lag;
 
 void prjb_lag_init(prjb_lag *l);

@@ -605,13 +605,13 @@ static uint64_t drive(driver *d, const prjb_lag_options *o, prjb_lag *out)
 
 /* Waits until the model has applied pos; the seconds it took from `since`
  * (monotonic ns), or -1. */
-static double wait_applied(natsConnection *nc, uint64_t pos, uint64_t since)
+static double wait_applied(natsConnection *nc, cmdb_proc *prj, uint64_t pos, uint64_t since)
 {
     for (;;) {
         uint64_t at = 0;
         if (project_status(nc, 1000, &at, NULL, NULL) == 0 && at >= pos)
             return (double)(guild_mono_ns() - since) / 1e9;
-        if (guild_mono_ns() - since > CATCHUP_WAIT_NS || cmdb_interrupted)
+        if (guild_mono_ns() - since > CATCHUP_WAIT_NS || cmdb_interrupted || !cmdb_alive(prj))
             return -1;
         bench_sleep(0.001);
     }
@@ -747,7 +747,7 @@ static int setup(const prjb_lag_options *o, cmdb_cluster *c, cmdb_proc *prj, nat
            guild_mono_ns() - t0 < CATCHUP_WAIT_NS && !cmdb_interrupted)
         bench_sleep(0.01);
     cmdb_probe_destroy(probe);
-    if (wait_applied(*nc, last, guild_mono_ns()) < 0) {
+    if (wait_applied(*nc, prj, last, guild_mono_ns()) < 0) {
         fprintf(stderr,
                 "guild bench project: the talent model did not reach position %" PRIu64 "\n", last);
         return -1;
@@ -799,7 +799,16 @@ int prjb_lag_run(const prjb_lag_options *o, prjb_lag *out)
     uint64_t sent = drive(&d, o, out);
     uint64_t end = guild_mono_ns();
     cpu_mark(&c, &prj, &m1);
-    bool caught_up = wait_applied(nc, out->max_position, end) >= 0;
+    bool caught_up = wait_applied(nc, &prj, out->max_position, end) >= 0;
+    cmdb_proc *procs[] = {&prj, &c.talent, &c.identity, &c.nats};
+    for (size_t i = 0; i < sizeof procs / sizeof procs[0] && !out->died[0]; i++) {
+        if (procs[i]->ended || (procs[i]->pid > 0 && !cmdb_alive(procs[i]))) {
+            char how[64];
+            cmdb_describe_end(procs[i], how, sizeof how);
+            snprintf(out->died, sizeof out->died, "%s ended during the run (%s); its log: %s",
+                     procs[i]->name, how, procs[i]->log);
+        }
+    }
     bench_sleep(0.05);
     poller_stop(&status);
     poller_stop(&stream);

@@ -463,7 +463,9 @@ static void print_lag(const run *r)
         bench_fmt_count((double)l->events_applied, a, sizeof a),
         bench_fmt_count(l->seconds > 0 ? (double)l->events_applied / l->seconds : 0, b, sizeof b),
         (unsigned long long)l->events_behind_max);
-    if (l->catchup < 0)
+    if (l->died[0])
+        printf("it did NOT catch up\n    %s\n", l->died);
+    else if (l->catchup < 0)
         printf("it did NOT catch up\n");
     else
         printf("it had them all %s after the last command was sent\n",
@@ -523,10 +525,14 @@ static int print_goals(const run *r)
     uint64_t p99 = bench_hist_quantile(&l->lag, 0.99);
     bool rate_ok = l->achieved >= GOAL_RATE_SHARE * r->o->rate;
     bool ok = l->ran && l->lag.count > 0 && l->lag_errors == 0 && p99 < GOAL_LAG_P99_NS &&
-              rate_ok && r->o->rate >= 10000;
+              rate_ok && r->o->rate >= 10000 && !l->died[0];
     missed += !ok;
-    snprintf(what, sizeof what, "p99 %s at %s cmd/s", bench_fmt_ns(p99, a, sizeof a),
-             bench_fmt_count(l->achieved, b, sizeof b));
+    if (l->lag.count == 0)
+        snprintf(what, sizeof what, "no query answered at %s cmd/s",
+                 bench_fmt_count(l->achieved, b, sizeof b));
+    else
+        snprintf(what, sizeof what, "p99 %s at %s cmd/s", bench_fmt_ns(p99, a, sizeof a),
+                 bench_fmt_count(l->achieved, b, sizeof b));
     printf("  %-46s %-34s %s\n", "lag p99 < 50 ms at 10,000 commands/s", l->ran ? what : "not run",
            verdict(ok));
     if (l->ran && !rate_ok)
