@@ -53,6 +53,7 @@ typedef struct feed {
     struct fetched {
         natsMsgList list;
         prj_pull *pull;      /* what it came from: acknowledged through it */
+        uint64_t epoch;      /* of the consumer that delivered it (prj_pull_epoch) */
         unsigned generation; /* f->generation when it was fetched */
     } q[FETCH_AHEAD];
     int q_head, q_n;
@@ -100,7 +101,7 @@ static void upper(const char *in, char *out, size_t size)
  * store's checkpoint + 1. The consumer is only a delivery pipe: where to
  * start is always the model's own checkpoint, so a crash, a failed batch or
  * a swap never skips or repeats an event. */
-static prj_pull *subscribe(feed *f)
+static bool subscribe(feed *f, prj_pull *pull)
 {
     char subject[128];
     snprintf(subject, sizeof subject, "guild.evt.%s.>", f->m->domain);
@@ -109,14 +110,12 @@ static prj_pull *subscribe(feed *f)
     pos = prj_store_position(f->store);
     atomic_store(&f->resubscribe, false);
     pthread_rwlock_unlock(&f->store_lock);
-    prj_pull *pull = NULL;
     guild_error err = {0};
-    if (prj_pull_open(f->p->nc, f->p->js, f->stream, f->consumer, subject, pos + 1, &pull, &err) !=
-        GUILD_OK) {
+    if (prj_pull_start(pull, subject, pos + 1, &err) != GUILD_OK) {
         guild_debug("%s: cannot subscribe to %s yet: %s", f->m->name, f->stream, err.message);
-        return NULL;
+        return false;
     }
-    return pull;
+    return true;
 }
 
 static void refresh_stream_last(feed *f)
@@ -214,11 +213,12 @@ static void serve_waiting(feed *f, bool all_unavailable);
  * the projector stops. */
 static bool enqueue(feed *f, prj_pull *pull, natsMsgList *list, unsigned generation)
 {
+    uint64_t epoch = prj_pull_epoch(pull);
     pthread_mutex_lock(&f->q_lock);
     bool ok = false;
     while (!f->p->stopping) {
         struct fetched *tail = f->q_n ? &f->q[(f->q_head + f->q_n - 1) % FETCH_AHEAD] : NULL;
-        if (tail && tail->pull == pull && tail->generation == generation &&
+        if (tail && tail->epoch == epoch && tail->generation == generation &&
             tail->list.Count + list->Count <= APPLY_MAX) {
             size_t n = (size_t)tail->list.Count, more = (size_t)list->Count;
             tail->list.Msgs = guild_xrealloc(tail->list.Msgs, (n + more) * sizeof *list->Msgs);
@@ -234,6 +234,7 @@ static bool enqueue(feed *f, prj_pull *pull, natsMsgList *list, unsigned generat
             struct fetched *slot = &f->q[(f->q_head + f->q_n) % FETCH_AHEAD];
             slot->list = *list;
             slot->pull = pull;
+            slot->epoch = epoch;
             slot->generation = generation;
             f->q_n++;
             f->outstanding++;
@@ -274,11 +275,12 @@ static bool dequeue(feed *f, struct fetched *out)
     return got;
 }
 
-/* Lets go of the consumer's subscription once no batch fetched from it is
- * left: a batch is acknowledged through it, so it must outlive them. When
- * the projector stops, the batches still queued are dropped unapplied (the
- * next start fetches them again from the checkpoint). */
-static void release_sub(feed *f, prj_pull **pull, bool unsubscribe)
+/* Stops taking the consumer's messages once no batch fetched from it is
+ * left, so none is applied after the consumer starts again. When the
+ * projector stops, the batches still queued are dropped unapplied (the
+ * next start fetches them again from the checkpoint), and the consumer is
+ * deleted. */
+static void release_sub(feed *f, prj_pull *pull, bool *started, bool unsubscribe)
 {
     pthread_mutex_lock(&f->q_lock);
     if (f->p->stopping) {
@@ -293,9 +295,9 @@ static void release_sub(feed *f, prj_pull **pull, bool unsubscribe)
     /* Deleting the consumer is a JetStream request: with the server gone
      * it would only wait out its timeout, and the next start deletes a
      * consumer left behind anyway. */
-    prj_pull_close(*pull,
-                   unsubscribe && natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED);
-    *pull = NULL;
+    prj_pull_stop(pull,
+                  unsubscribe && natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED);
+    *started = false;
 }
 
 /* True when the stream's last sequence, as last refreshed, is beyond the
@@ -321,6 +323,7 @@ static void *fetch_main(void *arg)
 {
     feed *f = arg;
     prj_pull *pull = NULL;
+    bool started = false;
     uint64_t last_info = 0, empty_since = 0;
     while (!f->p->stopping) {
         /* JetStream requests made while the connection is down would only
@@ -329,7 +332,14 @@ static void *fetch_main(void *arg)
             usleep(50 * 1000);
             continue;
         }
-        if (!pull && !(pull = subscribe(f))) {
+        guild_error err = {0};
+        if (!pull &&
+            prj_pull_new(f->p->nc, f->p->js, f->stream, f->consumer, &pull, &err) != GUILD_OK) {
+            guild_debug("%s: %s", f->m->name, err.message);
+            usleep(250 * 1000);
+            continue;
+        }
+        if (!started && !(started = subscribe(f, pull))) {
             usleep(250 * 1000);
             continue;
         }
@@ -338,7 +348,7 @@ static void *fetch_main(void *arg)
         bool again = atomic_load(&f->resubscribe);
         pthread_rwlock_unlock(&f->store_lock);
         if (again) {
-            release_sub(f, &pull, false);
+            release_sub(f, pull, &started, false);
             continue;
         }
         natsMsgList list = {0};
@@ -353,7 +363,7 @@ static void *fetch_main(void *arg)
         if (s != NATS_OK && s != NATS_TIMEOUT) {
             guild_debug("%s: fetching from %s failed: %s; starting the consumer again", f->m->name,
                         f->stream, natsStatus_GetText(s));
-            release_sub(f, &pull, false);
+            release_sub(f, pull, &started, false);
             empty_since = 0;
             usleep(100 * 1000);
         } else if (s == NATS_TIMEOUT) {
@@ -365,7 +375,7 @@ static void *fetch_main(void *arg)
                 guild_warn("%s: the consumer delivered nothing for %d ms while %s holds events "
                            "the model has not applied; restarting it",
                            f->m->name, STALLED_MS, f->stream);
-                release_sub(f, &pull, false);
+                release_sub(f, pull, &started, false);
                 empty_since = 0;
             }
         }
@@ -375,8 +385,9 @@ static void *fetch_main(void *arg)
             last_info = now;
         }
     }
-    if (pull)
-        release_sub(f, &pull, true);
+    if (started)
+        release_sub(f, pull, &started, true);
+    prj_pull_free(pull);
     return NULL;
 }
 

@@ -23,20 +23,59 @@ struct prj_pull {
     natsSubscription *sub;
     char stream[STREAM_MAX], name[NAME_MAX_];
     char next_subject[64 + STREAM_MAX + NAME_MAX_];
-    char inbox[128]; /* a request is answered on <inbox>.<its id> */
-    uint64_t id;     /* of the latest request */
+    char inbox[128];   /* a request is answered on <inbox>.<its id> */
+    uint64_t id;       /* of the latest request */
+    uint64_t first_id; /* of the consumer's first request: answers to earlier ones are dropped */
 };
 
-guild_status prj_pull_open(natsConnection *nc, jsCtx *js, const char *stream, const char *name,
-                           const char *filter, uint64_t start, prj_pull **out, guild_error *err)
+guild_status prj_pull_new(natsConnection *nc, jsCtx *js, const char *stream, const char *name,
+                          prj_pull **out, guild_error *err)
 {
     *out = NULL;
     if (strlen(stream) >= STREAM_MAX || strlen(name) >= NAME_MAX_)
         return guild_error_set(err, GUILD_INTERNAL, 0, "stream or consumer name too long");
-    js_DeleteConsumer(js, stream, name, NULL, NULL);
+    prj_pull *p = guild_xcalloc(1, sizeof *p);
+    p->nc = nc;
+    p->js = js;
+    snprintf(p->stream, sizeof p->stream, "%s", stream);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->next_subject, sizeof p->next_subject, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream,
+             name);
+    natsInbox *inbox = NULL;
+    char wildcard[sizeof p->inbox + 2];
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        snprintf(p->inbox, sizeof p->inbox, "%s", (const char *)inbox);
+        snprintf(wildcard, sizeof wildcard, "%s.*", p->inbox);
+        natsInbox_Destroy(inbox);
+        s = natsConnection_SubscribeSync(&p->sub, nc, wildcard);
+    }
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(p->sub, PENDING_MSGS, PENDING_BYTES);
+    if (s != NATS_OK) {
+        prj_pull_free(p);
+        return bus_nats_status(err, s, "subscribing to the consumer's inbox");
+    }
+    *out = p;
+    return GUILD_OK;
+}
+
+guild_status prj_pull_start(prj_pull *p, const char *filter, uint64_t start, guild_error *err)
+{
+    /* Once the consumer is gone and a round trip to the server has come
+     * back, whatever it sent is here: dropped, it cannot be taken for the
+     * new consumer's. (An event arrives under its own subject, not the
+     * request's, so only the status messages say which request they
+     * answer.) */
+    js_DeleteConsumer(p->js, p->stream, p->name, NULL, NULL);
+    natsConnection_FlushTimeout(p->nc, 2000);
+    natsMsg *m = NULL;
+    while (natsSubscription_NextMsg(&m, p->sub, 0) == NATS_OK)
+        bus_msg_free(m);
+    p->first_id = p->id + 1;
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
-    cc.Durable = name;
+    cc.Durable = p->name;
     cc.AckPolicy = js_AckAll;
     cc.MaxAckPending = 1000000;
     cc.AckWait = (int64_t)30 * 1000000000;
@@ -47,35 +86,14 @@ guild_status prj_pull_open(natsConnection *nc, jsCtx *js, const char *stream, co
     }
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_AddConsumer(&ci, js, stream, &cc, NULL, &jerr);
+    natsStatus s = js_AddConsumer(&ci, p->js, p->stream, &cc, NULL, &jerr);
     jsConsumerInfo_Destroy(ci);
-    if (s != NATS_OK)
-        return bus_nats_status(err, s, "creating the consumer");
+    return bus_nats_status(err, s, "creating the consumer");
+}
 
-    prj_pull *p = guild_xcalloc(1, sizeof *p);
-    p->nc = nc;
-    p->js = js;
-    snprintf(p->stream, sizeof p->stream, "%s", stream);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    snprintf(p->next_subject, sizeof p->next_subject, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream,
-             name);
-    natsInbox *inbox = NULL;
-    char wildcard[sizeof p->inbox + 2];
-    s = natsInbox_Create(&inbox);
-    if (s == NATS_OK) {
-        snprintf(p->inbox, sizeof p->inbox, "%s", (const char *)inbox);
-        snprintf(wildcard, sizeof wildcard, "%s.*", p->inbox);
-        natsInbox_Destroy(inbox);
-        s = natsConnection_SubscribeSync(&p->sub, nc, wildcard);
-    }
-    if (s == NATS_OK)
-        s = natsSubscription_SetPendingLimits(p->sub, PENDING_MSGS, PENDING_BYTES);
-    if (s != NATS_OK) {
-        prj_pull_close(p, false);
-        return bus_nats_status(err, s, "subscribing to the consumer's inbox");
-    }
-    *out = p;
-    return GUILD_OK;
+uint64_t prj_pull_epoch(const prj_pull *p)
+{
+    return p->first_id;
 }
 
 /* Sends request p->id + 1: for `batch` messages, answered at once when
@@ -122,7 +140,8 @@ static enum got receive(prj_pull *p, natsMsg **msgs, int *n, int64_t timeout_ms,
         return GOT_EVENT;
     }
     int c = atoi(status);
-    bool ours = reply_id(p, natsMsg_GetSubject(m)) == p->id;
+    uint64_t id = reply_id(p, natsMsg_GetSubject(m)); /* a status comes on the reply subject */
+    bool ours = id == p->id && id >= p->first_id;
     bus_msg_free(m);
     if (!ours || c == 100)
         return GOT_OTHER;
@@ -175,7 +194,8 @@ natsStatus prj_pull_fetch(prj_pull *p, natsMsgList *list, int batch, int wait_ms
         ok = s != NATS_OK || take_answer(p, msgs, &n, batch, until, false, &code);
     }
     if (ok && s == NATS_OK && n == 0 && code == 404) { /* nothing: wait for the first */
-        int64_t left_ms = (int64_t)((until - guild_mono_ns()) / 1000000);
+        uint64_t now = guild_mono_ns();
+        int64_t left_ms = now < until ? (int64_t)((until - now) / 1000000) : 0;
         if (left_ms > EXPIRES_EARLY_MS) {
             code = 0;
             s = request(p, batch, left_ms - EXPIRES_EARLY_MS);
@@ -202,7 +222,14 @@ natsStatus prj_pull_ack(prj_pull *p, natsMsg *m)
     return natsConnection_PublishString(p->nc, reply, "+ACK");
 }
 
-void prj_pull_close(prj_pull *p, bool drop)
+void prj_pull_stop(prj_pull *p, bool drop)
+{
+    if (drop)
+        js_DeleteConsumer(p->js, p->stream, p->name, NULL, NULL);
+    p->first_id = UINT64_MAX; /* until the next start: nothing is taken */
+}
+
+void prj_pull_free(prj_pull *p)
 {
     if (!p)
         return;
@@ -210,7 +237,5 @@ void prj_pull_close(prj_pull *p, bool drop)
         natsSubscription_Unsubscribe(p->sub);
         natsSubscription_Destroy(p->sub);
     }
-    if (drop)
-        js_DeleteConsumer(p->js, p->stream, p->name, NULL, NULL);
     free(p);
 }

@@ -29,12 +29,20 @@
 
 typedef struct prj_pull prj_pull;
 
+/* Subscribes to the inbox the answers to `name`'s pull requests come to.
+ * The one subscription serves every consumer prj_pull_start makes, so
+ * making the consumer again starts and ends no subscription. */
+guild_status prj_pull_new(natsConnection *nc, jsCtx *js, const char *stream, const char *name,
+                          prj_pull **out, guild_error *err);
+
 /* Makes the durable pull consumer `name` of `stream` afresh (deleting one
  * of that name first), delivering `filter` from stream sequence `start`
- * (0 or 1: from the beginning), acknowledged all at once, and subscribes
- * to what it sends. */
-guild_status prj_pull_open(natsConnection *nc, jsCtx *js, const char *stream, const char *name,
-                           const char *filter, uint64_t start, prj_pull **out, guild_error *err);
+ * (0 or 1: from the beginning), acknowledged all at once. What the
+ * consumer before it sent and was not fetched yet is dropped. */
+guild_status prj_pull_start(prj_pull *p, const char *filter, uint64_t start, guild_error *err);
+
+/* Which start the messages fetched now come from (it changes with each). */
+uint64_t prj_pull_epoch(const prj_pull *p);
 
 /* Up to `batch` messages into list, in the consumer's order (free them with
  * bus_msg_list_free): those already here and those the consumer has now;
@@ -48,8 +56,10 @@ natsStatus prj_pull_fetch(prj_pull *p, natsMsgList *list, int batch, int wait_ms
  * before it. */
 natsStatus prj_pull_ack(prj_pull *p, natsMsg *m);
 
-/* Ends the subscription and frees p; with `drop`, deletes the consumer
- * too. NULL is ignored. */
-void prj_pull_close(prj_pull *p, bool drop);
+/* Stops taking the consumer's messages; with `drop`, deletes it. */
+void prj_pull_stop(prj_pull *p, bool drop);
+
+/* Ends the subscription and frees p (NULL is ignored). */
+void prj_pull_free(prj_pull *p);
 
 #endif
