@@ -121,8 +121,8 @@ static int status(const cmd_common *c)
         fprintf(stderr, "guild project: NATS at %s is not reachable\n", c->nats);
         return 2;
     }
-    printf("%-10s %12s %12s %10s %10s %8s  %s\n", "model", "position", "stream", "behind",
-           "ms behind", "parked", "digest");
+    printf("%-10s %12s %12s %10s %10s %8s %8s  %s\n", "model", "position", "stream", "behind",
+           "ms behind", "parked", "restarts", "digest");
     int missing = 0;
     for (const prj_model *const *m = prj_models(); *m; m++) {
         json_t *r = control(nc, (*m)->name, "status", 1000);
@@ -131,12 +131,13 @@ static int status(const cmd_common *c)
             printf("%-10s not running\n", (*m)->name);
             missing++;
         } else {
-            printf("%-10s %12lld %12lld %10lld %10lld %8lld  %.16s…\n", (*m)->name,
+            printf("%-10s %12lld %12lld %10lld %10lld %8lld %8lld  %.16s…\n", (*m)->name,
                    (long long)json_integer_value(json_object_get(d, "position")),
                    (long long)json_integer_value(json_object_get(d, "stream_last")),
                    (long long)json_integer_value(json_object_get(d, "events_behind")),
                    (long long)json_integer_value(json_object_get(d, "ms_behind")),
                    (long long)json_integer_value(json_object_get(d, "parked")),
+                   (long long)json_integer_value(json_object_get(d, "consumer_restarts")),
                    json_string_value(json_object_get(d, "digest")));
         }
         json_decref(r);

@@ -68,6 +68,7 @@ typedef struct feed {
     pthread_mutex_t waiting_lock;
     struct query_req *waiting; /* queries waiting for a position */
     uint64_t applied, skipped, parked, batches;
+    uint64_t restarts; /* of the consumer, other than at start and stop */
     pthread_mutex_t stats_lock;
 } feed;
 
@@ -283,14 +284,19 @@ static bool dequeue(feed *f, struct fetched *out)
 static void release_sub(feed *f, prj_pull *pull, bool *started, bool unsubscribe)
 {
     pthread_mutex_lock(&f->q_lock);
-    if (f->p->stopping) {
-        for (; f->q_n > 0; f->q_n--, f->q_head = (f->q_head + 1) % FETCH_AHEAD) {
-            bus_msg_list_free(&f->q[f->q_head].list);
-            f->outstanding--;
+    for (;;) {
+        /* A stop can come while this waits: the apply thread then takes
+         * no more batches, so the queued ones are dropped here. */
+        if (f->p->stopping) {
+            for (; f->q_n > 0; f->q_n--, f->q_head = (f->q_head + 1) % FETCH_AHEAD) {
+                bus_msg_list_free(&f->q[f->q_head].list);
+                f->outstanding--;
+            }
         }
-    }
-    while (f->outstanding > 0)
+        if (f->outstanding == 0)
+            break;
         pthread_cond_wait(&f->q_take, &f->q_lock);
+    }
     pthread_mutex_unlock(&f->q_lock);
     /* Deleting the consumer is a JetStream request: with the server gone
      * it would only wait out its timeout, and the next start deletes a
@@ -298,12 +304,22 @@ static void release_sub(feed *f, prj_pull *pull, bool *started, bool unsubscribe
     prj_pull_stop(pull,
                   unsubscribe && natsConnection_Status(f->p->nc) == NATS_CONN_STATUS_CONNECTED);
     *started = false;
+    if (!f->p->stopping) {
+        pthread_mutex_lock(&f->stats_lock);
+        f->restarts++;
+        pthread_mutex_unlock(&f->stats_lock);
+    }
 }
 
 /* True when the stream's last sequence, as last refreshed, is beyond the
- * model's position. */
+ * model's position while no fetched batch waits to be applied. */
 static bool behind_stream(feed *f)
 {
+    pthread_mutex_lock(&f->q_lock);
+    int outstanding = f->outstanding;
+    pthread_mutex_unlock(&f->q_lock);
+    if (outstanding > 0)
+        return false; /* the apply thread has work: not a stall */
     pthread_mutex_lock(&f->stats_lock);
     uint64_t last = f->stream_last;
     pthread_mutex_unlock(&f->stats_lock);
@@ -364,6 +380,10 @@ static void *fetch_main(void *arg)
             guild_debug("%s: fetching from %s failed: %s; starting the consumer again", f->m->name,
                         f->stream, natsStatus_GetText(s));
             release_sub(f, pull, &started, false);
+            if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED) {
+                prj_pull_free(pull); /* and its subscription: made again */
+                pull = NULL;
+            }
             empty_since = 0;
             usleep(100 * 1000);
         } else if (s == NATS_TIMEOUT) {
@@ -586,7 +606,8 @@ static json_t *feed_status(feed *f)
 {
     prj_store *store = current(f);
     pthread_mutex_lock(&f->stats_lock);
-    uint64_t last = f->stream_last, applied = f->applied, skipped = f->skipped, parked = f->parked;
+    uint64_t last = f->stream_last, applied = f->applied, skipped = f->skipped, parked = f->parked,
+             restarts = f->restarts;
     pthread_mutex_unlock(&f->stats_lock);
     uint64_t pos;
     uint8_t digest[PRJ_DIGEST_LEN];
@@ -596,11 +617,11 @@ static json_t *feed_status(feed *f)
     int64_t ms_behind = behind && t ? (guild_now_ns() - t) / 1000000 : 0;
     char hex[2 * PRJ_DIGEST_LEN + 1];
     sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "model", f->m->name,
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "model", f->m->name,
                      "position", (json_int_t)pos, "stream_last", (json_int_t)last, "events_behind",
                      (json_int_t)behind, "ms_behind", (json_int_t)ms_behind, "applied",
                      (json_int_t)applied, "skipped", (json_int_t)skipped, "parked",
-                     (json_int_t)parked, "digest", hex);
+                     (json_int_t)parked, "consumer_restarts", (json_int_t)restarts, "digest", hex);
 }
 
 /* Swaps in a rebuilt environment: <dir>.rebuild becomes <dir>; queries

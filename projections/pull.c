@@ -26,6 +26,7 @@ struct prj_pull {
     char inbox[128];   /* a request is answered on <inbox>.<its id> */
     uint64_t id;       /* of the latest request */
     uint64_t first_id; /* of the consumer's first request: answers to earlier ones are dropped */
+    natsStatus failed; /* why the subscription could not be read, while a fetch runs */
 };
 
 guild_status prj_pull_new(natsConnection *nc, jsCtx *js, const char *stream, const char *name,
@@ -62,16 +63,21 @@ guild_status prj_pull_new(natsConnection *nc, jsCtx *js, const char *stream, con
 
 guild_status prj_pull_start(prj_pull *p, const char *filter, uint64_t start, guild_error *err)
 {
-    /* Once the consumer is gone and a round trip to the server has come
-     * back, whatever it sent is here: dropped, it cannot be taken for the
-     * new consumer's. (An event arrives under its own subject, not the
-     * request's, so only the status messages say which request they
-     * answer.) */
+    /* What the old consumer sent and is here once it is gone and a round
+     * trip to the server has come back is dropped. (An event arrives under
+     * its own subject, not the request's, so only status messages say
+     * which request they answer.) The server does not order its
+     * deliveries with that round trip, so an old event can still come
+     * later: the model applies only the position it expects next. */
     js_DeleteConsumer(p->js, p->stream, p->name, NULL, NULL);
     natsConnection_FlushTimeout(p->nc, 2000);
-    natsMsg *m = NULL;
-    while (natsSubscription_NextMsg(&m, p->sub, 0) == NATS_OK)
+    for (;;) {
+        natsMsg *m = NULL;
+        natsStatus r = natsSubscription_NextMsg(&m, p->sub, 0);
+        if (r != NATS_OK && r != NATS_SLOW_CONSUMER)
+            break;
         bus_msg_free(m);
+    }
     p->first_id = p->id + 1;
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
@@ -121,18 +127,30 @@ static uint64_t reply_id(const prj_pull *p, const char *subject)
 }
 
 /* What one received message was. */
-enum got { GOT_NOTHING, GOT_EVENT, GOT_OTHER, GOT_END, GOT_REFUSED };
+enum got { GOT_NOTHING, GOT_EVENT, GOT_OTHER, GOT_END, GOT_REFUSED, GOT_FAILED };
 
 /* Takes the next message, waiting up to timeout_ms (0: only one already
  * here). An event goes into msgs; a status that ends the latest request
  * (404, 408) is GOT_END, one that refuses it (409 and the like)
  * GOT_REFUSED; a heartbeat or a status about an earlier request is
- * GOT_OTHER and is dropped. */
+ * GOT_OTHER and is dropped. A subscription that cannot be read is
+ * GOT_FAILED (p->failed says why); one that dropped messages because too
+ * many waited (libnats reports it once) is GOT_OTHER: the model's gap check
+ * sees the loss. */
 static enum got receive(prj_pull *p, natsMsg **msgs, int *n, int64_t timeout_ms, int *code)
 {
     natsMsg *m = NULL;
-    if (natsSubscription_NextMsg(&m, p->sub, timeout_ms > 0 ? timeout_ms : 0) != NATS_OK)
+    natsStatus s = natsSubscription_NextMsg(&m, p->sub, timeout_ms > 0 ? timeout_ms : 0);
+    if (s == NATS_TIMEOUT)
         return GOT_NOTHING;
+    if (s == NATS_SLOW_CONSUMER) {
+        bus_msg_free(m);
+        return GOT_OTHER;
+    }
+    if (s != NATS_OK) {
+        p->failed = s;
+        return GOT_FAILED;
+    }
     const char *status = NULL;
     if (natsMsg_GetDataLength(m) > 0 || natsMsgHeader_Get(m, "Status", &status) != NATS_OK ||
         !status) {
@@ -149,19 +167,19 @@ static enum got receive(prj_pull *p, natsMsg **msgs, int *n, int64_t timeout_ms,
     return c == 404 || c == 408 ? GOT_END : GOT_REFUSED;
 }
 
-/* Takes what is already here, up to batch; false on a refusal. */
+/* Takes what is already here, up to batch; false on a refusal or failure. */
 static bool take_waiting(prj_pull *p, natsMsg **msgs, int *n, int batch, int *code)
 {
     enum got g;
     while (*n < batch && (g = receive(p, msgs, n, 0, code)) != GOT_NOTHING)
-        if (g == GOT_REFUSED)
+        if (g == GOT_REFUSED || g == GOT_FAILED)
             return false;
     return true;
 }
 
 /* Waits for events of the latest request until the batch is full, the
  * request ends, or `until` (monotonic ns); with first_only, until the first
- * event. False on a refusal. */
+ * event. False on a refusal or failure. */
 static bool take_answer(prj_pull *p, natsMsg **msgs, int *n, int batch, uint64_t until,
                         bool first_only, int *code)
 {
@@ -172,7 +190,7 @@ static bool take_answer(prj_pull *p, natsMsg **msgs, int *n, int batch, uint64_t
             return true;
         int64_t left_ms = (int64_t)((until - now + 999999) / 1000000);
         enum got g = receive(p, msgs, n, left_ms, code);
-        if (g == GOT_REFUSED)
+        if (g == GOT_REFUSED || g == GOT_FAILED)
             return false;
         if (g == GOT_END || g == GOT_NOTHING)
             return true;
@@ -188,6 +206,7 @@ natsStatus prj_pull_fetch(prj_pull *p, natsMsgList *list, int batch, int wait_ms
     int n = 0, code = 0;
     uint64_t until = guild_mono_ns() + (uint64_t)wait_ms * 1000000;
     natsStatus s = NATS_OK;
+    p->failed = NATS_OK;
     bool ok = take_waiting(p, msgs, &n, batch, &code);
     if (ok && n < batch) { /* and what the consumer has now */
         s = request(p, batch - n, 0);
@@ -204,7 +223,7 @@ natsStatus prj_pull_fetch(prj_pull *p, natsMsgList *list, int batch, int wait_ms
         }
     }
     if (s == NATS_OK && !ok)
-        s = code == 503 ? NATS_NO_RESPONDERS : NATS_ERR;
+        s = p->failed != NATS_OK ? p->failed : code == 503 ? NATS_NO_RESPONDERS : NATS_ERR;
     if (n > 0) {
         list->Msgs = msgs;
         list->Count = n;
