@@ -2,17 +2,19 @@
  * projector.h — the projector process: keeps read models current from
  * JetStream and answers their queries.
  *
- * For each model: a pull consumer `prj_<model>_<8 hex>` (one per model and
- * data directory) on the domain's stream, created afresh from the model's
- * checkpoint + 1 at each start, after a failed batch and after a swap, and
- * deleted on stop; each fetched batch is applied in one LMDB transaction
- * with the checkpoint (prj_store_apply), then acknowledged (ack-all on the
- * last). Only a gapless run after the checkpoint is applied, so each event
- * takes effect exactly once whatever is killed when. Queries arrive on
- * guild.qry.<domain>.<query> (queue group guild.<domain>.query); one sent
- * with Guild-Consistency "<domain>:<position>" waits until the model has
- * applied that position, up to its deadline (Guild-Timeout in ms, default
- * 2000), else answers `unavailable`. Control requests on
+ * For each model: a pull consumer `prj_<model>_<8 hex>_<n>` (one per model
+ * and data directory; n counts its starts in this process) on the domain's
+ * stream, created afresh from the model's checkpoint + 1 at each start,
+ * after a gap, a failed batch, a stall and a swap (deleting the one before
+ * and any an earlier process left), and deleted on stop; each fetched batch
+ * is applied in one LMDB transaction with the checkpoint (prj_store_apply),
+ * then acknowledged (ack-all on the last). Only a gapless run after the
+ * checkpoint is applied, so each event takes effect exactly once whatever
+ * is killed when. Queries arrive on guild.qry.<domain>.<query> (queue group
+ * guild.<domain>.query); one sent with Guild-Consistency
+ * "<domain>:<position>" waits until the model has applied that position, up
+ * to its deadline (Guild-Timeout in ms, default 2000), else answers
+ * `unavailable`. Control requests on
  * guild.ctl.project.<model>.{retry,swap,status} serve the `guild project`
  * tools.
  */

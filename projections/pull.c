@@ -13,6 +13,7 @@
 
 #define STREAM_MAX 64
 #define NAME_MAX_ 96
+#define CURRENT_MAX (NAME_MAX_ + 24)
 #define PENDING_MSGS 1000000 /* a net for messages left by requests: far above what they bring */
 #define PENDING_BYTES (1 << 30)
 #define EXPIRES_EARLY_MS 10 /* a waiting request ends this much before its fetch stops */
@@ -22,7 +23,10 @@ struct prj_pull {
     jsCtx *js;          /* borrowed */
     natsSubscription *sub;
     char stream[STREAM_MAX], name[NAME_MAX_];
-    char next_subject[64 + STREAM_MAX + NAME_MAX_];
+    char current[CURRENT_MAX];      /* the consumer of this start: <name>_<starts> */
+    char ack_part[CURRENT_MAX + 2]; /* ".<current>." as its events' ack subjects hold it */
+    uint64_t starts;
+    char next_subject[64 + STREAM_MAX + CURRENT_MAX];
     char inbox[128];   /* a request is answered on <inbox>.<its id> */
     uint64_t id;       /* of the latest request */
     uint64_t first_id; /* of the consumer's first request: answers to earlier ones are dropped */
@@ -40,8 +44,7 @@ guild_status prj_pull_new(natsConnection *nc, jsCtx *js, const char *stream, con
     p->js = js;
     snprintf(p->stream, sizeof p->stream, "%s", stream);
     snprintf(p->name, sizeof p->name, "%s", name);
-    snprintf(p->next_subject, sizeof p->next_subject, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream,
-             name);
+    p->first_id = UINT64_MAX; /* nothing is taken before a start */
     natsInbox *inbox = NULL;
     char wildcard[sizeof p->inbox + 2];
     natsStatus s = natsInbox_Create(&inbox);
@@ -61,15 +64,29 @@ guild_status prj_pull_new(natsConnection *nc, jsCtx *js, const char *stream, con
     return GUILD_OK;
 }
 
+/* Deletes every consumer of the stream named <name> or <name>_<n>: the
+ * one of the last start, and any an earlier process left behind. */
+static void delete_earlier(prj_pull *p)
+{
+    jsConsumerNamesList *names = NULL;
+    size_t len = strlen(p->name);
+    if (js_ConsumerNames(&names, p->js, p->stream, NULL, NULL) == NATS_OK && names) {
+        for (int i = 0; i < names->Count; i++) {
+            const char *c = names->List[i];
+            if (strncmp(c, p->name, len) == 0 && (c[len] == '\0' || c[len] == '_'))
+                js_DeleteConsumer(p->js, p->stream, c, NULL, NULL);
+        }
+    }
+    jsConsumerNamesList_Destroy(names);
+}
+
 guild_status prj_pull_start(prj_pull *p, const char *filter, uint64_t start, guild_error *err)
 {
-    /* What the old consumer sent and is here once it is gone and a round
-     * trip to the server has come back is dropped. (An event arrives under
-     * its own subject, not the request's, so only status messages say
-     * which request they answer.) The server does not order its
-     * deliveries with that round trip, so an old event can still come
-     * later: the model applies only the position it expects next. */
-    js_DeleteConsumer(p->js, p->stream, p->name, NULL, NULL);
+    /* Each start has a consumer of its own name, so an event or an ack of
+     * an earlier one cannot be taken for this one's: events are told apart
+     * by the consumer their ack subject names. What earlier ones sent and
+     * is here after a round trip to the server is dropped at once. */
+    delete_earlier(p);
     natsConnection_FlushTimeout(p->nc, 2000);
     for (;;) {
         natsMsg *m = NULL;
@@ -78,10 +95,15 @@ guild_status prj_pull_start(prj_pull *p, const char *filter, uint64_t start, gui
             break;
         bus_msg_free(m);
     }
+    p->starts++;
+    snprintf(p->current, sizeof p->current, "%s_%" PRIu64, p->name, p->starts);
+    snprintf(p->ack_part, sizeof p->ack_part, ".%s.", p->current);
+    snprintf(p->next_subject, sizeof p->next_subject, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", p->stream,
+             p->current);
     p->first_id = p->id + 1;
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
-    cc.Durable = p->name;
+    cc.Durable = p->current;
     cc.AckPolicy = js_AckAll;
     cc.MaxAckPending = 1000000;
     cc.AckWait = (int64_t)30 * 1000000000;
@@ -154,6 +176,11 @@ static enum got receive(prj_pull *p, natsMsg **msgs, int *n, int64_t timeout_ms,
     const char *status = NULL;
     if (natsMsg_GetDataLength(m) > 0 || natsMsgHeader_Get(m, "Status", &status) != NATS_OK ||
         !status) {
+        const char *ack = natsMsg_GetReply(m);
+        if (p->first_id == UINT64_MAX || !ack || !strstr(ack, p->ack_part)) {
+            bus_msg_free(m); /* an earlier start's consumer sent it */
+            return GOT_OTHER;
+        }
         msgs[(*n)++] = m;
         return GOT_EVENT;
     }
@@ -243,8 +270,8 @@ natsStatus prj_pull_ack(prj_pull *p, natsMsg *m)
 
 void prj_pull_stop(prj_pull *p, bool drop)
 {
-    if (drop)
-        js_DeleteConsumer(p->js, p->stream, p->name, NULL, NULL);
+    if (drop && p->current[0])
+        js_DeleteConsumer(p->js, p->stream, p->current, NULL, NULL);
     p->first_id = UINT64_MAX; /* until the next start: nothing is taken */
 }
 

@@ -891,24 +891,29 @@ END_TEST
 
 #define THEFTS 24
 
-/* The name of the projector's consumer of GUILD_TALENT, or "" when it has none now. */
-static void talent_consumer(natsConnection *nc, char *out, size_t size)
+/* The name of the projector's consumer of GUILD_TALENT, or "" when it has
+ * none now; how many it has. */
+static int talent_consumer(natsConnection *nc, char *out, size_t size)
 {
     out[0] = '\0';
+    int count = 0;
     natsMsg *reply = NULL;
     if (natsConnection_RequestString(&reply, nc, "$JS.API.CONSUMER.NAMES.GUILD_TALENT", "{}",
                                      REQUEST_MS) != NATS_OK)
-        return;
+        return -1;
     json_t *r = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
     natsMsg_Destroy(reply);
     size_t i;
     json_t *name;
     json_array_foreach(json_object_get(r, "consumers"), i, name)
     {
-        if (strncmp(json_string_value(name), "prj_talent_", 11) == 0)
+        if (strncmp(json_string_value(name), "prj_talent_", 11) == 0) {
             snprintf(out, size, "%s", json_string_value(name));
+            count++;
+        }
     }
     json_decref(r);
+    return count;
 }
 
 /* Pulls up to `batch` messages from the consumer for 300 ms and keeps them
@@ -996,6 +1001,10 @@ START_TEST(test_a_consumer_that_loses_messages_or_is_deleted_is_restarted_from_t
     for (int i = 0; i < CRASH_WRITERS; i++)
         assert_profile_matches(&p, &w[i], NULL);
     assert_searches_match(&p, w, CRASH_WRITERS);
+    char consumer[128];
+    ck_assert_msg(talent_consumer(p.nc, consumer, sizeof consumer) == 1,
+                  "the projector should have one consumer of GUILD_TALENT, the latest (%s)",
+                  consumer);
     char *log = file_text(p.projector.log);
     ck_assert_msg(log && strstr(log, "expected position"),
                   "the projector never saw a gap, though %d events were taken from it", stolen);
