@@ -143,19 +143,6 @@ static void world_teardown(void)
 
 /* ---- running guild ---------------------------------------------------------------- */
 
-static char *slurp(FILE *f)
-{
-    size_t cap = 1 << 14, n = 0, got;
-    char *buf = malloc(cap);
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
 static void command_line(char *out, size_t size, const char *args)
 {
     const char *bin = getenv("GUILD_GUILD_BIN");
@@ -177,7 +164,7 @@ static int run(char **out, const char *fmt, ...)
     command_line(cmd, sizeof cmd, args);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
-    char *text = slurp(p);
+    char *text = tst_slurp(p);
     int st = pclose(p);
     if (out)
         *out = text;

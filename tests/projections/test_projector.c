@@ -337,14 +337,7 @@ static char *file_text(const char *path)
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
+    char *buf = tst_slurp(f);
     fclose(f);
     return buf;
 }
@@ -465,16 +458,8 @@ static int run_guild(const platform *p, const char *args, char **out)
              guild_bin(), args, p->data, p->nats.url, p->dir);
     FILE *f = popen(cmd, "r");
     ck_assert_msg(f != NULL, "popen %s", cmd);
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
+    *out = tst_slurp(f);
     int st = pclose(f);
-    *out = buf;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 

@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Asserts a guild_status, naming both codes on failure. */
 #define ck_assert_status(got, want)                                                                \
@@ -28,5 +29,8 @@ static inline uint64_t tst_rng_next(uint64_t *state)
 
 /* Runs one suite with a fresh runner; returns the process exit status. */
 int tst_run_suite(Suite *s);
+
+/* Reads f to its end: a NUL-terminated string (malloc'd). */
+char *tst_slurp(FILE *f);
 
 #endif
