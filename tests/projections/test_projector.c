@@ -829,6 +829,19 @@ END_TEST
 
 /* ---- exactly once across crashes ----------------------------------------------------------- */
 
+/* Waits until the model has applied the whole talent log, then asserts
+ * that nothing was parked and that every writer's profile and the searches
+ * are what the acknowledged commands made; the model's status then. */
+static json_t *assert_writers_applied_exactly(platform *p, const writer *w, int n)
+{
+    json_t *st = await_talent_position(p, talent_log_head(p));
+    ck_assert_int_eq(jint(st, "parked"), 0);
+    for (int i = 0; i < n; i++)
+        assert_profile_matches(p, &w[i], NULL);
+    assert_searches_match(p, w, n);
+    return st;
+}
+
 #define CRASH_WRITERS 6
 #define CRASHES 8
 
@@ -856,13 +869,7 @@ START_TEST(test_projector_killed_repeatedly_under_load_applies_each_event_exactl
         acked += w[i].acked;
     ck_assert_msg(acked >= 100, "only %llu commands were acknowledged", (unsigned long long)acked);
 
-    uint64_t head = talent_log_head(&p);
-    json_t *st = await_talent_position(&p, head);
-    ck_assert_int_eq(jint(st, "parked"), 0);
-    json_decref(st);
-    for (int i = 0; i < CRASH_WRITERS; i++)
-        assert_profile_matches(&p, &w[i], NULL);
-    assert_searches_match(&p, w, CRASH_WRITERS);
+    json_decref(assert_writers_applied_exactly(&p, w, CRASH_WRITERS));
     assert_rebuild_digest_equal(&p);
     platform_down(&p);
 }
@@ -976,16 +983,11 @@ START_TEST(test_a_consumer_that_loses_messages_or_is_deleted_is_restarted_from_t
                   "guild project exited while its consumer was disturbed (log %s)",
                   p.projector.log);
 
-    uint64_t head = talent_log_head(&p);
-    json_t *st = await_talent_position(&p, head);
-    ck_assert_int_eq(jint(st, "parked"), 0);
+    json_t *st = assert_writers_applied_exactly(&p, w, CRASH_WRITERS);
     ck_assert_msg(jint(st, "consumer_restarts") >= 1,
                   "the status shows %lld restarts of the consumer",
                   (long long)jint(st, "consumer_restarts"));
     json_decref(st);
-    for (int i = 0; i < CRASH_WRITERS; i++)
-        assert_profile_matches(&p, &w[i], NULL);
-    assert_searches_match(&p, w, CRASH_WRITERS);
     char consumer[128];
     ck_assert_msg(talent_consumer(p.nc, consumer, sizeof consumer) == 1,
                   "the projector should have one consumer of GUILD_TALENT, the latest (%s)",
@@ -1197,11 +1199,7 @@ START_TEST(test_rebuild_while_commands_are_written_loses_no_event)
     atomic_store(&stop, true);
     writers_join(w, REBUILD_WRITERS);
 
-    json_t *st = await_talent_position(&p, talent_log_head(&p));
-    json_decref(st);
-    for (int i = 0; i < REBUILD_WRITERS; i++)
-        assert_profile_matches(&p, &w[i], NULL);
-    assert_searches_match(&p, w, REBUILD_WRITERS);
+    json_decref(assert_writers_applied_exactly(&p, w, REBUILD_WRITERS));
     assert_rebuild_digest_equal(&p);
     platform_down(&p);
 }
