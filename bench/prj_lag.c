@@ -69,7 +69,7 @@ static const char *const skills[] = {"c",          "rust", "sql", "nats",
 /* The projector's status: 0 and its position (and events applied, events
  * behind), or -1 when it does not answer. */
 static int project_status(natsConnection *nc, int timeout_ms, uint64_t *position, uint64_t *applied,
-                          uint64_t *behind)
+                          uint64_t *behind, uint64_t *restarts)
 {
     natsMsg *reply = NULL;
     if (natsConnection_RequestString(&reply, nc, "guild.ctl.project.talent.status", "{}",
@@ -86,6 +86,8 @@ static int project_status(natsConnection *nc, int timeout_ms, uint64_t *position
                 *applied = (uint64_t)json_integer_value(json_object_get(d, "applied"));
             if (behind)
                 *behind = (uint64_t)json_integer_value(json_object_get(d, "events_behind"));
+            if (restarts)
+                *restarts = (uint64_t)json_integer_value(json_object_get(d, "consumer_restarts"));
             rc = 0;
         }
     }
@@ -110,7 +112,7 @@ static int start_projector(cmdb_cluster *c, cmdb_proc *p, natsConnection *nc)
     if (cmdb_spawn(p, argv) != 0)
         return -1;
     uint64_t pos;
-    while (project_status(nc, 250, &pos, NULL, NULL) != 0) {
+    while (project_status(nc, 250, &pos, NULL, NULL, NULL) != 0) {
         if (!cmdb_alive(p) || guild_mono_ns() - t0 > READY_WAIT_NS || cmdb_interrupted) {
             fprintf(stderr, "guild bench project: guild project all did not answer (see %s)\n",
                     p->log);
@@ -154,7 +156,7 @@ static void *poller_main(void *arg)
         poll_sample s = {.sent = guild_mono_ns()};
         uint64_t behind = 0;
         int rc = p->probe ? cmdb_probe_stream_position(p->probe, &s.position)
-                          : project_status(p->nc, 1000, &s.position, &s.applied, &behind);
+                          : project_status(p->nc, 1000, &s.position, &s.applied, &behind, NULL);
         if (rc == 0) {
             s.recv = guild_mono_ns();
             pthread_mutex_lock(&p->mu);
@@ -609,7 +611,7 @@ static double wait_applied(natsConnection *nc, cmdb_proc *prj, uint64_t pos, uin
 {
     for (;;) {
         uint64_t at = 0;
-        if (project_status(nc, 1000, &at, NULL, NULL) == 0 && at >= pos)
+        if (project_status(nc, 1000, &at, NULL, NULL, NULL) == 0 && at >= pos)
             return (double)(guild_mono_ns() - since) / 1e9;
         if (guild_mono_ns() - since > CATCHUP_WAIT_NS || cmdb_interrupted || !cmdb_alive(prj))
             return -1;
@@ -800,6 +802,10 @@ int prjb_lag_run(const prjb_lag_options *o, prjb_lag *out)
     uint64_t end = guild_mono_ns();
     cpu_mark(&c, &prj, &m1);
     bool caught_up = wait_applied(nc, &prj, out->max_position, end) >= 0;
+    uint64_t at = 0, restarts = 0;
+    out->consumer_restarts = -1;
+    if (project_status(nc, 1000, &at, NULL, NULL, &restarts) == 0)
+        out->consumer_restarts = (int64_t)restarts;
     cmdb_proc *procs[] = {&prj, &c.talent, &c.identity, &c.nats};
     for (size_t i = 0; i < sizeof procs / sizeof procs[0] && !out->died[0]; i++) {
         if (procs[i]->ended || (procs[i]->pid > 0 && !cmdb_alive(procs[i]))) {
