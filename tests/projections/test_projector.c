@@ -842,6 +842,31 @@ static json_t *assert_writers_applied_exactly(platform *p, const writer *w, int 
     return st;
 }
 
+/* The name of the projector's consumer of GUILD_TALENT, or "" when it has
+ * none now; how many it has. */
+static int talent_consumer(natsConnection *nc, char *out, size_t size)
+{
+    out[0] = '\0';
+    int count = 0;
+    natsMsg *reply = NULL;
+    if (natsConnection_RequestString(&reply, nc, "$JS.API.CONSUMER.NAMES.GUILD_TALENT", "{}",
+                                     REQUEST_MS) != NATS_OK)
+        return -1;
+    json_t *r = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    natsMsg_Destroy(reply);
+    size_t i;
+    json_t *name;
+    json_array_foreach(json_object_get(r, "consumers"), i, name)
+    {
+        if (strncmp(json_string_value(name), "prj_talent_", 11) == 0) {
+            snprintf(out, size, "%s", json_string_value(name));
+            count++;
+        }
+    }
+    json_decref(r);
+    return count;
+}
+
 #define CRASH_WRITERS 6
 #define CRASHES 8
 
@@ -870,6 +895,11 @@ START_TEST(test_projector_killed_repeatedly_under_load_applies_each_event_exactl
     ck_assert_msg(acked >= 100, "only %llu commands were acknowledged", (unsigned long long)acked);
 
     json_decref(assert_writers_applied_exactly(&p, w, CRASH_WRITERS));
+    /* each start deleted the consumer the killed process left behind */
+    char consumer[128];
+    ck_assert_msg(talent_consumer(p.nc, consumer, sizeof consumer) == 1,
+                  "after %d kills the projector should have one consumer of GUILD_TALENT (%s)",
+                  CRASHES, consumer);
     assert_rebuild_digest_equal(&p);
     platform_down(&p);
 }
@@ -882,31 +912,6 @@ END_TEST
  * its consumer again from its own checkpoint, and apply every event once. */
 
 #define THEFTS 24
-
-/* The name of the projector's consumer of GUILD_TALENT, or "" when it has
- * none now; how many it has. */
-static int talent_consumer(natsConnection *nc, char *out, size_t size)
-{
-    out[0] = '\0';
-    int count = 0;
-    natsMsg *reply = NULL;
-    if (natsConnection_RequestString(&reply, nc, "$JS.API.CONSUMER.NAMES.GUILD_TALENT", "{}",
-                                     REQUEST_MS) != NATS_OK)
-        return -1;
-    json_t *r = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
-    natsMsg_Destroy(reply);
-    size_t i;
-    json_t *name;
-    json_array_foreach(json_object_get(r, "consumers"), i, name)
-    {
-        if (strncmp(json_string_value(name), "prj_talent_", 11) == 0) {
-            snprintf(out, size, "%s", json_string_value(name));
-            count++;
-        }
-    }
-    json_decref(r);
-    return count;
-}
 
 /* Pulls up to `batch` messages from the consumer for 300 ms and keeps them
  * (no ack); how many events it took. */
