@@ -180,8 +180,6 @@ void cmdb_probe_destroy(cmdb_probe *p);
  * (SIGTERM, then SIGKILL after a while). */
 int cmdb_spawn(cmdb_proc *p, const char *const argv[]);
 bool cmdb_alive(cmdb_proc *p);
-/* How a process cmdb_alive found gone ended: "exit status 1", "signal 11: Segmentation fault". */
-void cmdb_describe_end(const cmdb_proc *p, char *out, size_t size);
 void cmdb_stop_proc(cmdb_proc *p);
 
 #endif

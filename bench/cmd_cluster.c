@@ -111,16 +111,6 @@ bool cmdb_alive(cmdb_proc *p)
     return true;
 }
 
-void cmdb_describe_end(const cmdb_proc *p, char *out, size_t size)
-{
-    if (!p->ended)
-        snprintf(out, size, "still running");
-    else if (WIFSIGNALED(p->status))
-        snprintf(out, size, "signal %d: %s", WTERMSIG(p->status), strsignal(WTERMSIG(p->status)));
-    else
-        snprintf(out, size, "exit status %d", WEXITSTATUS(p->status));
-}
-
 /* Prints the last lines of p's log, to say why it did not come up. */
 static void show_log(const cmdb_proc *p)
 {

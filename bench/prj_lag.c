@@ -35,6 +35,7 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/codec.h"
+#include "common/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -809,10 +810,10 @@ int prjb_lag_run(const prjb_lag_options *o, prjb_lag *out)
     cmdb_proc *procs[] = {&prj, &c.talent, &c.identity, &c.nats};
     for (size_t i = 0; i < sizeof procs / sizeof procs[0] && !out->died[0]; i++) {
         if (procs[i]->ended || (procs[i]->pid > 0 && !cmdb_alive(procs[i]))) {
-            char how[64];
-            cmdb_describe_end(procs[i], how, sizeof how);
+            char how[32];
             snprintf(out->died, sizeof out->died, "%s ended during the run (%s); its log: %s",
-                     procs[i]->name, how, procs[i]->log);
+                     procs[i]->name, guild_wait_text(procs[i]->status, how, sizeof how),
+                     procs[i]->log);
         }
     }
     bench_sleep(0.05);

@@ -67,16 +67,6 @@ static void say(const char *fmt, ...)
     va_end(ap);
 }
 
-/* How a child ended, from its wait status: "status N" or "signal N". */
-static const char *how_ended(int st, char *buf, size_t size)
-{
-    if (WIFSIGNALED(st))
-        snprintf(buf, size, "signal %d", WTERMSIG(st));
-    else
-        snprintf(buf, size, "status %d", WEXITSTATUS(st));
-    return buf;
-}
-
 /* mkdir -p: the data directory may be several levels new. */
 static void mkdir_p(const char *path)
 {
@@ -311,8 +301,8 @@ static void reap(bool stopping)
             c->restarts = young ? c->restarts + 1 : 0;
             unsigned pause_ms = c->restarts > 5 ? 5000 : 100u << c->restarts;
             char ended[32];
-            say("%s exited (%s); restarting in %u ms", c->name, how_ended(st, ended, sizeof ended),
-                pause_ms);
+            say("%s exited (%s); restarting in %u ms", c->name,
+                guild_wait_text(st, ended, sizeof ended), pause_ms);
             c->restart_ns = guild_mono_ns() + (uint64_t)pause_ms * 1000000u;
         }
     }
@@ -446,7 +436,7 @@ int cmd_up(int argc, char **argv)
                 continue;
             }
             char ended[32];
-            say("nats-server exited (%s) on start: %s", how_ended(st, ended, sizeof ended),
+            say("nats-server exited (%s) on start: %s", guild_wait_text(st, ended, sizeof ended),
                 last[0] ? last : "(nothing in its log)");
             return 1;
         }

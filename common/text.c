@@ -1,7 +1,9 @@
 /* text.c — see text.h. */
 #include "common/text.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 
 size_t guild_copy_n(char *dst, size_t size, const char *src, size_t n)
 {
@@ -38,4 +40,13 @@ size_t guild_u64_dec(char *out, uint64_t v)
         out[i] = tmp[n - 1 - i];
     out[n] = '\0';
     return n;
+}
+
+const char *guild_wait_text(int wait_status, char *out, size_t size)
+{
+    if (WIFSIGNALED(wait_status))
+        snprintf(out, size, "signal %d", WTERMSIG(wait_status));
+    else
+        snprintf(out, size, "status %d", WEXITSTATUS(wait_status));
+    return out;
 }

@@ -24,6 +24,10 @@ size_t guild_copy_n(char *dst, size_t size, const char *src, size_t n);
  * fits. Returns the length written. */
 size_t guild_name_u64(char *out, size_t size, const char *name, uint64_t v);
 
+/* How a child process ended, from its wait status: "status N" (it
+ * exited) or "signal N". Returns out. */
+const char *guild_wait_text(int wait_status, char *out, size_t size);
+
 /* Writes v in decimal to out (at least GUILD_U64_DEC_MAX bytes),
  * NUL-terminated. Returns the number of digits. */
 size_t guild_u64_dec(char *out, uint64_t v);

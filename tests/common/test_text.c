@@ -7,8 +7,11 @@
 #include "tests/support/check_util.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 START_TEST(test_copy_fits_cuts_and_takes_null)
 {
@@ -82,6 +85,32 @@ START_TEST(test_name_u64_keeps_the_number_whole)
 }
 END_TEST
 
+/* The wait status of a child that exits with `code`, or is killed by `sig`. */
+static int child_ended(int code, int sig)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (sig)
+            pause();
+        _exit(code);
+    }
+    if (sig)
+        kill(pid, sig);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+START_TEST(test_wait_text_says_the_exit_status_or_the_signal)
+{
+    char buf[32];
+    ck_assert_str_eq(guild_wait_text(child_ended(3, 0), buf, sizeof buf), "status 3");
+    ck_assert_str_eq(guild_wait_text(child_ended(0, 0), buf, sizeof buf), "status 0");
+    ck_assert_str_eq(guild_wait_text(child_ended(0, SIGKILL), buf, sizeof buf), "signal 9");
+}
+END_TEST
+
 static Suite *text_suite(void)
 {
     Suite *s = suite_create("common/text");
@@ -89,6 +118,7 @@ static Suite *text_suite(void)
     tcase_add_test(tc, test_copy_fits_cuts_and_takes_null);
     tcase_add_test(tc, test_u64_dec_matches_printf);
     tcase_add_test(tc, test_name_u64_keeps_the_number_whole);
+    tcase_add_test(tc, test_wait_text_says_the_exit_status_or_the_signal);
     suite_add_tcase(s, tc);
     return s;
 }
