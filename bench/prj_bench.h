@@ -179,7 +179,7 @@ typedef struct prjb_lag {
     uint64_t events_applied; /* by the projector in the window (its status) */
     char first_error[200];
     char died[CMDB_PATH_MAX + 160]; /* a process of the run that ended during it, and how; "" */
-    int64_t consumer_restarts;      /* the projector's, at the end (its status); < 0 unknown */
+    uint64_t consumer_restarts;     /* the projector's, at the end (its status) */
 } prjb_lag;
 
 void prjb_lag_init(prjb_lag *l);

@@ -803,10 +803,8 @@ int prjb_lag_run(const prjb_lag_options *o, prjb_lag *out)
     uint64_t end = guild_mono_ns();
     cpu_mark(&c, &prj, &m1);
     bool caught_up = wait_applied(nc, &prj, out->max_position, end) >= 0;
-    uint64_t at = 0, restarts = 0;
-    out->consumer_restarts = -1;
-    if (project_status(nc, 1000, &at, NULL, NULL, &restarts) == 0)
-        out->consumer_restarts = (int64_t)restarts;
+    uint64_t at = 0;
+    project_status(nc, 1000, &at, NULL, NULL, &out->consumer_restarts);
     cmdb_proc *procs[] = {&prj, &c.talent, &c.identity, &c.nats};
     for (size_t i = 0; i < sizeof procs / sizeof procs[0] && !out->died[0]; i++) {
         if (procs[i]->ended || (procs[i]->pid > 0 && !cmdb_alive(procs[i]))) {

@@ -471,9 +471,9 @@ static void print_lag(const run *r)
         printf("it had them all %s after the last command was sent\n",
                bench_fmt_ns((uint64_t)(l->catchup * 1e9), d, sizeof d));
     if (l->consumer_restarts > 0)
-        printf("    the projector made its consumer again %lld times (after a gap, a failed fetch "
+        printf("    the projector made its consumer again %llu times (after a gap, a failed fetch "
                "or a stall: see its log)\n",
-               (long long)l->consumer_restarts);
+               (unsigned long long)l->consumer_restarts);
     printf("    CPU cores busy during the load:");
     print_cores("talent", l->talent_cpu);
     print_cores("projector", l->projector_cpu);
