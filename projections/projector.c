@@ -52,8 +52,6 @@ typedef struct feed {
     pthread_cond_t q_put, q_take;
     struct fetched {
         natsMsgList list;
-        prj_pull *pull;      /* what it came from: acknowledged through it */
-        uint64_t epoch;      /* of the consumer that delivered it (prj_pull_epoch) */
         unsigned generation; /* f->generation when it was fetched */
     } q[FETCH_AHEAD];
     int q_head, q_n;
@@ -156,7 +154,7 @@ static uint64_t message_position(natsMsg *m, es_record *rec)
  * follows the checkpoint without a gap is applied; a gap (messages the
  * consumer delivered out of turn) or a batch fetched before a swap makes
  * the consumer start again from the checkpoint. */
-static void apply_list(feed *f, prj_pull *pull, natsMsgList *list, unsigned generation)
+static void apply_list(feed *f, natsMsgList *list, unsigned generation)
 {
     es_record *recs = guild_xcalloc((size_t)list->Count, sizeof *recs);
     const es_record **ptrs = guild_xcalloc((size_t)list->Count, sizeof *ptrs);
@@ -189,7 +187,7 @@ static void apply_list(feed *f, prj_pull *pull, natsMsgList *list, unsigned gene
         atomic_store(&f->resubscribe, true); /* deliver again from the checkpoint */
     pthread_rwlock_unlock(&f->store_lock);
     if (s == GUILD_OK && !atomic_load(&f->resubscribe)) {
-        prj_pull_ack(pull, list->Msgs[list->Count - 1]); /* ack-all: the whole batch */
+        prj_pull_ack(f->p->nc, list->Msgs[list->Count - 1]); /* ack-all: the whole batch */
     } else if (s != GUILD_OK) {
         guild_error("%s: applying a batch failed (%s); it will be delivered again", f->m->name,
                     guild_status_code(s));
@@ -207,20 +205,20 @@ static void apply_list(feed *f, prj_pull *pull, natsMsgList *list, unsigned gene
 static void serve_waiting(feed *f, bool all_unavailable);
 
 /* Hands a fetched batch to the apply thread. While the apply thread is
- * busy, the batch joins the last one still queued (from the same consumer
- * and generation, up to APPLY_MAX messages), so that one transaction
- * applies what came meanwhile; otherwise it takes a slot of its own,
- * waiting while FETCH_AHEAD are queued. False (the batch destroyed) when
- * the projector stops. */
-static bool enqueue(feed *f, prj_pull *pull, natsMsgList *list, unsigned generation)
+ * busy, the batch joins the last one still queued (of the same generation,
+ * up to APPLY_MAX messages), so that one transaction applies what came
+ * meanwhile; otherwise it takes a slot of its own, waiting while
+ * FETCH_AHEAD are queued. (The queue is empty whenever the consumer starts
+ * again, release_sub waits for it, so every queued batch comes from the
+ * consumer's current start.) False (the batch destroyed) when the projector
+ * stops. */
+static bool enqueue(feed *f, natsMsgList *list, unsigned generation)
 {
-    uint64_t epoch = prj_pull_epoch(pull);
     pthread_mutex_lock(&f->q_lock);
     bool ok = false;
     while (!f->p->stopping) {
         struct fetched *tail = f->q_n ? &f->q[(f->q_head + f->q_n - 1) % FETCH_AHEAD] : NULL;
-        if (tail && tail->epoch == epoch && tail->generation == generation &&
-            tail->list.Count + list->Count <= APPLY_MAX) {
+        if (tail && tail->generation == generation && tail->list.Count + list->Count <= APPLY_MAX) {
             size_t n = (size_t)tail->list.Count, more = (size_t)list->Count;
             tail->list.Msgs = guild_xrealloc(tail->list.Msgs, (n + more) * sizeof *list->Msgs);
             memcpy(tail->list.Msgs + n, list->Msgs, more * sizeof *list->Msgs);
@@ -234,8 +232,6 @@ static bool enqueue(feed *f, prj_pull *pull, natsMsgList *list, unsigned generat
         if (f->q_n < FETCH_AHEAD) {
             struct fetched *slot = &f->q[(f->q_head + f->q_n) % FETCH_AHEAD];
             slot->list = *list;
-            slot->pull = pull;
-            slot->epoch = epoch;
             slot->generation = generation;
             f->q_n++;
             f->outstanding++;
@@ -330,9 +326,9 @@ static bool behind_stream(feed *f)
 }
 
 /* The fetch thread: keeps up to FETCH_AHEAD batches ready, so the apply
- * thread never waits for the server while events are there. Batches it
- * fetched before a restart of the consumer are harmless: apply_list takes
- * only what follows the checkpoint without a gap. Any failed fetch, and
+ * thread never waits for the server while events are there. A batch
+ * fetched before a swap is dropped unapplied (its generation); apply_list
+ * takes only what follows the checkpoint without a gap. Any failed fetch, and
  * fetches that bring nothing for STALLED_MS while the model is behind the
  * stream, start the consumer again from the checkpoint. */
 static void *fetch_main(void *arg)
@@ -371,7 +367,7 @@ static void *fetch_main(void *arg)
         natsStatus s = prj_pull_fetch(pull, &list, FETCH_BATCH, FETCH_WAIT_MS);
         uint64_t now = guild_mono_ns();
         if (s == NATS_OK && list.Count > 0) {
-            enqueue(f, pull, &list, generation);
+            enqueue(f, &list, generation);
             empty_since = 0;
         } else {
             bus_msg_list_free(&list);
@@ -420,7 +416,7 @@ static void *feed_main(void *arg)
     while (!f->p->stopping) {
         struct fetched b;
         if (dequeue(f, &b)) {
-            apply_list(f, b.pull, &b.list, b.generation);
+            apply_list(f, &b.list, b.generation);
             bus_msg_list_free(&b.list);
             pthread_mutex_lock(&f->q_lock);
             f->outstanding--;

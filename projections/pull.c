@@ -119,11 +119,6 @@ guild_status prj_pull_start(prj_pull *p, const char *filter, uint64_t start, gui
     return bus_nats_status(err, s, "creating the consumer");
 }
 
-uint64_t prj_pull_epoch(const prj_pull *p)
-{
-    return p->first_id;
-}
-
 /* Sends request p->id + 1: for `batch` messages, answered at once when
  * expires_ms is 0, else waiting up to expires_ms. */
 static natsStatus request(prj_pull *p, int batch, int64_t expires_ms)
@@ -260,12 +255,12 @@ natsStatus prj_pull_fetch(prj_pull *p, natsMsgList *list, int batch, int wait_ms
     return s == NATS_OK ? NATS_TIMEOUT : s;
 }
 
-natsStatus prj_pull_ack(prj_pull *p, natsMsg *m)
+natsStatus prj_pull_ack(natsConnection *nc, natsMsg *m)
 {
     const char *reply = natsMsg_GetReply(m);
     if (!reply || !*reply)
         return NATS_INVALID_ARG;
-    return natsConnection_PublishString(p->nc, reply, "+ACK");
+    return natsConnection_PublishString(nc, reply, "+ACK");
 }
 
 void prj_pull_stop(prj_pull *p, bool drop)

@@ -41,9 +41,6 @@ guild_status prj_pull_new(natsConnection *nc, jsCtx *js, const char *stream, con
  * consumer before it sent and was not fetched yet is dropped. */
 guild_status prj_pull_start(prj_pull *p, const char *filter, uint64_t start, guild_error *err);
 
-/* Which start the messages fetched now come from (it changes with each). */
-uint64_t prj_pull_epoch(const prj_pull *p);
-
 /* Up to `batch` messages into list, in the consumer's order (free them with
  * bus_msg_list_free): those already here and those the consumer has now;
  * if there are none, the first that comes within wait_ms, with any that
@@ -52,9 +49,10 @@ uint64_t prj_pull_epoch(const prj_pull *p);
  * request that could not be sent, or one the server refused). */
 natsStatus prj_pull_fetch(prj_pull *p, natsMsgList *list, int batch, int wait_ms);
 
-/* Acknowledges m and, as the consumer acknowledges all, every message
- * before it. */
-natsStatus prj_pull_ack(prj_pull *p, natsMsg *m);
+/* Acknowledges m, a fetched event, and, as the consumer acknowledges all,
+ * every message before it: a "+ACK" published on nc to its reply subject
+ * (any thread may call it; it needs no prj_pull). */
+natsStatus prj_pull_ack(natsConnection *nc, natsMsg *m);
 
 /* Stops taking the consumer's messages; with `drop`, deletes it. */
 void prj_pull_stop(prj_pull *p, bool drop);
