@@ -479,9 +479,9 @@ typedef struct ahead {
     const char *key[AHEAD_RING];
     size_t klen[AHEAD_RING];
     uint64_t hash[AHEAD_RING];
-    /* The row's entry, once looked up, and the cache's clears then. */
+    /* The row's entry, once looked up, and the cache's clears then
+     * (UINT64_MAX: not looked up yet). */
     const prj_wentry *entry[AHEAD_RING];
-    bool looked[AHEAD_RING];
     uint64_t clears[AHEAD_RING];
 } ahead;
 
@@ -496,7 +496,7 @@ static void ahead_key(const prj_store *s, ahead *a, const es_record *rec, size_t
     a->key[r] = p + at;
     a->klen[r] = nul ? (size_t)(nul - (p + at)) : n - at;
     a->hash[r] = prj_wcache_hash(s->row_db, a->key[r], a->klen[r]);
-    a->looked[r] = false;
+    a->clears[r] = UINT64_MAX;
 }
 
 /* Record j's row entry in the batch's cache, or NULL: looked up once, and
@@ -504,9 +504,8 @@ static void ahead_key(const prj_store *s, ahead *a, const es_record *rec, size_t
 static const prj_wentry *ahead_entry(const prj_store *s, const prj_wcache *c, ahead *a, size_t j)
 {
     size_t r = j % AHEAD_RING;
-    if (!a->looked[r] || a->clears[r] != c->clears) {
+    if (a->clears[r] != c->clears) {
         a->entry[r] = prj_wcache_lookup_hashed(c, a->hash[r], s->row_db, a->key[r], a->klen[r]);
-        a->looked[r] = true;
         a->clears[r] = c->clears;
     }
     return a->entry[r];
