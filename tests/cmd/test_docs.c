@@ -1,23 +1,11 @@
 /* test_docs.c — docs/api.md is exactly what `guild docs api` prints from the
  * schema tables, so the API reference cannot drift from the validator. */
+#include "tests/support/check_util.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char *slurp(FILE *f, size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    *len = n;
-    return buf;
-}
 
 START_TEST(test_api_md_matches_the_schema_tables)
 {
@@ -29,12 +17,13 @@ START_TEST(test_api_md_matches_the_schema_tables)
     snprintf(path, sizeof path, "%s/docs/api.md", src);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
-    size_t glen, flen;
-    char *generated = slurp(p, &glen);
+    char *generated = tst_slurp(p);
+    size_t glen = strlen(generated);
     ck_assert_int_eq(pclose(p), 0);
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "docs/api.md is missing: run `build/guild docs api > docs/api.md`");
-    char *committed = slurp(f, &flen);
+    char *committed = tst_slurp(f);
+    size_t flen = strlen(committed);
     fclose(f);
     ck_assert_msg(glen > 1000, "the generated API page is suspiciously short");
     ck_assert_msg(glen == flen && memcmp(generated, committed, glen) == 0,
@@ -51,9 +40,5 @@ int main(void)
     TCase *tc = tcase_create("api");
     tcase_add_test(tc, test_api_md_matches_the_schema_tables);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tst_run_suite(s);
 }

@@ -334,12 +334,7 @@ static json_t *model_status(platform *p, const char *model)
 /* A whole file as a string (NULL if unreadable). */
 static char *file_text(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = tst_slurp(f);
-    fclose(f);
-    return buf;
+    return (char *)tst_file_read(path, NULL);
 }
 
 /* Waits until the talent model's position is `position`; its status then. */

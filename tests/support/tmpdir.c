@@ -90,7 +90,7 @@ unsigned char *tst_file_read(const char *path, size_t *len)
         return NULL;
     }
     size_t size = (size_t)sb.st_size;
-    unsigned char *buf = malloc(size ? size : 1);
+    unsigned char *buf = malloc(size + 1);
     size_t got = 0;
     while (buf && got < size) {
         ssize_t n = read(fd, buf + got, size - got);
@@ -104,8 +104,11 @@ unsigned char *tst_file_read(const char *path, size_t *len)
         got += (size_t)n;
     }
     close(fd);
-    if (buf)
-        *len = size;
+    if (buf) {
+        buf[size] = '\0';
+        if (len)
+            *len = size;
+    }
     return buf;
 }
 

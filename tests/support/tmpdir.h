@@ -27,7 +27,9 @@ int tst_dir_remove(const char *path);
 /* Copies a regular file; returns 0 or -1 (errno set). */
 int tst_file_copy(const char *src, const char *dst);
 
-/* Reads a whole file into a malloc'd buffer; NULL on failure. */
+/* Reads a whole file into a malloc'd buffer, with a NUL after its bytes
+ * (so a text file reads as a string); its length in *len when len is not
+ * NULL. NULL on failure. */
 unsigned char *tst_file_read(const char *path, size_t *len);
 
 /* Writes a whole buffer to `path`, replacing it; returns 0 or -1. */
