@@ -4,7 +4,6 @@
 #include "projections/wcache.h"
 
 #include "common/alloc.h"
-#include "common/pair.h"
 #include "common/prefetch.h"
 
 #include <stddef.h>
@@ -373,37 +372,140 @@ static int dirty_cmp(const void *a, const void *b)
     return (x->klen > y->klen) - (x->klen < y->klen);
 }
 
-typedef struct sort_half {
-    prj_wentry **v;
-    size_t n;
-} sort_half;
+/* ---- sorting the dirty entries ----
+ * A radix sort: by database (a counting sort), then by the key 8 bytes at a
+ * time, zero-padded and read big-endian: each word a least-significant-
+ * digit pass per byte that varies, then the runs that share the word
+ * again from the next 8 bytes. A key the run's words have covered ends
+ * where it is: among equal words the shorter key is first, as memcmp
+ * orders a key before its extensions. dirty_cmp orders small runs. */
 
-static void *sort_main(void *arg)
+typedef struct sort_rec {
+    uint64_t k; /* the key's 8 bytes from the run's depth */
+    prj_wentry *e;
+} sort_rec;
+
+#define SORT_SMALL 32 /* a run this short is sorted by insertion */
+
+/* The key's bytes at..at+7, big-endian, zero past its end. */
+static uint64_t key_word(const prj_wentry *e, size_t at)
 {
-    sort_half *h = arg;
-    qsort(h->v, h->n, sizeof *h->v, dirty_cmp);
-    return NULL;
+    uint64_t w = 0;
+    if (at + 8 <= e->klen) {
+        memcpy(&w, e->key + at, 8);
+        return __builtin_bswap64(w);
+    }
+    for (size_t i = 0; i < 8; i++)
+        w = (w << 8) | (at + i < e->klen ? e->key[at + i] : 0);
+    return w;
+}
+
+/* Orders two keys whose first `at` bytes are equal (zero-padded). */
+static int key_cmp_from(const prj_wentry *x, const prj_wentry *y, size_t at)
+{
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = n > at ? memcmp(x->key + at, y->key + at, n - at) : 0;
+    if (c)
+        return c;
+    return (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+static void insertion_sort(sort_rec *a, size_t n, size_t at)
+{
+    for (size_t i = 1; i < n; i++) {
+        sort_rec r = a[i];
+        size_t j = i;
+        while (j > 0 && key_cmp_from(r.e, a[j - 1].e, at) < 0) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = r;
+    }
+}
+
+/* Sorts a by k, stably, using tmp (n records) as the other buffer. */
+static void radix_sort_words(sort_rec *a, sort_rec *tmp, size_t n)
+{
+    size_t count[8][256] = {{0}};
+    for (size_t i = 0; i < n; i++)
+        for (int d = 0; d < 8; d++)
+            count[d][(a[i].k >> (8 * d)) & 0xff]++;
+    sort_rec *from = a, *to = tmp;
+    for (int d = 0; d < 8; d++) {
+        if (count[d][(a[0].k >> (8 * d)) & 0xff] == n)
+            continue; /* the byte is the same in every key */
+        size_t at = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t c = count[d][b];
+            count[d][b] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[count[d][(from[i].k >> (8 * d)) & 0xff]++] = from[i];
+        sort_rec *t = from;
+        from = to;
+        to = t;
+    }
+    if (from != a)
+        memcpy(a, from, n * sizeof *a);
+}
+
+/* Sorts a run of keys whose first `at` bytes are equal (at 0, each k is
+ * the key's prefix already). */
+static void sort_run(sort_rec *a, sort_rec *tmp, size_t n, size_t at)
+{
+    if (n < SORT_SMALL) {
+        insertion_sort(a, n, at);
+        return;
+    }
+    size_t longest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (at)
+            a[i].k = key_word(a[i].e, at);
+        if (a[i].e->klen > longest)
+            longest = a[i].e->klen;
+    }
+    radix_sort_words(a, tmp, n);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && a[j].k == a[i].k;)
+            j++;
+        if (j - i < 2)
+            continue;
+        if (longest > at + 8)
+            sort_run(a + i, tmp, j - i, at + 8);
+        else
+            insertion_sort(a + i, j - i, at + 8); /* equal but for their lengths */
+    }
 }
 
 void prj_wcache_sort_dirty(prj_wcache *c)
 {
     size_t n = c->n_dirty;
-    if (n < PRJ_WCACHE_LARGE) {
+    if (n < SORT_SMALL) {
         if (n > 1)
             qsort(c->dirty, n, sizeof *c->dirty, dirty_cmp);
         return;
     }
-    sort_half lo = {c->dirty, n / 2}, hi = {c->dirty + n / 2, n - n / 2};
-    guild_run_pair(sort_main, &lo, &hi);
-    prj_wentry **out = guild_xmalloc(c->dirty_cap * sizeof *out);
-    prj_wentry **a = lo.v, **a_end = lo.v + lo.n, **b = hi.v, **b_end = hi.v + hi.n;
-    size_t k = 0;
-    while (a < a_end && b < b_end)
-        out[k++] = dirty_cmp(b, a) < 0 ? *b++ : *a++;
-    while (a < a_end)
-        out[k++] = *a++;
-    while (b < b_end)
-        out[k++] = *b++;
-    free(c->dirty);
-    c->dirty = out;
+    int dbs = 0; /* a database's index is small: its place in the model's list */
+    for (size_t i = 0; i < n; i++)
+        if (c->dirty[i]->db >= dbs)
+            dbs = c->dirty[i]->db + 1;
+    size_t *start = guild_xcalloc((size_t)dbs + 1, sizeof *start);
+    size_t *fill = guild_xcalloc((size_t)dbs, sizeof *fill);
+    for (size_t i = 0; i < n; i++)
+        start[c->dirty[i]->db + 1]++;
+    for (int d = 0; d < dbs; d++)
+        start[d + 1] += start[d];
+    memcpy(fill, start, (size_t)dbs * sizeof *fill);
+    sort_rec *a = guild_xmalloc(2 * n * sizeof *a), *tmp = a + n;
+    for (size_t i = 0; i < n; i++)
+        a[fill[c->dirty[i]->db]++] = (sort_rec){c->dirty[i]->prefix, c->dirty[i]};
+    for (int d = 0; d < dbs; d++)
+        if (start[d + 1] - start[d] > 1)
+            sort_run(a + start[d], tmp, start[d + 1] - start[d], 0);
+    for (size_t i = 0; i < n; i++)
+        c->dirty[i] = a[i].e;
+    free(a);
+    free(fill);
+    free(start);
 }

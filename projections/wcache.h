@@ -29,6 +29,7 @@
 typedef struct prj_wentry {
     uint64_t hash;
     uint64_t prefix; /* the key's first 8 bytes, big-endian, zero-padded: sorts fast */
+    size_t klen;     /* beside the prefix: a sort reads both */
     int db;          /* index of the model's database */
     bool present;    /* false: the key is absent (deleted, or never there) */
     bool dirty;      /* changed since LMDB was last written */
@@ -41,7 +42,6 @@ typedef struct prj_wentry {
     uint64_t stored_hash[4];
     void *obj; /* the value as the model's own type, or NULL */
     const prj_objtype *otype;
-    size_t klen;
     uint8_t key[];
 } prj_wentry;
 
@@ -68,8 +68,8 @@ typedef struct prj_wcache {
     bool reclaiming;
 } prj_wcache;
 
-/* Entries from which a cache's bulk work (sorting its dirty entries,
- * encoding and hashing them, freeing it) is shared with a second thread. */
+/* Entries from which a cache's bulk work (encoding and hashing its dirty
+ * entries, freeing it) is shared with a second thread. */
 #define PRJ_WCACHE_LARGE 65536
 
 void prj_wcache_init(prj_wcache *c);
@@ -121,7 +121,7 @@ void prj_wcache_set_absent(prj_wcache *c, prj_wentry *e);
 void prj_wcache_forget_bytes(prj_wentry *e);
 
 /* Sorts the dirty entries by (db, key), the order to write them in (a
- * large set in two halves on two threads, then merged). */
+ * radix sort: wcache.c). */
 void prj_wcache_sort_dirty(prj_wcache *c);
 
 #endif

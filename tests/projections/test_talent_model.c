@@ -1792,7 +1792,7 @@ END_TEST
 
 /* ---- large transactions ------------------------------------------------------------------
  * A flush of at least 65,536 dirty entries (PREP_MIN in projections/store.c)
- * sorts them on two threads (prj_wcache_sort_dirty), encodes the rows and
+ * sorts them (prj_wcache_sort_dirty, a radix sort), encodes the rows and
  * hashes every entry on two threads (prep_run), and a cache that grew past
  * WCACHE_KEEP is freed on a thread of its own after the commit
  * (prj_wcache_clear_behind). A replay puts up to 1,048,576 events in one

@@ -309,7 +309,7 @@ START_TEST(sort_dirty_orders_a_small_set_by_db_then_key)
 }
 END_TEST
 
-START_TEST(sort_dirty_orders_a_large_set_on_two_threads)
+START_TEST(sort_dirty_orders_a_large_set)
 {
     sort_case(200001, 0x0123456789abcdefull);
     sort_case(PRJ_WCACHE_LARGE, 42);
@@ -458,7 +458,7 @@ static Suite *wcache_suite(void)
     tcase_add_test(tc, an_entry_is_found_by_its_own_db_and_key_only);
     tcase_add_test(tc, set_bytes_keeps_a_copy_and_set_absent_clears_present);
     tcase_add_test(tc, sort_dirty_orders_a_small_set_by_db_then_key);
-    tcase_add_test(tc, sort_dirty_orders_a_large_set_on_two_threads);
+    tcase_add_test(tc, sort_dirty_orders_a_large_set);
     tcase_add_test(tc, clear_behind_a_large_cache_starts_afresh);
     tcase_add_test(tc, clear_behind_gives_the_next_cache_the_memory_it_emptied_before);
     tcase_add_test(tc, every_emptying_moves_the_clears_count);
