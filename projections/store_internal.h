@@ -105,6 +105,10 @@ uint64_t prj__session_position(const prj_session *x);
 /* Commits (or drops) the session's work and frees it. An LMDB code. */
 int prj__session_end(prj_session *x, bool commit);
 
+/* Flushes the last commit to the disk, meta page and all (the store's
+ * commits leave that to the next one: MDB_NOMETASYNC). An LMDB code. */
+int prj__sync(prj_store *s);
+
 /* Doubles the map. An LMDB code. */
 int prj__grow(prj_store *s);
 
