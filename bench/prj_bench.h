@@ -177,6 +177,7 @@ typedef struct prjb_lag {
     /* CPU cores kept busy while the load ran (CPU s / wall s); < 0 unknown */
     double talent_cpu, projector_cpu, nats_cpu, bench_cpu;
     uint64_t events_applied; /* by the projector in the window (its status) */
+    uint64_t batches;        /* the transactions they took */
     char first_error[200];
     char died[CMDB_PATH_MAX + 160]; /* a process of the run that ended during it, and how; "" */
     uint64_t consumer_restarts;     /* the projector's, at the end (its status) */

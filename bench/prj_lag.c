@@ -67,10 +67,14 @@ static const char *const skills[] = {"c",          "rust", "sql", "nats",
  * As cmd_cluster.c starts its children (whose helpers are its own): a
  * process group of their own, dying with the bench, output to a log. */
 
-/* The projector's status: 0 and its position (and events applied, events
- * behind), or -1 when it does not answer. */
-static int project_status(natsConnection *nc, int timeout_ms, uint64_t *position, uint64_t *applied,
-                          uint64_t *behind, uint64_t *restarts)
+/* The projector's counters this bench reads (NULL: not wanted). */
+typedef struct prj_counts {
+    uint64_t applied, behind, restarts, batches;
+} prj_counts;
+
+/* The projector's status: 0 and its position (and its counters), or -1
+ * when it does not answer. */
+static int project_status(natsConnection *nc, int timeout_ms, uint64_t *position, prj_counts *cnt)
 {
     natsMsg *reply = NULL;
     if (natsConnection_RequestString(&reply, nc, "guild.ctl.project.talent.status", "{}",
@@ -83,12 +87,12 @@ static int project_status(natsConnection *nc, int timeout_ms, uint64_t *position
         json_t *d = json_object_get(doc, "data");
         if (json_is_integer(json_object_get(d, "position"))) {
             *position = (uint64_t)json_integer_value(json_object_get(d, "position"));
-            if (applied)
-                *applied = (uint64_t)json_integer_value(json_object_get(d, "applied"));
-            if (behind)
-                *behind = (uint64_t)json_integer_value(json_object_get(d, "events_behind"));
-            if (restarts)
-                *restarts = (uint64_t)json_integer_value(json_object_get(d, "consumer_restarts"));
+            if (cnt)
+                *cnt = (prj_counts){
+                    (uint64_t)json_integer_value(json_object_get(d, "applied")),
+                    (uint64_t)json_integer_value(json_object_get(d, "events_behind")),
+                    (uint64_t)json_integer_value(json_object_get(d, "consumer_restarts")),
+                    (uint64_t)json_integer_value(json_object_get(d, "batches"))};
             rc = 0;
         }
     }
@@ -113,7 +117,7 @@ static int start_projector(cmdb_cluster *c, cmdb_proc *p, natsConnection *nc)
     if (cmdb_spawn(p, argv) != 0)
         return -1;
     uint64_t pos;
-    while (project_status(nc, 250, &pos, NULL, NULL, NULL) != 0) {
+    while (project_status(nc, 250, &pos, NULL) != 0) {
         if (!cmdb_alive(p) || guild_mono_ns() - t0 > READY_WAIT_NS || cmdb_interrupted) {
             fprintf(stderr, "guild bench project: guild project all did not answer (see %s)\n",
                     p->log);
@@ -129,7 +133,7 @@ static int start_projector(cmdb_cluster *c, cmdb_proc *p, natsConnection *nc)
 /* ---- the status poller ----------------------------------------------------------------- */
 
 typedef struct poll_sample {
-    uint64_t sent, recv, position, applied;
+    uint64_t sent, recv, position, applied, batches;
 } poll_sample;
 
 /* Polls the projector's status (nc) or, with probe, the stream's last position. */
@@ -155,9 +159,12 @@ static void *poller_main(void *arg)
         if (stop || cmdb_interrupted)
             break;
         poll_sample s = {.sent = guild_mono_ns()};
-        uint64_t behind = 0;
+        prj_counts cnt = {0};
         int rc = p->probe ? cmdb_probe_stream_position(p->probe, &s.position)
-                          : project_status(p->nc, 1000, &s.position, &s.applied, &behind, NULL);
+                          : project_status(p->nc, 1000, &s.position, &cnt);
+        uint64_t behind = cnt.behind;
+        s.applied = cnt.applied;
+        s.batches = cnt.batches;
         if (rc == 0) {
             s.recv = guild_mono_ns();
             pthread_mutex_lock(&p->mu);
@@ -201,13 +208,13 @@ static const poll_sample *poll_find(const poller *p, uint64_t t, uint64_t pos)
     return i < p->n ? &p->v[i] : NULL;
 }
 
-/* The projector's `applied` counter nearest to time t. */
-static uint64_t poll_applied_at(const poller *p, uint64_t t)
+/* The projector's counters nearest to time t (zeros when none came). */
+static poll_sample poll_sample_at(const poller *p, uint64_t t)
 {
     const poll_sample *s = poll_find(p, t, 0);
     if (!s)
-        return p->n ? p->v[p->n - 1].applied : 0;
-    return s->applied;
+        return p->n ? p->v[p->n - 1] : (poll_sample){0};
+    return *s;
 }
 
 /* ---- the driver --------------------------------------------------------------------------- */
@@ -612,7 +619,7 @@ static double wait_applied(natsConnection *nc, cmdb_proc *prj, uint64_t pos, uin
 {
     for (;;) {
         uint64_t at = 0;
-        if (project_status(nc, 1000, &at, NULL, NULL, NULL) == 0 && at >= pos)
+        if (project_status(nc, 1000, &at, NULL) == 0 && at >= pos)
             return (double)(guild_mono_ns() - since) / 1e9;
         if (guild_mono_ns() - since > CATCHUP_WAIT_NS || cmdb_interrupted || !cmdb_alive(prj))
             return -1;
@@ -804,7 +811,9 @@ int prjb_lag_run(const prjb_lag_options *o, prjb_lag *out)
     cpu_mark(&c, &prj, &m1);
     bool caught_up = wait_applied(nc, &prj, out->max_position, end) >= 0;
     uint64_t at = 0;
-    project_status(nc, 1000, &at, NULL, NULL, &out->consumer_restarts);
+    prj_counts cnt = {0};
+    project_status(nc, 1000, &at, &cnt);
+    out->consumer_restarts = cnt.restarts;
     cmdb_proc *procs[] = {&prj, &c.talent, &c.identity, &c.nats};
     for (size_t i = 0; i < sizeof procs / sizeof procs[0] && !out->died[0]; i++) {
         if (procs[i]->ended || (procs[i]->pid > 0 && !cmdb_alive(procs[i]))) {
@@ -829,7 +838,10 @@ int prjb_lag_run(const prjb_lag_options *o, prjb_lag *out)
     out->polls = status.n;
     out->stream_polls = stream.n;
     out->events_behind_max = status.behind_max;
-    out->events_applied = poll_applied_at(&status, d.m_end) - poll_applied_at(&status, d.m_start);
+    poll_sample at_start = poll_sample_at(&status, d.m_start),
+                at_end = poll_sample_at(&status, d.m_end);
+    out->events_applied = at_end.applied - at_start.applied;
+    out->batches = at_end.batches - at_start.batches;
     double wall = (double)(end - start) / 1e9;
     out->talent_cpu = cores(m0.talent, m1.talent, wall);
     out->projector_cpu = cores(m0.projector, m1.projector, wall);

@@ -459,9 +459,12 @@ static void print_lag(const run *r)
            fmt_q(&l->relay_lag, 0.99, b, sizeof b), fmt_q(&l->relay_lag, 1, c, sizeof c),
            (unsigned long long)l->stream_polls, PRJB_STREAM_POLL_MS);
     printf(
-        "    projector: %s events applied in the window (%s/s), events_behind at most %llu; ",
+        "    projector: %s events applied in the window (%s/s) in %llu transactions (%.1f "
+        "events each), events_behind at most %llu; ",
         bench_fmt_count((double)l->events_applied, a, sizeof a),
         bench_fmt_count(l->seconds > 0 ? (double)l->events_applied / l->seconds : 0, b, sizeof b),
+        (unsigned long long)l->batches,
+        l->batches ? (double)l->events_applied / (double)l->batches : 0.0,
         (unsigned long long)l->events_behind_max);
     if (l->died[0])
         printf("it did NOT catch up\n    %s\n", l->died);

@@ -603,7 +603,7 @@ static json_t *feed_status(feed *f)
     prj_store *store = current(f);
     pthread_mutex_lock(&f->stats_lock);
     uint64_t last = f->stream_last, applied = f->applied, skipped = f->skipped, parked = f->parked,
-             restarts = f->restarts;
+             restarts = f->restarts, batches = f->batches;
     pthread_mutex_unlock(&f->stats_lock);
     uint64_t pos;
     uint8_t digest[PRJ_DIGEST_LEN];
@@ -613,11 +613,12 @@ static json_t *feed_status(feed *f)
     int64_t ms_behind = behind && t ? (guild_now_ns() - t) / 1000000 : 0;
     char hex[2 * PRJ_DIGEST_LEN + 1];
     sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "model", f->m->name,
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "model", f->m->name,
                      "position", (json_int_t)pos, "stream_last", (json_int_t)last, "events_behind",
                      (json_int_t)behind, "ms_behind", (json_int_t)ms_behind, "applied",
                      (json_int_t)applied, "skipped", (json_int_t)skipped, "parked",
-                     (json_int_t)parked, "consumer_restarts", (json_int_t)restarts, "digest", hex);
+                     (json_int_t)parked, "batches", (json_int_t)batches, "consumer_restarts",
+                     (json_int_t)restarts, "digest", hex);
 }
 
 /* Swaps in a rebuilt environment: <dir>.rebuild becomes <dir>; queries

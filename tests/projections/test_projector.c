@@ -1259,6 +1259,10 @@ START_TEST(test_stats_and_status_show_each_model_position_and_lag)
     ck_assert_msg(json_is_integer(json_object_get(d, "consumer_restarts")) &&
                       jint(d, "consumer_restarts") == 0,
                   "talent stats: %s", dump(d));
+    /* the transactions that applied them: at least one, at most one an event */
+    ck_assert_msg(json_is_integer(json_object_get(d, "batches")) && jint(d, "batches") >= 1 &&
+                      jint(d, "batches") <= jint(d, "applied"),
+                  "talent stats: %s", dump(d));
     e = stats_endpoint(stats, "guild.qry.identity.");
     ck_assert_msg(e && strcmp(jstr(json_object_get(e, "data"), "model"), "identity") == 0,
                   "no identity endpoint with data: %s", dump(stats));
