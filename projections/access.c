@@ -1,6 +1,6 @@
 /*
  * access.c — a read model's reads and writes (prj_get, prj_put, prj_scan,
- * their query forms, prj_prefetch): during a batch they go to the batch's
+ * their query forms): during a batch they go to the batch's
  * write-back cache (wcache.h), which prj__wc_flush writes to LMDB in key
  * order, keeping the digest from the value LMDB held and the one written.
  */
@@ -86,11 +86,33 @@ static guild_status wc_encode(prj_wentry *e)
     return st;
 }
 
+/* Lets each dirty object whose type settles write what it derives (what
+ * settling makes dirty is not settled in turn); a failure's reason goes to
+ * t->settle_err. */
+static guild_status settle_objects(prj_txn *t)
+{
+    prj_wcache *c = t->wc;
+    size_t n = c->n_dirty;
+    memset(&t->settle_err, 0, sizeof t->settle_err);
+    for (size_t i = 0; i < n; i++) {
+        prj_wentry *e = c->dirty[i]; /* settling may move the array, never an entry */
+        if (!e->present || !e->obj || !e->otype->settle)
+            continue;
+        guild_status st = e->otype->settle(t, e->key, e->klen, e->obj, &t->settle_err);
+        if (st != GUILD_OK)
+            return st;
+    }
+    return GUILD_OK;
+}
+
 /* Writes the cache's changes to LMDB in key order, keeping the digest, and
  * leaves every entry clean. GUILD_UNAVAILABLE when the map is full. */
 guild_status prj__wc_flush(prj_txn *t)
 {
     prj_wcache *c = t->wc;
+    guild_status settled = settle_objects(t);
+    if (settled != GUILD_OK)
+        return settled;
     prj_wcache_sort_dirty(c);
     guild_status st = GUILD_OK;
     /* Sorted writes into a database still empty append (LMDB fills each
@@ -195,18 +217,6 @@ guild_status prj_put(prj_txn *t, const char *db, const void *key, size_t klen, c
         return unknown_db(db);
     prj_wcache_set_bytes(t->wc, wc_entry(t, i, key, klen), val, vlen);
     return GUILD_OK;
-}
-
-void prj_prefetch(prj_txn *t, const char *db, const void *key, size_t klen, int step)
-{
-    int i = prj__db_index(t->s, db);
-    if (i < 0)
-        return;
-    uint64_t h = prj_wcache_hash(i, key, klen);
-    if (step == 0)
-        prj_wcache_prefetch_slot(t->wc, h);
-    else
-        prj_wcache_prefetch_entry(t->wc, h);
 }
 
 guild_status prj_del(prj_txn *t, const char *db, const void *key, size_t klen)

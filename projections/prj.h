@@ -83,6 +83,15 @@ typedef struct prj_objtype {
      * apply reads first. Hints only: they change nothing. */
     size_t size;
     void (*prefetch)(const void *obj);
+    /* Optional: writes what the model derives from the object (entries of
+     * other databases, such as an index) through t, as apply would. The
+     * store calls it for each present object of the type that is dirty
+     * when the batch's cache is written out, before anything reaches LMDB:
+     * so an object that many events of a transaction change has what it
+     * derives worked out once. On failure (with err) the batch is redone
+     * event by event, each written out on its own, and the event that
+     * fails is parked. */
+    guild_status (*settle)(prj_txn *t, const void *key, size_t klen, void *obj, guild_error *err);
 } prj_objtype;
 
 /* Reads a value as an object of `type`. *obj stays the batch's: the model
@@ -96,11 +105,6 @@ guild_status prj_get_obj(prj_txn *t, const char *db, const void *key, size_t kle
  * ownership passes to the batch. */
 guild_status prj_put_obj(prj_txn *t, const char *db, const void *key, size_t klen,
                          const prj_objtype *type, void *obj);
-
-/* Asks the CPU for the batch's entry of (db, key), which apply will soon
- * read or write: step 0 its slot in the cache's table, step 1 (an event
- * later, once the slot has come) the entry. A hint: it changes nothing. */
-void prj_prefetch(prj_txn *t, const char *db, const void *key, size_t klen, int step);
 
 /* Visits keys starting with `prefix`, from `start` (NULL: from the prefix)
  * in key order; fn returns 0 to go on. Key and value are borrowed for the
@@ -148,13 +152,6 @@ typedef struct prj_model {
      * more than the CPU's cache holds, so the store fetches each event's
      * entry, and its object, into the cache a few events ahead. */
     const char *row_db;
-    /* Optional, with row_db: the model's own fetching ahead for an event,
-     * in two calls an event apart (step 0, then step 1), given the row's
-     * object and its type as the batch's cache holds it (NULL, NULL when
-     * it holds none): prj_prefetch of the entries apply will read or
-     * change. */
-    void (*ahead)(prj_txn *t, const es_record *rec, const void *row, const prj_objtype *type,
-                  int step);
 } prj_model;
 
 /* The models this build knows (projections/models.c). */

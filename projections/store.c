@@ -415,8 +415,8 @@ static int apply_one(prj_store *s, prj_txn *t, const es_record *rec, bool checke
     guild_status st = s->m->apply(t, &ev, &err);
     json_decref(data);
     if (careful) {
-        if (st == GUILD_OK)
-            st = prj__wc_flush(t);
+        if (st == GUILD_OK && (st = prj__wc_flush(t)) != GUILD_OK)
+            err = t->settle_err; /* what the event made its row derive failed */
         prj_wcache_clear(t->wc);
     }
     t->txn = outer;
@@ -457,7 +457,7 @@ static int session_begin(prj_store *s, bool careful, prj_session *x)
     int rc = mdb_txn_begin(s->env, NULL, 0, &x->txn);
     if (rc)
         return rc;
-    x->t = (prj_txn){s, x->txn, {0}, &s->wc, {false}};
+    x->t = (prj_txn){.s = s, .txn = x->txn, .wc = &s->wc};
     x->careful = careful;
     for (int i = 0; i < s->n_dbs; i++) {
         MDB_stat ms;
@@ -477,7 +477,6 @@ static int session_begin(prj_store *s, bool careful, prj_session *x)
 #define AHEAD_ENTRY 5  /* the entry the slot points to */
 #define AHEAD_OBJ 4    /* the row's object */
 #define AHEAD_PARTS 3  /* what the object points to */
-#define AHEAD_MODEL 2  /* the model's steps (prj_model.ahead): 2, then 1 */
 #define AHEAD_RING 8   /* hashes kept, a power of two above AHEAD_SLOT */
 #define AHEAD_RECORD 8 /* the record's own bytes, copied out by another thread */
 
@@ -536,12 +535,6 @@ static void fetch_ahead(prj_session *x, ahead *a, const es_record *const *recs, 
         guild_prefetch(e->obj, e->otype->size);
     if ((j = i + AHEAD_PARTS) < n && (e = ahead_entry(s, c, a, j)) && e->obj && e->otype->prefetch)
         e->otype->prefetch(e->obj);
-    for (int step = 0; step < 2 && s->m->ahead; step++) {
-        if ((j = i + AHEAD_MODEL - (size_t)step) >= n)
-            continue;
-        bool obj = (e = ahead_entry(s, c, a, j)) && e->obj;
-        s->m->ahead(&x->t, recs[j], obj ? e->obj : NULL, obj ? e->otype : NULL, step);
-    }
 }
 
 /* Applies records in log order, adding to stats. 0; -1 when an event
@@ -921,7 +914,7 @@ guild_status prj_store_retry(prj_store *s, es_store *log, uint64_t *retried, uin
             (*left)++;
             continue;
         }
-        prj_txn t = {s, txn, {0}, &s->wc, {false}};
+        prj_txn t = {.s = s, .txn = txn, .wc = &s->wc};
         memcpy(t.lanes, s->lanes, sizeof t.lanes);
         prj_batch_stats stats = {0};
         uint8_t key[8];

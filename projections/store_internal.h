@@ -60,6 +60,7 @@ struct prj_txn {
      * key in one is known absent without a look, and sorted writes can
      * append. */
     bool empty[MAX_DBS];
+    guild_error settle_err; /* why settling an object failed (prj_objtype.settle) */
 };
 
 struct prj_read {

@@ -769,11 +769,10 @@ static guild_status ix_write(prj_txn *t, const ix_set *old, const ix_set *now, g
     return s;
 }
 
-/* The index entries of the row before the event (`old`, collected before
- * the fold changed the row) against those of the row after it, which the
- * row then keeps (replacing the memo `old` may borrow from). Of the row
- * after it, only the families in `changed` are worked out again; the
- * others are old's. */
+/* The index entries the row had when last written (`old`) against those
+ * of the row now, which the row then keeps (replacing the memo `old` may
+ * borrow from). Of the row now, only the families in `changed` are worked
+ * out again; the others are old's. */
 static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *old, tm_row *now,
                             unsigned changed, guild_error *err)
 {
@@ -789,26 +788,6 @@ static guild_status reindex(prj_txn *t, const char *tid, size_t tlen, ix_set *ol
         ix_memo_store(&now->ix_memo, &b);
     ix_release(&b);
     return s;
-}
-
-/* ---- fetching ahead (prj_model.ahead) ----------------------------------------- */
-
-/* The index entries of the row that the event will delete or move: those
- * of the families its fold changes, read from the memo (which the row's
- * prefetch asked for an event before). */
-void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *obj, const prj_objtype *type,
-                       int step)
-{
-    const tm_row *row = obj;
-    const fold_entry *f;
-    if (type != &tm_row_type || !row->ix_memo || !rec->type.p ||
-        !(f = fold_of(rec->type.p, rec->type.n)))
-        return;
-    unsigned changes = f->changes;
-    const ix_memo *m = row->ix_memo;
-    for (size_t i = 0; i < m->n && changes; i++)
-        if (m->v[i].family & changes)
-            prj_prefetch(t, m->v[i].db, m->v[i].key, m->v[i].key_len, step);
 }
 
 /* ---- the dispatcher --------------------------------------------------------- */
@@ -838,15 +817,18 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     if (s != GUILD_OK && s != GUILD_NOT_FOUND)
         return guild_error_set(err, s, 0, "reading talent profile %s", tid);
     tm_row *row = obj;
-    ix_set old;
-    ix_init(&old);
-    if (row && row->ix_memo)
-        ix_from_memo(&old, row->ix_memo);
-    else
-        ix_collect(&old, row, tid, tlen);
     bool fresh = !row;
-    if (fresh)
-        row = tm_row_new(tid);
+    if (!row || !row->ix_memo) {
+        /* The entries the row has as written (none before it exists), kept
+         * until the row settles: the first event since it was read. */
+        ix_set old;
+        ix_init(&old);
+        ix_collect(&old, row, tid, tlen);
+        if (fresh)
+            row = tm_row_new(tid);
+        ix_memo_store(&row->ix_memo, &old);
+        ix_release(&old);
+    }
 
     s = fold(row, ev, err);
     pool_clear();
@@ -854,12 +836,33 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
         free(row->updated);
         row->updated = event_time_str(ev);
         row->version = (int64_t)ev->rec->version;
-        s = reindex(t, tid, tlen, &old, row, changes, err);
-    }
-    if (s == GUILD_OK)
+        row->ix_stale |= changes; /* written when the row settles */
         s = prj_put_obj(t, TM_PROFILES, tid, tlen, &tm_row_type, row);
-    else if (fresh)
+    } else if (fresh) {
         tm_row_free(row);
+    }
+    return s;
+}
+
+/* The row's index entries and counts brought up to date with the row, for
+ * the families the events since it last settled changed (tm_row_type's
+ * settle). */
+guild_status prj_talent__settle(prj_txn *t, const void *key, size_t klen, void *obj,
+                                guild_error *err)
+{
+    tm_row *row = obj;
+    if (!row->ix_stale)
+        return GUILD_OK;
+    if (!row->ix_memo)
+        return guild_error_set(err, GUILD_INTERNAL, 0,
+                               "talent profile %.*s changed without its index entries as written",
+                               (int)(klen < 100 ? klen : 100), (const char *)key);
+    ix_set old;
+    ix_init(&old);
+    ix_from_memo(&old, row->ix_memo);
+    guild_status s = reindex(t, (const char *)key, klen, &old, row, row->ix_stale, err);
     ix_release(&old);
+    if (s == GUILD_OK)
+        row->ix_stale = 0;
     return s;
 }

@@ -33,8 +33,9 @@
  * profile stream's version after the last event applied.
  *
  * Invariant: the index entries of a profile are a function of its row
- * alone (prj_talent__apply recomputes both sets on every event and writes
- * the difference), archived profiles have none, and every count is the
+ * alone (when a batch is written out, prj_talent__settle works out the
+ * entries of each row its events changed and writes the difference from
+ * those the row had), archived profiles have none, and every count is the
  * number of index entries it names, absent when zero. So every index is
  * exact, whatever the history was, and a rebuild reproduces it byte for byte.
  * Queries still check every candidate against the row: the index narrows,
@@ -72,10 +73,10 @@
 /* Folds one talent event into the model (the model's apply). */
 guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err);
 
-/* Fetches ahead the index entries an event will change (the model's
- * ahead). */
-void prj_talent__ahead(prj_txn *t, const es_record *rec, const void *row, const prj_objtype *type,
-                       int step);
+/* Writes the index entries and counts of a profile row that events have
+ * changed since it last settled (tm_row_type's settle). */
+guild_status prj_talent__settle(prj_txn *t, const void *key, size_t klen, void *obj,
+                                guild_error *err);
 
 /* ASCII case-insensitive comparison, as the talent domain names skills. */
 int prj_talent__name_cmp(const char *a, const char *b);

@@ -646,5 +646,4 @@ const prj_model prj_talent_model = {
     .reads_msgpack = true,
     .queries = queries,
     .row_db = TM_PROFILES,
-    .ahead = prj_talent__ahead,
 };

@@ -5,6 +5,7 @@
  * Sections: lists and strings, encoding, a small msgpack reader, decoding.
  */
 #include "projections/talent/row.h"
+#include "projections/talent/internal.h"
 
 #include "common/alloc.h"
 #include "common/prefetch.h"
@@ -615,12 +616,10 @@ static void row_free(void *obj)
     tm_row_free(obj);
 }
 
-/* What apply reads of a row first: the index memo, then the skills. */
+/* What apply reads of a row first: the skills. */
 static void row_prefetch(const void *obj)
 {
     const tm_row *row = obj;
-    if (row->ix_memo) /* as much as the memo of a row with a handful of skills */
-        guild_prefetch(row->ix_memo, 12 * GUILD_CACHE_LINE);
     guild_prefetch(row->skills.v, row->skills.n * sizeof(tm_skill));
 }
 
@@ -628,7 +627,8 @@ const prj_objtype tm_row_type = {.decode = row_decode,
                                  .encode = row_encode,
                                  .free = row_free,
                                  .size = sizeof(tm_row),
-                                 .prefetch = row_prefetch};
+                                 .prefetch = row_prefetch,
+                                 .settle = prj_talent__settle};
 
 /* ---- event data ---------------------------------------------------------------- */
 

@@ -80,9 +80,12 @@ typedef struct tm_row {
     char *created;   /* NULL: null */
     char *updated;   /* NULL: absent (a row no event has stamped) */
     int64_t version; /* -1: absent */
-    /* apply.c's index entries of the row as it is (one malloc'd block), or
-     * NULL until it works them out: not part of the value. */
+    /* apply.c's index entries of the row as last written (one malloc'd
+     * block), or NULL until it works them out, and the families of entries
+     * events have changed since (IX_*: the row settles them when the batch
+     * is written out): not part of the value. */
     void *ix_memo;
+    unsigned ix_stale;
 } tm_row;
 
 extern const prj_objtype tm_row_type;

@@ -1374,6 +1374,71 @@ START_TEST(a_failed_batch_leaves_no_half_folded_row_behind)
 }
 END_TEST
 
+/* Deletes one key of the model's database `db` behind its store's back
+ * (the store closed and opened again around it). */
+static void model_key_delete(world *w, const char *db, const void *key, size_t klen)
+{
+    prj_store_close(w->prj);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, w->prj_dir, 0, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    MDB_val k = {klen, (void *)key};
+    ck_assert_int_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    prj_open(w);
+}
+
+static int note_reason(void *ctx, uint64_t position, const char *reason, const char *type,
+                       const char *stream)
+{
+    (void)position, (void)stream;
+    snprintf(ctx, 200, "%s %s", type, reason);
+    return 0;
+}
+
+/* A row's index entries are written when the batch is (once for all the
+ * events that changed the row): one that cannot be (here a count the model
+ * lost, which a removal would take below zero) parks the event that asked
+ * for it, with the reason, and the batch's other events still apply. */
+START_TEST(an_index_write_that_fails_parks_the_event_that_made_it)
+{
+    world w;
+    world_open(&w);
+    batch b = {0};
+    m_prof a;
+    op_create(&b, &a, ID_A, "Paris");
+    op_skill(&b, &a, TALENT_EV_SKILL_ADDED, "Go", 3, -1);
+    batch_submit(&w, &b);
+    ck_assert_uint_eq(world_sync(&w).parked, 0);
+    model_key_delete(&w, "counts", "sgo\0\3", 5); /* go at level 3: one profile */
+
+    op_rate(&b, &a, "EUR", 100);
+    op_skill_remove(&b, &a, "Go");
+    op_rate(&b, &a, "EUR", 200);
+    batch_submit(&w, &b);
+    prj_batch_stats st = world_sync(&w);
+    ck_assert_uint_eq(st.parked, 1);
+    ck_assert_uint_eq(st.applied, 2);
+    char seen[200] = "";
+    ck_assert_status(prj_store_dead_letters(w.prj, note_reason, seen), GUILD_OK);
+    ck_assert_msg(strstr(seen, TALENT_EV_SKILL_REMOVED " ") == seen &&
+                      strstr(seen, "an index count would go below zero"),
+                  "dead letter: %s", seen);
+    json_t *row = query_ok(&w, "get_profile", json_pack("{s:s}", "talent_id", ID_A));
+    ck_assert_uint_eq(json_array_size(json_object_get(row, "skills")), 1); /* not removed */
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "hourly_rate")), 200);
+    json_decref(row);
+    batch_release(&b);
+    world_close(&w);
+}
+END_TEST
+
 START_TEST(queries_refuse_what_they_cannot_answer)
 {
     world w;
@@ -2087,6 +2152,7 @@ static Suite *talent_model_suite(void)
     tcase_add_test(tc, a_dead_letter_keeps_no_data_and_a_retry_reads_the_event_from_the_log);
     tcase_add_test(tc, dead_letters_of_earlier_versions_still_list_and_retry);
     tcase_add_test(tc, a_failed_batch_leaves_no_half_folded_row_behind);
+    tcase_add_test(tc, an_index_write_that_fails_parks_the_event_that_made_it);
     tcase_add_test(tc, queries_refuse_what_they_cannot_answer);
     tcase_add_test(tc, search_filters_by_skills_location_rate_and_hours);
     tcase_add_test(tc, search_pages_with_the_last_id_as_cursor);
