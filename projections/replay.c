@@ -288,8 +288,10 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
         if (commit && end == 0 && fn && in_txn)
             fn(ctx, prj_store_position(s), &(prj_batch_stats){0}, 0,
                (double)(guild_mono_ns() - t0) / 1e9); /* the commit's time */
-        if (!commit && rc == -1) {
-            /* An event failed: that stretch again, parking what fails. */
+        if ((!commit && rc == -1) || (commit && end == -1)) {
+            /* An event failed, or what its row derives did when the
+             * transaction was written out (prj_objtype.settle): that
+             * stretch again, parking what fails. */
             reader_drop(&rd);
             st = replay_carefully(s, log, &pages[2], read_to);
             done = false;

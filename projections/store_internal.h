@@ -103,7 +103,10 @@ bool prj__reads_msgpack(const prj_store *s);
 /* The last position applied in the session (not committed yet). */
 uint64_t prj__session_position(const prj_session *x);
 
-/* Commits (or drops) the session's work and frees it. An LMDB code. */
+/* Commits (or drops) the session's work and frees it. 0; -1 when writing
+ * the work out failed before LMDB (an object's settle: nothing is
+ * committed, apply that stretch again with prj_store_apply, which parks
+ * the event at fault); or an LMDB code. */
 int prj__session_end(prj_session *x, bool commit);
 
 /* Flushes the last commit to the disk, meta page and all (the store's
