@@ -196,7 +196,7 @@ static void apply_list(feed *f, natsMsgList *list, unsigned generation)
     f->applied += st.applied;
     f->skipped += st.skipped;
     f->parked += st.parked;
-    f->batches++;
+    f->batches += n && s == GUILD_OK; /* a transaction committed */
     pthread_mutex_unlock(&f->stats_lock);
     free(ptrs);
     free(recs);

@@ -191,6 +191,7 @@ guild_status prj_store_open(const char *dir, const prj_model *m, prj_store **out
          * and the consumer, made again from the checkpoint at every start,
          * brings those events again: a read model is derived state. */
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0644);
+        s->opened = rc == 0;
     }
     MDB_txn *txn = NULL;
     if (rc == 0)
@@ -230,7 +231,9 @@ void prj_store_close(prj_store *s)
     if (!s)
         return;
     if (s->env) {
-        mdb_env_sync(s->env, 1); /* the last commit's meta page (MDB_NOMETASYNC) */
+        int rc = s->opened ? mdb_env_sync(s->env, 1) : 0; /* the last meta page (MDB_NOMETASYNC) */
+        if (rc)
+            guild_warn("%s read model: syncing it as it closes: %s", s->m->name, mdb_strerror(rc));
         mdb_env_close(s->env);
     }
     prj_wcache_release(&s->wc);

@@ -34,6 +34,7 @@
 struct prj_store {
     const prj_model *m;
     MDB_env *env;
+    bool opened; /* mdb_env_open succeeded */
     MDB_dbi dbs[MAX_DBS];
     const char *names[MAX_DBS];
     int n_dbs;

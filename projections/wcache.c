@@ -392,8 +392,10 @@ static uint64_t key_word(const prj_wentry *e, size_t at)
 {
     uint64_t w = 0;
     if (at + 8 <= e->klen) {
-        memcpy(&w, e->key + at, 8);
-        return __builtin_bswap64(w);
+        const uint8_t *p = e->key + at;
+        for (int i = 0; i < 8; i++) /* one load and a byte swap, compiled */
+            w = (w << 8) | p[i];
+        return w;
     }
     for (size_t i = 0; i < 8; i++)
         w = (w << 8) | (at + i < e->klen ? e->key[at + i] : 0);

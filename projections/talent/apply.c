@@ -735,7 +735,8 @@ static guild_status count_add(prj_txn *t, const ix_entry *e, int delta, guild_er
     if (s == GUILD_OK && n == 8)
         count = prj_talent__u64_get(v);
     else if (s != GUILD_NOT_FOUND)
-        return s == GUILD_OK ? guild_error_set(err, GUILD_CORRUPT, 0, "a count is not 8 bytes") : s;
+        return s == GUILD_OK ? guild_error_set(err, GUILD_CORRUPT, 0, "a count is not 8 bytes")
+                             : guild_error_set(err, s, 0, "reading an index count");
     if (delta < 0 && count == 0)
         return guild_error_set(err, GUILD_CORRUPT, 0, "an index count would go below zero");
     count = delta < 0 ? count - 1 : count + 1;
