@@ -248,7 +248,12 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
         }
         /* A page read ahead is good if it starts where this transaction
          * does (the last one committed); otherwise read afresh. */
-        uint64_t start = prj__session_position(x) + 1;
+        uint64_t start = prj__session_position(x) + 1, head = 0;
+        /* About a key an event: a cache sized for the transaction at once
+         * never moves its entries to grow. */
+        if (es_log_head(log, &head, NULL) == GUILD_OK && head >= start)
+            prj__session_reserve(x,
+                                 (size_t)(head - start + 1 < per_txn ? head - start + 1 : per_txn));
         if (!rd.b || rd.from != start) {
             reader_drop(&rd);
             reader_ask(&rd, &pages[turn], start);

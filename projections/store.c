@@ -651,6 +651,11 @@ bool prj__reads_msgpack(const prj_store *s)
     return s->m->reads_msgpack;
 }
 
+void prj__session_reserve(prj_session *x, size_t entries)
+{
+    prj_wcache_reserve(x->t.wc, entries);
+}
+
 uint64_t prj__session_position(const prj_session *x)
 {
     return x->position;

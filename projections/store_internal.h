@@ -101,6 +101,9 @@ int prj__session_apply(prj_session *x, const es_record *const *recs, const bool 
 /* Whether the store's model reads event data as msgpack (prj_model). */
 bool prj__reads_msgpack(const prj_store *s);
 
+/* Sizes the session's cache for `entries` keys at once (a hint). */
+void prj__session_reserve(prj_session *x, size_t entries);
+
 /* The last position applied in the session (not committed yet). */
 uint64_t prj__session_position(const prj_session *x);
 

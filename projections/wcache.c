@@ -202,9 +202,12 @@ void prj_wcache_clear_behind(prj_wcache *c)
     c->reclaiming = true;
 }
 
-static void grow(prj_wcache *c)
+/* Doubles the table (to at least `want` slots), moving every entry. */
+static void grow_to(prj_wcache *c, size_t want)
 {
     size_t cap = c->cap ? c->cap * 2 : 1024;
+    while (cap < want)
+        cap *= 2;
     uintptr_t *slots = guild_xcalloc(cap, sizeof *slots);
     for (size_t i = 0; i < c->cap; i++) {
         if (!c->slots[i])
@@ -217,6 +220,17 @@ static void grow(prj_wcache *c)
     free(c->slots);
     c->slots = slots;
     c->cap = cap;
+}
+
+static void grow(prj_wcache *c)
+{
+    grow_to(c, 0);
+}
+
+void prj_wcache_reserve(prj_wcache *c, size_t entries)
+{
+    if (2 * entries > c->cap)
+        grow_to(c, 2 * entries);
 }
 
 prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen, bool create)

@@ -85,6 +85,10 @@ void prj_wcache_clear_behind(prj_wcache *c);
 /* Frees everything, waiting for an old cache being freed. */
 void prj_wcache_release(prj_wcache *c);
 
+/* Makes the table large enough for `entries` at once, so that filling it
+ * moves no entry (each move reads the entry: a cache miss). */
+void prj_wcache_reserve(prj_wcache *c, size_t entries);
+
 /* The entry of (db, key), or NULL; with `create`, a new absent one. */
 prj_wentry *prj_wcache_find(prj_wcache *c, int db, const void *key, size_t klen, bool create);
 

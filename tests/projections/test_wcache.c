@@ -316,6 +316,29 @@ START_TEST(sort_dirty_orders_a_large_set)
 }
 END_TEST
 
+/* ---- sizing the table ahead ----------------------------------------------------------- */
+
+START_TEST(a_reserved_table_takes_its_entries_without_growing)
+{
+    const size_t n = 100000;
+    prj_wcache c;
+    prj_wcache_init(&c);
+    prj_wcache_reserve(&c, n);
+    size_t cap = c.cap;
+    ck_assert_uint_ge(cap, 2 * n);
+    fill_rows(&c, 0, 0, n);
+    ck_assert_uint_eq(c.cap, cap); /* no entry was moved */
+    check_rows(&c, 0, 0, n, true);
+    prj_wcache_reserve(&c, 10); /* never shrinks */
+    ck_assert_uint_eq(c.cap, cap);
+    fill_rows(&c, 1, 0, n); /* past the reservation: grows as ever */
+    ck_assert_uint_gt(c.cap, cap);
+    check_rows(&c, 0, 0, n, true);
+    check_rows(&c, 1, 0, n, true);
+    prj_wcache_release(&c);
+}
+END_TEST
+
 /* ---- emptying the cache -------------------------------------------------------------- */
 
 START_TEST(clear_behind_a_large_cache_starts_afresh)
@@ -458,6 +481,7 @@ static Suite *wcache_suite(void)
     tcase_add_test(tc, an_entry_is_found_by_its_own_db_and_key_only);
     tcase_add_test(tc, set_bytes_keeps_a_copy_and_set_absent_clears_present);
     tcase_add_test(tc, sort_dirty_orders_a_small_set_by_db_then_key);
+    tcase_add_test(tc, a_reserved_table_takes_its_entries_without_growing);
     tcase_add_test(tc, sort_dirty_orders_a_large_set);
     tcase_add_test(tc, clear_behind_a_large_cache_starts_afresh);
     tcase_add_test(tc, clear_behind_gives_the_next_cache_the_memory_it_emptied_before);
