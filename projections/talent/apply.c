@@ -834,8 +834,8 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     s = fold(row, ev, err);
     pool_clear();
     if (s == GUILD_OK) {
-        free(row->updated);
-        row->updated = event_time_str(ev);
+        row->stamped = true; /* `updated`, formatted when the row is encoded */
+        row->stamped_at = ev->rec->time;
         row->version = (int64_t)ev->rec->version;
         row->ix_stale |= changes; /* written when the row settles */
         s = prj_put_obj(t, TM_PROFILES, tid, tlen, &tm_row_type, row);

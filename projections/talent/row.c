@@ -8,6 +8,7 @@
 #include "projections/talent/internal.h"
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/prefetch.h"
 #include "common/text.h"
 
@@ -133,7 +134,10 @@ static void put_str_or_nil(msgpack_packer *pk, const char *s)
 static void row_encode(const void *obj, msgpack_packer *pk)
 {
     const tm_row *r = obj;
-    msgpack_pack_map(pk, 16 + (r->updated != NULL) + (r->version >= 0));
+    char stamp[48];
+    const char *updated =
+        r->stamped ? guild_time_format(r->stamped_at, stamp, sizeof stamp) : r->updated;
+    msgpack_pack_map(pk, 16 + (updated != NULL) + (r->version >= 0));
     put_key_str(pk, "talent_id", r->talent_id);
     put_key_str(pk, "user_id", r->user_id);
     put_key_str(pk, "headline", r->headline);
@@ -196,8 +200,8 @@ static void row_encode(const void *obj, msgpack_packer *pk)
     else
         msgpack_pack_false(pk);
     put_key_str(pk, "created", r->created);
-    if (r->updated)
-        put_key_str(pk, "updated", r->updated);
+    if (updated)
+        put_key_str(pk, "updated", updated);
     if (r->version >= 0)
         put_key_int(pk, "version", r->version);
 }

@@ -77,8 +77,12 @@ typedef struct tm_row {
     int64_t hours_per_week, reserved_hours;
     tm_list resv; /* tm_resv */
     bool archived;
-    char *created;   /* NULL: null */
-    char *updated;   /* NULL: absent (a row no event has stamped) */
+    char *created; /* NULL: null */
+    char *updated; /* NULL: absent (a row no event has stamped) */
+    /* When stamped: the time of the last event folded in (unix ns), which
+     * `updated` stands for once encoded (formatted then, not per event). */
+    bool stamped;
+    int64_t stamped_at;
     int64_t version; /* -1: absent */
     /* apply.c's index entries of the row as last written (one malloc'd
      * block), or NULL until it works them out, and the families of entries
