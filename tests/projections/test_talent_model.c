@@ -1259,20 +1259,35 @@ static int copy_raw(void *ctx, const es_record *rec)
     return 1;
 }
 
+/* Closes the model's store and begins a write transaction on its
+ * environment, with database `db` open: changes behind the store's back.
+ * model_write_end commits and closes. */
+static MDB_txn *model_write_begin(world *w, const char *db, MDB_env **env, MDB_dbi *dbi)
+{
+    prj_store_close(w->prj);
+    w->prj = NULL;
+    MDB_txn *txn;
+    ck_assert_int_eq(mdb_env_create(env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(*env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(*env, w->prj_dir, 0, 0644), 0);
+    ck_assert_int_eq(mdb_txn_begin(*env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, db, 0, dbi), 0);
+    return txn;
+}
+
+static void model_write_end(MDB_env *env, MDB_txn *txn)
+{
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
 /* Rewrites the dead letter at `position` as earlier versions wrote them:
  * u32 length, a msgpack map with the reason alone, then the raw record. */
 static void letter_in_old_format(world *w, uint64_t position, const uint8_t *raw, size_t raw_len)
 {
-    prj_store_close(w->prj);
-    w->prj = NULL;
     MDB_env *env;
-    MDB_txn *txn;
     MDB_dbi dbi;
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(env, w->prj_dir, 0, 0644), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(txn, "prj.dead", 0, &dbi), 0);
+    MDB_txn *txn = model_write_begin(w, "prj.dead", &env, &dbi);
     static const uint8_t entry[] = {0x81, 0xa6, 'r', 'e', 'a', 's', 'o', 'n',
                                     0xa6, 'p',  'a', 'r', 'k', 'e', 'd'};
     size_t total = 4 + sizeof entry + raw_len;
@@ -1286,8 +1301,7 @@ static void letter_in_old_format(world *w, uint64_t position, const uint8_t *raw
         key[i] = (uint8_t)(position >> (56 - 8 * i));
     MDB_val k = {8, key}, val = {total, v};
     ck_assert_int_eq(mdb_put(txn, dbi, &k, &val, 0), 0);
-    ck_assert_int_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    model_write_end(env, txn);
     free(v);
     prj_open(w);
 }
@@ -1378,19 +1392,12 @@ END_TEST
  * (the store closed and opened again around it). */
 static void model_key_delete(world *w, const char *db, const void *key, size_t klen)
 {
-    prj_store_close(w->prj);
     MDB_env *env;
-    MDB_txn *txn;
     MDB_dbi dbi;
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(env, w->prj_dir, 0, 0644), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    MDB_txn *txn = model_write_begin(w, db, &env, &dbi);
     MDB_val k = {klen, (void *)key};
     ck_assert_int_eq(mdb_del(txn, dbi, &k, NULL), 0);
-    ck_assert_int_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    model_write_end(env, txn);
     prj_open(w);
 }
 
