@@ -314,8 +314,5 @@ guild_status prj_store_replay(prj_store *s, es_store *log, uint64_t stop_at, siz
     reader_stop(&rd);
     for (int i = 0; i < 3; i++)
         batch_free(&pages[i]);
-    int rc;
-    if (st == GUILD_OK && (rc = prj__sync(s)) != 0) /* a rebuild is swapped in after this */
-        st = prj__lmdb_status(rc, "flushing the replayed model");
     return st;
 }

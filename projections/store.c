@@ -186,12 +186,7 @@ guild_status prj_store_open(const char *dir, const prj_model *m, prj_store **out
         mdb_env_set_maxdbs(s->env, MAX_DBS + 2);
         mdb_env_set_maxreaders(s->env, 512);
         mdb_env_set_mapsize(s->env, DEFAULT_MAP);
-        /* MDB_NOMETASYNC: one flush a commit, not two. A system crash may
-         * then undo the last commit, checkpoint and all (never half of it),
-         * and the consumer, made again from the checkpoint at every start,
-         * brings those events again: a read model is derived state. */
-        rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0644);
-        s->opened = rc == 0;
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0644);
     }
     MDB_txn *txn = NULL;
     if (rc == 0)
@@ -230,12 +225,8 @@ void prj_store_close(prj_store *s)
 {
     if (!s)
         return;
-    if (s->env) {
-        int rc = s->opened ? mdb_env_sync(s->env, 1) : 0; /* the last meta page (MDB_NOMETASYNC) */
-        if (rc)
-            guild_warn("%s read model: syncing it as it closes: %s", s->m->name, mdb_strerror(rc));
+    if (s->env)
         mdb_env_close(s->env);
-    }
     prj_wcache_release(&s->wc);
     msgpack_sbuffer_destroy(&s->scratch);
     pthread_cond_destroy(&s->moved);
@@ -673,11 +664,6 @@ int prj__session_end(prj_session *x, bool commit)
     pthread_mutex_unlock(&s->apply_lock);
     free(x);
     return rc;
-}
-
-int prj__sync(prj_store *s)
-{
-    return mdb_env_sync(s->env, 1);
 }
 
 int prj__grow(prj_store *s)

@@ -34,7 +34,6 @@
 struct prj_store {
     const prj_model *m;
     MDB_env *env;
-    bool opened; /* mdb_env_open succeeded */
     MDB_dbi dbs[MAX_DBS];
     const char *names[MAX_DBS];
     int n_dbs;
@@ -112,10 +111,6 @@ uint64_t prj__session_position(const prj_session *x);
  * committed, apply that stretch again with prj_store_apply, which parks
  * the event at fault); or an LMDB code. */
 int prj__session_end(prj_session *x, bool commit);
-
-/* Flushes the last commit to the disk, meta page and all (the store's
- * commits leave that to the next one: MDB_NOMETASYNC). An LMDB code. */
-int prj__sync(prj_store *s);
 
 /* Doubles the map. An LMDB code. */
 int prj__grow(prj_store *s);
