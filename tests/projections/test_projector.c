@@ -586,8 +586,10 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Starts n writers; writers_join stops them (through `stop`) and waits. */
 static void writers_start(platform *p, writer *w, int n, int first_person, atomic_bool *stop)
 {
+    atomic_init(stop, false);
     for (int i = 0; i < n; i++) {
         memset(&w[i], 0, sizeof w[i]);
         w[i].p = p;
@@ -603,6 +605,7 @@ static void writers_start(platform *p, writer *w, int n, int first_person, atomi
 
 static void writers_join(writer *w, int n)
 {
+    atomic_store(w[0].stop, true);
     for (int i = 0; i < n; i++)
         pthread_join(w[i].thread, NULL);
     for (int i = 0; i < n; i++)
@@ -871,7 +874,6 @@ START_TEST(test_projector_killed_repeatedly_under_load_applies_each_event_exactl
     platform_up(&p);
     writer w[CRASH_WRITERS];
     atomic_bool stop;
-    atomic_init(&stop, false);
     writers_start(&p, w, CRASH_WRITERS, 10, &stop);
 
     uint64_t seed = (uint64_t)guild_now_ns() | 1;
@@ -882,7 +884,6 @@ START_TEST(test_projector_killed_repeatedly_under_load_applies_each_event_exactl
         gproc_start(&p.projector, p.data, p.nats.url);
     }
     sleep_ms(500);
-    atomic_store(&stop, true);
     writers_join(w, CRASH_WRITERS);
     uint64_t acked = 0;
     for (int i = 0; i < CRASH_WRITERS; i++)
@@ -940,7 +941,6 @@ START_TEST(test_a_consumer_that_loses_messages_or_is_deleted_is_restarted_from_t
     platform_up(&p);
     writer w[CRASH_WRITERS];
     atomic_bool stop;
-    atomic_init(&stop, false);
     writers_start(&p, w, CRASH_WRITERS, 30, &stop);
 
     uint64_t seed = (uint64_t)guild_now_ns() | 1;
@@ -974,7 +974,6 @@ START_TEST(test_a_consumer_that_loses_messages_or_is_deleted_is_restarted_from_t
         }
     }
     sleep_ms(300);
-    atomic_store(&stop, true);
     writers_join(w, CRASH_WRITERS);
     ck_assert_msg(stolen > 0 && deleted > 0,
                   "the test took no message (%d) or deleted no consumer (%d): it proves nothing",
@@ -1184,7 +1183,6 @@ START_TEST(test_rebuild_while_commands_are_written_loses_no_event)
     platform_up(&p);
     writer w[REBUILD_WRITERS];
     atomic_bool stop;
-    atomic_init(&stop, false);
     writers_start(&p, w, REBUILD_WRITERS, 20, &stop);
     sleep_ms(300);
     for (int k = 0; k < REBUILDS; k++) {
@@ -1196,7 +1194,6 @@ START_TEST(test_rebuild_while_commands_are_written_loses_no_event)
         free(out);
     }
     sleep_ms(300);
-    atomic_store(&stop, true);
     writers_join(w, REBUILD_WRITERS);
 
     json_decref(assert_writers_applied_exactly(&p, w, REBUILD_WRITERS));
