@@ -834,6 +834,8 @@ guild_status prj_talent__apply(prj_txn *t, const prj_event *ev, guild_error *err
     s = fold(row, ev, err);
     pool_clear();
     if (s == GUILD_OK) {
+        free(row->updated); /* the time read with the row: the stamp stands for it now */
+        row->updated = NULL;
         row->stamped = true; /* `updated`, formatted when the row is encoded */
         row->stamped_at = ev->rec->time;
         row->version = (int64_t)ev->rec->version;

@@ -78,9 +78,9 @@ typedef struct tm_row {
     tm_list resv; /* tm_resv */
     bool archived;
     char *created; /* NULL: null */
-    char *updated; /* NULL: absent (a row no event has stamped) */
+    char *updated; /* as read with the row; NULL: absent, or stamped */
     /* When stamped: the time of the last event folded in (unix ns), which
-     * `updated` stands for once encoded (formatted then, not per event). */
+     * is the row's `updated` once encoded (formatted then, not per event). */
     bool stamped;
     int64_t stamped_at;
     int64_t version; /* -1: absent */
