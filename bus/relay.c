@@ -81,6 +81,8 @@ struct bus_relay {
     bool failing;    /* the last attempt failed: log recovery once */
     unsigned backoff_ms;
     uint64_t retry_ns;
+    uint64_t round_ns; /* when the last round that reached the log's head ended; 0 if the
+                          last look found nothing new */
 };
 
 static void relay_error(bus_relay *r)
@@ -497,9 +499,10 @@ static void batch_publish(bus_relay *r, batch *b)
 
 /* Publishes what the log holds beyond `sent`, as far as the window allows.
  * Returns true if it published anything. */
-static bool relay_pump(bus_relay *r, natsMsg **msgs)
+static bool relay_pump(bus_relay *r, natsMsg **msgs, bool *at_head)
 {
     uint64_t head = 0;
+    *at_head = false;
     if (es_log_head(r->st, &head, NULL) != GUILD_OK || head <= r->sent)
         return false;
     pthread_mutex_lock(&r->mu);
@@ -527,6 +530,7 @@ static bool relay_pump(bus_relay *r, natsMsg **msgs)
         return false;
     }
     batch_publish(r, &b);
+    *at_head = r->sent >= head;
     return b.n > 0;
 }
 
@@ -578,6 +582,27 @@ static void relay_idle(bus_relay *r, uint64_t ms)
     }
     r->kicked = false;
     r->want_room = false;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Sleeps until `until` (monotonic ns), or until stopped or (unless a
+ * re-sync is already due) a publish fails. A notification does not cut it
+ * short: it stays for the look that follows. */
+static void relay_linger(bus_relay *r, uint64_t until)
+{
+    uint64_t now = guild_mono_ns();
+    if (until <= now)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (until - now);
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping && !(r->ack_failed && !r->need_sync)) {
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+            break;
+    }
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -648,8 +673,15 @@ static void relay_step(bus_relay *r, natsMsg **msgs)
         relay_resync(r);
         return;
     }
-    bool published = relay_pump(r, msgs);
+    /* What commits within the linger of a round that reached the head
+     * goes out in one round after it; a commit after a quieter spell, at
+     * once. A backlog is published without pauses. */
+    if (r->round_ns && r->opt.linger_us > 0)
+        relay_linger(r, r->round_ns + (uint64_t)r->opt.linger_us * 1000u);
+    bool at_head;
+    bool published = relay_pump(r, msgs, &at_head);
     cursor_store(r, false);
+    r->round_ns = published && at_head ? guild_mono_ns() : 0;
     if (!published && !r->need_sync)
         relay_idle(r, r->opt.poll_ms);
 }
@@ -694,6 +726,8 @@ static void options_fill(bus_relay_options *o, const bus_relay_options *in)
         o->batch = 1024;
     if (!o->poll_ms)
         o->poll_ms = 5;
+    if (!o->linger_us)
+        o->linger_us = BUS_RELAY_LINGER_US;
     if (!o->ack_wait_ms)
         o->ack_wait_ms = 5000;
     if (!o->retry_max_ms)

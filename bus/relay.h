@@ -94,6 +94,7 @@
 #define BUS_RELAY_STREAM_PREFIX "GUILD_"
 #define BUS_RELAY_SUBJECT_PREFIX "guild.evt."
 #define BUS_RELAY_DUPLICATE_WINDOW_NS (120LL * 1000 * 1000 * 1000)
+#define BUS_RELAY_LINGER_US 5000
 
 typedef struct bus_relay bus_relay;
 
@@ -108,6 +109,10 @@ typedef struct bus_relay_options {
     unsigned cursor_every_ms;     /* 0 = 100 */
     unsigned cursor_every_events; /* 0 = 10000 */
     unsigned stop_wait_ms;        /* how long stop waits for acks in flight; 0 = 2000 */
+    int linger_us;                /* the least time from a round of publishes that
+                                     reached the log's head to the next round, so
+                                     that what commits meanwhile goes out in one;
+                                     0 = BUS_RELAY_LINGER_US, negative = none */
 } bus_relay_options;
 
 /* Starts relaying the log of `st` to the stream of `domain` (lower-case

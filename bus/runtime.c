@@ -921,6 +921,18 @@ static guild_status start_endpoints(bus_runtime *rt, guild_error *err)
     return GUILD_OK;
 }
 
+/* GUILD_RELAY_LINGER_MS (0 to 1000, 0 = none) as the relay's linger_us;
+ * 0 (the relay's default) when unset or out of range. */
+static int relay_linger_from_env(void)
+{
+    const char *v = getenv("GUILD_RELAY_LINGER_MS");
+    char *end = NULL;
+    double ms = v ? strtod(v, &end) : -1;
+    if (!v || end == v || *end || !(ms >= 0 && ms <= 1000))
+        return 0;
+    return ms == 0 ? -1 : (int)(ms * 1000) > 0 ? (int)(ms * 1000) : 1;
+}
+
 guild_status bus_runtime_start(const bus_runtime_options *opt, bus_runtime **out, guild_error *err)
 {
     const dom_domain *d = dom_domain_find(opt->domain);
@@ -954,8 +966,10 @@ guild_status bus_runtime_start(const bus_runtime_options *opt, bus_runtime **out
         snprintf(keys, sizeof keys, "%s/identity/keys", opt->data_dir);
         s = bus_auth_load_signing_key(rt->auth, keys, err);
     }
-    if (s == GUILD_OK)
-        s = bus_relay_start(rt->nc, rt->store, rt->name, NULL, &rt->relay, err);
+    if (s == GUILD_OK) {
+        bus_relay_options ro = {.linger_us = relay_linger_from_env()};
+        s = bus_relay_start(rt->nc, rt->store, rt->name, &ro, &rt->relay, err);
+    }
     /* Every service follows identity's revocations, identity too: after a
      * restart its memory of ended sessions comes back from the stream. */
     if (s == GUILD_OK)

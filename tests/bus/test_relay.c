@@ -8,6 +8,8 @@
  */
 #include "bus/relay.h"
 
+#include "common/clock.h"
+
 #include "tests/support/check_util.h"
 #include "tests/support/es_util.h"
 #include "tests/support/mpmap.h"
@@ -344,6 +346,59 @@ START_TEST(test_a_batch_asks_for_two_acks)
     assert_stream_equals_log();
     bus_relay_stats st = assert_published_cleanly(1000);
     ck_assert_msg(st.acks >= 20 && st.acks <= 22, "%llu acks", (unsigned long long)st.acks);
+}
+END_TEST
+
+static uint64_t stream_count(void)
+{
+    jsStreamInfo *si = stream_info();
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/* Milliseconds until the stream holds `want` messages (fails after 10 s). */
+static uint64_t ms_until_stream_holds(uint64_t want)
+{
+    uint64_t t0 = guild_mono_ns();
+    while (stream_count() < want) {
+        ck_assert_msg(guild_mono_ns() - t0 < 10000000000ull, "the stream never held %" PRIu64,
+                      want);
+        sleep_ms(2);
+    }
+    return (guild_mono_ns() - t0) / 1000000u;
+}
+
+/* A commit right after a round waits for the linger and goes out with what
+ * commits meanwhile; a commit after a quiet spell goes out at once. */
+START_TEST(test_commits_within_the_linger_go_out_together_after_it)
+{
+    bus_relay_options opt = {.linger_us = 1000000};
+    relay_start_with(&opt);
+    append("talent-1", 1);
+    bus_relay_notify(g_relay);
+    uint64_t first = ms_until_stream_holds(1);
+    ck_assert_msg(first < 500, "the first event took %" PRIu64 " ms", first);
+
+    uint64_t t1 = guild_mono_ns();
+    append("talent-1", 1);
+    bus_relay_notify(g_relay);
+    sleep_ms(100);
+    append("talent-2", 1);
+    bus_relay_notify(g_relay);
+    sleep_ms(100);
+    ck_assert_uint_eq(stream_count(), 1);
+    ms_until_stream_holds(3);
+    uint64_t waited = (guild_mono_ns() - t1) / 1000000u;
+    ck_assert_msg(waited >= 600, "the lingering events came after %" PRIu64 " ms", waited);
+
+    sleep_ms(1200);
+    append("talent-3", 1);
+    bus_relay_notify(g_relay);
+    uint64_t last = ms_until_stream_holds(4);
+    ck_assert_msg(last < 500, "after a quiet spell the event took %" PRIu64 " ms", last);
+    caught_up();
+    assert_stream_equals_log();
 }
 END_TEST
 
@@ -750,6 +805,7 @@ static Suite *relay_suite(void)
     tcase_add_test(tc, test_events_committed_while_running_are_published_in_log_order);
     tcase_add_test(tc, test_backlog_larger_than_the_window_is_published_whole);
     tcase_add_test(tc, test_a_batch_asks_for_two_acks);
+    tcase_add_test(tc, test_commits_within_the_linger_go_out_together_after_it);
     tcase_add_test(tc, test_subject_tokens_stay_single_tokens);
     tcase_add_test(tc, test_cursor_is_stored_while_running_and_on_stop);
     suite_add_tcase(s, tc);
