@@ -6,8 +6,9 @@
  *   - processes: `guild project all` beside what cmd_cluster.c starts
  *     (nats-server, `guild serve identity`, `guild serve talent`)
  *   - pollers: the projector's status, and the stream's last position
- *   - the driver: an open-loop sender at a fixed rate, the reply handler,
- *     and the queries that follow the sampled commands
+ *   - the driver: an open-loop sender at a fixed rate (it wakes once a
+ *     millisecond and writes the commands due with one send), the reply
+ *     handler, and the queries that follow the sampled commands
  *   - after the load: draining, catching up, the lags the pollers saw
  *   - the run: start, profiles, baseline, load, stop
  *
@@ -53,7 +54,8 @@
 #define CATCHUP_WAIT_NS (60ull * 1000000000)
 #define DRAIN_WAIT_NS (12ull * 1000000000) /* a late reply, then its query's QUERY_TIMEOUT_MS */
 #define STOP_WAIT_MS 15000
-#define MAX_IN_FLIGHT 20000 /* unanswered commands before the sender holds back */
+#define MAX_IN_FLIGHT 20000     /* unanswered commands before the sender holds back */
+#define SEND_TICK_NS 1000000ull /* the sender wakes at most once a tick */
 #define QUERY_TIMEOUT_MS 5000
 #define BASELINE_QUERIES 200
 #define SUBJECT_MAX 160
@@ -489,7 +491,6 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 
 static int driver_create(driver *d, const char *url, uint64_t cap)
 {
-    natsOptions *opts = NULL;
     natsInbox *inbox = NULL;
     char subject[96];
     pthread_mutex_init(&d->mu, NULL);
@@ -497,21 +498,14 @@ static int driver_create(driver *d, const char *url, uint64_t cap)
     d->recs = guild_xcalloc(cap, sizeof *d->recs);
     d->rng = guild_mono_ns() | 1;
     snprintf(d->run_id, sizeof d->run_id, "%08" PRIx64, prjb_rand(&d->rng) & 0xffffffffu);
-    /* each publish written at once, so the latencies are the system's */
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK)
-        s = natsOptions_SetURL(opts, url);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(opts, "guild-bench-project");
-    if (s == NATS_OK)
-        s = natsOptions_SetSendAsap(opts, true);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxPendingMsgs(opts, 1000000);
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&d->nc, opts);
-    natsOptions_Destroy(opts);
-    if (s == NATS_OK)
-        s = natsInbox_Create(&inbox);
+    /* The sender writes each tick's commands with one send (bus_hold,
+     * bus_flush), as guild's own services write their replies. */
+    guild_error err;
+    if (bus_connect_batched(url, "guild-bench-project", 5000, &d->nc, &err) != GUILD_OK) {
+        fprintf(stderr, "guild bench project: the load's connection: %s\n", err.message);
+        return -1;
+    }
+    natsStatus s = natsInbox_Create(&inbox);
     if (s == NATS_OK) {
         snprintf(d->inbox, sizeof d->inbox, "%s", (const char *)inbox);
         snprintf(subject, sizeof subject, "%s.>", d->inbox);
@@ -575,8 +569,11 @@ static uint64_t drive(driver *d, const prjb_lag_options *o, prjb_lag *out)
         uint64_t due = (uint64_t)((double)(now - t0) / ns_per_cmd) + 1;
         if (due > d->cap)
             due = d->cap;
+        bus_hold(true);
         while (seq < due && in_flight(d) < MAX_IN_FLIGHT)
             send_command(d, seq++);
+        bus_hold(false);
+        bus_flush(d->nc);
         if (due - seq > out->behind_max && now >= d->m_start)
             out->behind_max = due - seq;
         if (now - shown > 1000000000ull) {
@@ -588,9 +585,13 @@ static uint64_t drive(driver *d, const prjb_lag_options *o, prjb_lag *out)
             }
             shown = now;
         }
-        /* the next command's time, at most 1 ms away */
+        /* the next command's time, but no sooner than the next tick of
+         * SEND_TICK_NS and at most 1 ms away */
         uint64_t next = t0 + (uint64_t)((double)seq * ns_per_cmd);
         now = guild_mono_ns();
+        uint64_t tick = now + SEND_TICK_NS - (now - t0) % SEND_TICK_NS;
+        if (next < tick)
+            next = tick;
         if (next > now)
             bench_sleep((double)(next - now > 1000000 ? 1000000 : next - now) / 1e9);
     }
