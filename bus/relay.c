@@ -60,6 +60,7 @@ struct bus_relay {
     /* Under mu. */
     bool stopping;
     bool kicked;         /* bus_relay_notify since the relay last looked */
+    bool lingering;      /* in relay_linger: a notification need not wake it */
     bool ack_failed;     /* a publish failed: re-sync */
     bool in_sync;        /* connected and synced */
     bool want_room;      /* the relay waits for acks to free the window */
@@ -599,10 +600,12 @@ static void relay_linger(bus_relay *r, uint64_t until)
     ts.tv_sec += (time_t)(ns / 1000000000u);
     ts.tv_nsec = (long)(ns % 1000000000u);
     pthread_mutex_lock(&r->mu);
+    r->lingering = true;
     while (!r->stopping && !(r->ack_failed && !r->need_sync)) {
         if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
             break;
     }
+    r->lingering = false;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -845,7 +848,8 @@ void bus_relay_notify(bus_relay *r)
 {
     pthread_mutex_lock(&r->mu);
     r->kicked = true;
-    pthread_cond_broadcast(&r->cv);
+    if (!r->lingering) /* a lingering relay looks when its linger ends */
+        pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
 
