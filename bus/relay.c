@@ -592,11 +592,9 @@ static void relay_idle(bus_relay *r, uint64_t ms)
 static void relay_linger(bus_relay *r, uint64_t until)
 {
     uint64_t now = guild_mono_ns();
-    if (until <= now)
-        return;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (until - now);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (until > now ? until - now : 0);
     ts.tv_sec += (time_t)(ns / 1000000000u);
     ts.tv_nsec = (long)(ns % 1000000000u);
     pthread_mutex_lock(&r->mu);
@@ -678,9 +676,13 @@ static void relay_step(bus_relay *r, natsMsg **msgs)
     }
     /* What commits within the linger of a round that reached the head
      * goes out in one round after it; a commit after a quieter spell, at
-     * once. A backlog is published without pauses. */
-    if (r->round_ns && r->opt.linger_us > 0)
-        relay_linger(r, r->round_ns + (uint64_t)r->opt.linger_us * 1000u);
+     * once. A backlog is published without pauses. The next step looks at
+     * the connection and the acks again before it publishes. */
+    uint64_t until = r->round_ns + (uint64_t)r->opt.linger_us * 1000u;
+    if (r->round_ns && r->opt.linger_us > 0 && guild_mono_ns() < until) {
+        relay_linger(r, until);
+        return;
+    }
     bool at_head;
     bool published = relay_pump(r, msgs, &at_head);
     cursor_store(r, false);
