@@ -166,91 +166,25 @@ static void reply_error(cmd_req *r, guild_status s, const char *field, const cha
  * would dump it (compact, keys in this order, the same escapes) or msgpack
  * as guild_codec_pack would pack it, with no json_t in between. */
 
-typedef struct out_buf {
-    char *data;
-    size_t len, cap;
-} out_buf;
-
-static void out_put(out_buf *b, const char *p, size_t n)
-{
-    if (b->cap - b->len < n) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap - b->len < n)
-            cap *= 2;
-        b->data = guild_xrealloc(b->data, cap);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-}
-
-static void out_str(out_buf *b, const char *s)
-{
-    out_put(b, s, strlen(s));
-}
-
 static int out_dump(const char *p, size_t n, void *data)
 {
-    out_put(data, p, n);
+    guild_buf_put(data, p, n);
     return 0;
 }
 
 static int out_pack(void *data, const char *p, size_t n)
 {
-    out_put(data, p, n);
+    guild_buf_put(data, p, n);
     return 0;
 }
 
-/* A JSON string with jansson's escapes (input is valid UTF-8: it was decoded). */
-static void out_json_str(out_buf *b, const char *s)
-{
-    out_put(b, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        out_put(b, run, (size_t)(s - run));
-        char esc[8];
-        switch (c) {
-        case '"':
-            out_str(b, "\\\"");
-            break;
-        case '\\':
-            out_str(b, "\\\\");
-            break;
-        case '\b':
-            out_str(b, "\\b");
-            break;
-        case '\f':
-            out_str(b, "\\f");
-            break;
-        case '\n':
-            out_str(b, "\\n");
-            break;
-        case '\r':
-            out_str(b, "\\r");
-            break;
-        case '\t':
-            out_str(b, "\\t");
-            break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04X", c);
-            out_str(b, esc);
-        }
-        run = s + 1;
-    }
-    out_put(b, run, (size_t)(s - run));
-    out_put(b, "\"", 1);
-}
-
-static void out_json_u64(out_buf *b, const char *key, uint64_t v)
+static void out_json_u64(guild_buf *b, const char *key, uint64_t v)
 {
     char num[GUILD_U64_DEC_MAX];
-    out_put(b, ",\"", 2);
-    out_str(b, key);
-    out_put(b, "\":", 2);
-    out_put(b, num, guild_u64_dec(num, v));
+    guild_buf_put(b, ",\"", 2);
+    guild_buf_str(b, key);
+    guild_buf_put(b, "\":", 2);
+    guild_buf_put(b, num, guild_u64_dec(num, v));
 }
 
 static void pack_cstr(msgpack_packer *pk, const char *s)
@@ -262,7 +196,7 @@ static void pack_cstr(msgpack_packer *pk, const char *s)
 
 /* Returns false (b untouched beyond its buffer) if `data` cannot be encoded. */
 static bool success_bytes(bus_runtime *rt, const es_result *res, const char *id, const json_t *data,
-                          guild_format fmt, out_buf *b)
+                          guild_format fmt, guild_buf *b)
 {
     /* A command that changed nothing still hands out a usable token: the
      * log's head now, which a query can wait for. */
@@ -298,26 +232,26 @@ static bool success_bytes(bus_runtime *rt, const es_result *res, const char *id,
             msgpack_pack_map(&pk, 0);
         return true;
     }
-    out_str(b, "{\"ok\":true,\"id\":");
-    out_json_str(b, id);
-    out_str(b, ",\"stream\":");
-    out_json_str(b, res->stream);
+    guild_buf_str(b, "{\"ok\":true,\"id\":");
+    guild_buf_json_str(b, id, strlen(id));
+    guild_buf_str(b, ",\"stream\":");
+    guild_buf_json_str(b, res->stream, strlen(res->stream));
     out_json_u64(b, "version", res->version);
     out_json_u64(b, "position", position);
-    out_str(b, ",\"events\":[");
+    guild_buf_str(b, ",\"events\":[");
     for (uint32_t i = 0; i < res->n_events; i++) {
         if (i)
-            out_put(b, ",", 1);
-        out_json_str(b, res->event_ids[i]);
+            guild_buf_put(b, ",", 1);
+        guild_buf_json_str(b, res->event_ids[i], strlen(res->event_ids[i]));
     }
-    out_str(b, "],\"consistency\":");
-    out_json_str(b, consistency);
-    out_str(b, ",\"data\":");
+    guild_buf_str(b, "],\"consistency\":");
+    guild_buf_json_str(b, consistency, strlen(consistency));
+    guild_buf_str(b, ",\"data\":");
     if (!data)
-        out_str(b, "{}");
+        guild_buf_str(b, "{}");
     else if (json_dump_callback(data, out_dump, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
         return false;
-    out_put(b, "}", 1);
+    guild_buf_put(b, "}", 1);
     return true;
 }
 
@@ -331,7 +265,7 @@ static void reply_success(cmd_req *r, const es_result *res, const char *id, json
         json_decref(body);
         return;
     }
-    out_buf b = {0};
+    guild_buf b = {0};
     if (!success_bytes(r->rt, res, id, data, r->fmt, &b)) {
         free(b.data);
         reply_error(r, GUILD_INTERNAL, NULL, "the reply does not encode");

@@ -15,6 +15,7 @@
 #include "common/codec.h"
 
 #include "common/alloc.h"
+#include "common/text.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -561,7 +562,10 @@ static bool mp_check(const msgpack_object *o, int depth, const char **why)
     return (*why = "unknown msgpack type"), false;
 }
 
-guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error *err)
+/* Unpacks body into z (this thread's zone, which the caller clears) and
+ * checks it by guild_codec_decode's rules. */
+static guild_status unpack_checked(const void *body, size_t len, msgpack_zone *z,
+                                   msgpack_object *obj, guild_error *err)
 {
     static const char prefix[] = "body is not valid msgpack";
     if (len == 0)
@@ -572,17 +576,22 @@ guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error
     if (sc.p != sc.end)
         return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: trailing bytes after the value",
                                prefix);
-    msgpack_zone *z = thread_zone();
-    msgpack_object obj;
     size_t off = 0;
     msgpack_unpack_return r =
-        z ? msgpack_unpack(body, len, &off, z, &obj) : MSGPACK_UNPACK_NOMEM_ERROR;
-    guild_status st = GUILD_OK;
+        z ? msgpack_unpack(body, len, &off, z, obj) : MSGPACK_UNPACK_NOMEM_ERROR;
     const char *why = NULL;
     if (r != MSGPACK_UNPACK_SUCCESS || off != len)
-        st = guild_error_set(err, GUILD_INVALID_REQUEST, (int)r, "%s: unpacking failed", prefix);
-    else if (!mp_check(&obj, 0, &why))
-        st = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, why);
+        return guild_error_set(err, GUILD_INVALID_REQUEST, (int)r, "%s: unpacking failed", prefix);
+    if (!mp_check(obj, 0, &why))
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, why);
+    return GUILD_OK;
+}
+
+guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error *err)
+{
+    msgpack_zone *z = thread_zone();
+    msgpack_object obj;
+    guild_status st = unpack_checked(body, len, z, &obj, err);
     if (z)
         msgpack_zone_clear(z);
     return st;
@@ -598,17 +607,8 @@ guild_status guild_codec_decode(const void *body, size_t len, guild_format fmt, 
 
 /* ---- encoding ------------------------------------------------------------------ */
 
-/* A growing buffer for msgpack_packer; out of memory aborts, so writes never
- * fail. Keeps one spare byte for the terminating NUL. */
-typedef struct codec_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-} codec_buf;
-
-static int codec_buf_write(void *data, const char *p, size_t n)
+void guild_buf_put(guild_buf *b, const void *p, size_t n)
 {
-    codec_buf *b = data;
     if (b->cap - b->len < n + 1) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->len < n + 1)
@@ -616,8 +616,62 @@ static int codec_buf_write(void *data, const char *p, size_t n)
         b->data = guild_xrealloc(b->data, cap);
         b->cap = cap;
     }
-    memcpy(b->data + b->len, p, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
     b->len += n;
+}
+
+void guild_buf_str(guild_buf *b, const char *s)
+{
+    guild_buf_put(b, s, strlen(s));
+}
+
+void guild_buf_json_str(guild_buf *b, const char *s, size_t n)
+{
+    guild_buf_put(b, "\"", 1);
+    const char *run = s, *end = s + n;
+    for (; s < end; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        guild_buf_put(b, run, (size_t)(s - run));
+        char esc[8];
+        switch (c) {
+        case '"':
+            guild_buf_put(b, "\\\"", 2);
+            break;
+        case '\\':
+            guild_buf_put(b, "\\\\", 2);
+            break;
+        case '\b':
+            guild_buf_put(b, "\\b", 2);
+            break;
+        case '\f':
+            guild_buf_put(b, "\\f", 2);
+            break;
+        case '\n':
+            guild_buf_put(b, "\\n", 2);
+            break;
+        case '\r':
+            guild_buf_put(b, "\\r", 2);
+            break;
+        case '\t':
+            guild_buf_put(b, "\\t", 2);
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04X", c);
+            guild_buf_put(b, esc, 6);
+        }
+        run = s + 1;
+    }
+    guild_buf_put(b, run, (size_t)(s - run));
+    guild_buf_put(b, "\"", 1);
+}
+
+/* A msgpack_packer's writer into a guild_buf. */
+static int codec_buf_write(void *data, const char *p, size_t n)
+{
+    guild_buf_put(data, p, n);
     return 0;
 }
 
@@ -685,7 +739,7 @@ static int codec_buf_dump(const char *p, size_t n, void *data)
 /* One pass into a growing buffer (json_dumpb would need two: one to size). */
 static guild_status encode_json(const json_t *v, char **out, size_t *len)
 {
-    codec_buf b = {NULL, 0, 0};
+    guild_buf b = {NULL, 0, 0};
     if (json_dump_callback(v, codec_buf_dump, &b, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || !b.len) {
         free(b.data);
         return GUILD_INTERNAL;
@@ -703,7 +757,7 @@ guild_status guild_codec_encode(const json_t *v, guild_format fmt, char **out, s
     if (fmt == GUILD_FMT_JSON)
         return encode_json(v, out, len);
 
-    codec_buf b = {NULL, 0, 0};
+    guild_buf b = {NULL, 0, 0};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, codec_buf_write);
     guild_codec_pack(&pk, v);
@@ -711,4 +765,99 @@ guild_status guild_codec_encode(const json_t *v, guild_format fmt, char **out, s
     *out = b.data;
     *len = b.len;
     return GUILD_OK;
+}
+
+/* ---- msgpack straight to JSON -------------------------------------------------- */
+
+/* A real as jansson dumps it (its precision 17): "%.17g", ".0" added when
+ * that reads as an integer, the exponent without '+' or leading zeros. */
+static void json_real_text(guild_buf *b, double d)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf - 2, "%.17g", d);
+    if (n < 0 || (size_t)n >= sizeof buf - 2)
+        n = 0;
+    size_t len = (size_t)n;
+    if (!memchr(buf, '.', len) && !memchr(buf, 'e', len)) {
+        memcpy(buf + len, ".0", 2);
+        len += 2;
+    }
+    char *e = memchr(buf, 'e', len);
+    if (e) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (end < buf + len && *end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, (size_t)(buf + len - end));
+            len -= (size_t)(end - start);
+        }
+    }
+    guild_buf_put(b, buf, len);
+}
+
+/* Writes o, which mp_check accepted, as jansson would dump mp_to_json(o). */
+static void mp_emit_json(const msgpack_object *o, guild_buf *b)
+{
+    char num[GUILD_U64_DEC_MAX + 1];
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        guild_buf_put(b, "null", 4);
+        return;
+    case MSGPACK_OBJECT_BOOLEAN:
+        guild_buf_str(b, o->via.boolean ? "true" : "false");
+        return;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        guild_buf_put(b, num, guild_u64_dec(num, o->via.u64));
+        return;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        num[0] = '-';
+        guild_buf_put(b, num, 1 + guild_u64_dec(num + 1, 0 - (uint64_t)o->via.i64));
+        return;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        json_real_text(b, o->via.f64);
+        return;
+    case MSGPACK_OBJECT_STR:
+        guild_buf_json_str(b, o->via.str.ptr, o->via.str.size);
+        return;
+    case MSGPACK_OBJECT_ARRAY:
+        guild_buf_put(b, "[", 1);
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            if (i)
+                guild_buf_put(b, ",", 1);
+            mp_emit_json(&o->via.array.ptr[i], b);
+        }
+        guild_buf_put(b, "]", 1);
+        return;
+    case MSGPACK_OBJECT_MAP:
+        guild_buf_put(b, "{", 1);
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_str *k = &o->via.map.ptr[i].key.via.str;
+            if (i)
+                guild_buf_put(b, ",", 1);
+            guild_buf_json_str(b, k->ptr, k->size);
+            guild_buf_put(b, ":", 1);
+            mp_emit_json(&o->via.map.ptr[i].val, b);
+        }
+        guild_buf_put(b, "}", 1);
+        return;
+    case MSGPACK_OBJECT_BIN:
+    case MSGPACK_OBJECT_EXT:
+        break; /* mp_check refuses them */
+    }
+}
+
+guild_status guild_codec_json_from_msgpack(const void *body, size_t len, guild_buf *out,
+                                           guild_error *err)
+{
+    msgpack_zone *z = thread_zone();
+    msgpack_object obj;
+    guild_status st = unpack_checked(body, len, z, &obj, err);
+    if (st == GUILD_OK)
+        mp_emit_json(&obj, out);
+    if (z)
+        msgpack_zone_clear(z);
+    return st;
 }

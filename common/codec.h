@@ -71,6 +71,28 @@ guild_status guild_codec_encode(const json_t *v, guild_format fmt, char **out, s
  * memory and leaves a truncated buffer). */
 void guild_codec_pack(msgpack_packer *pk, const json_t *v);
 
+/* A growing buffer of bytes; out of memory aborts, so appending never
+ * fails. `data` keeps a spare byte past `len`, for a NUL. The owner frees
+ * `data`; a zeroed guild_buf is empty. */
+typedef struct guild_buf {
+    char *data;
+    size_t len, cap;
+} guild_buf;
+
+void guild_buf_put(guild_buf *b, const void *p, size_t n);
+void guild_buf_str(guild_buf *b, const char *s);
+
+/* `n` bytes of valid UTF-8 (borrowed) as a JSON string, quoted, with the
+ * escapes jansson's compact dump writes. */
+void guild_buf_json_str(guild_buf *b, const char *s, size_t n);
+
+/* Appends the JSON text of one msgpack value to out: byte for byte what
+ * guild_codec_decode (msgpack) then guild_codec_encode (JSON) give, without
+ * building a json_t. On a refusal, the status and error of
+ * guild_codec_decode, and out as it was. */
+guild_status guild_codec_json_from_msgpack(const void *body, size_t len, guild_buf *out,
+                                           guild_error *err);
+
 /* Converts an unpacked msgpack object (borrowed) by the rules above,
  * counting o itself as level 1. On success *out receives a new reference
  * (json_decref); nothing in it points into o or its zone. On failure *out is

@@ -3,7 +3,7 @@
  *
  * Sections: format detection; round trips; encodings as bytes; the two
  * formats agree; rejections of msgpack; rejections of JSON; packing and
- * converting msgpack objects.
+ * converting msgpack objects; msgpack straight to JSON text.
  */
 #include "common/codec.h"
 
@@ -72,6 +72,17 @@ static void assert_msgpack_refused(const mp_buf *m, const char *reason)
                      GUILD_INVALID_REQUEST);
     ck_assert_msg(strstr(check.message, reason) != NULL, "check: \"%s\" lacks \"%s\"",
                   check.message, reason);
+    /* And so does writing it as JSON text, which leaves the buffer as it was. */
+    guild_buf out = {0};
+    guild_buf_put(&out, "[1,", 3);
+    guild_error text;
+    guild_error_clear(&text);
+    ck_assert_int_eq(guild_codec_json_from_msgpack(m->sb.data, m->sb.size, &out, &text),
+                     GUILD_INVALID_REQUEST);
+    ck_assert_msg(strstr(text.message, reason) != NULL, "text: \"%s\" lacks \"%s\"", text.message,
+                  reason);
+    ck_assert_uint_eq(out.len, 3);
+    free(out.data);
 }
 
 static void assert_bytes_refused(const char *bytes, size_t n, const char *reason)
@@ -701,6 +712,167 @@ START_TEST(from_msgpack_object_applies_the_same_rules)
 }
 END_TEST
 
+/* ---- msgpack straight to JSON text --------------------------------------------- */
+
+/* What the tree gives: decode the msgpack, then encode the tree as JSON. */
+static char *text_by_tree(const void *mp, size_t len)
+{
+    json_t *v = decode_ok(mp, len, GUILD_FMT_MSGPACK);
+    char *text = NULL;
+    size_t n = 0;
+    ck_assert_status(guild_codec_encode(v, GUILD_FMT_JSON, &text, &n), GUILD_OK);
+    json_decref(v);
+    return text;
+}
+
+/* Both ways of writing the msgpack of v as JSON give the same bytes; the
+ * direct one appends after what the buffer held. */
+static void assert_same_text(const json_t *v)
+{
+    char *mp = NULL;
+    size_t len = 0;
+    ck_assert_status(guild_codec_encode(v, GUILD_FMT_MSGPACK, &mp, &len), GUILD_OK);
+    char *want = text_by_tree(mp, len);
+    guild_buf out = {0};
+    guild_buf_put(&out, "x", 1);
+    guild_error err;
+    guild_error_clear(&err);
+    ck_assert_msg(guild_codec_json_from_msgpack(mp, len, &out, &err) == GUILD_OK, "%s",
+                  err.message);
+    out.data[out.len] = '\0';
+    ck_assert_str_eq(out.data + 1, want);
+    ck_assert_int_eq(out.data[0], 'x');
+    free(out.data);
+    free(want);
+    free(mp);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Strings with what JSON escapes and what it carries as it is. */
+static json_t *random_string(uint64_t *rng)
+{
+    static const char *const parts[] = {"a",
+                                        "Z",
+                                        "0",
+                                        " ",
+                                        "\"",
+                                        "\\",
+                                        "/",
+                                        "\b",
+                                        "\f",
+                                        "\n",
+                                        "\r",
+                                        "\t",
+                                        "\x01",
+                                        "\x1f",
+                                        "\x7f",
+                                        "é",
+                                        "\xe2\x82\xac",
+                                        "\xf0\x9f\x98\x80",
+                                        "\xe2\x80\xa8",
+                                        "key"};
+    char buf[128] = "";
+    size_t n = rng_next(rng) % 8;
+    for (size_t i = 0; i < n; i++)
+        strcat(buf, parts[rng_next(rng) % (sizeof parts / sizeof parts[0])]);
+    return json_string(buf);
+}
+
+static json_t *random_real(uint64_t *rng)
+{
+    static const double fixed[] = {
+        0.0,  -0.0,     0.5,     1.0,       -1.0,   0.1,   1e21,    1e22,
+        1e-7, 123456.0, 1.5e300, -2.5e-300, 5e-324, 1e100, 33.3333, 9007199254740993.0};
+    if (rng_next(rng) % 2)
+        return json_real(fixed[rng_next(rng) % (sizeof fixed / sizeof fixed[0])]);
+    for (;;) { /* any finite double, from its bits */
+        uint64_t bits = rng_next(rng);
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        if (isfinite(d))
+            return json_real(d);
+    }
+}
+
+static json_t *random_value(uint64_t *rng, int depth)
+{
+    switch (rng_next(rng) % (depth < 4 ? 9 : 7)) {
+    case 0:
+        return json_null();
+    case 1:
+        return json_boolean(rng_next(rng) % 2);
+    case 2:
+        return json_integer((json_int_t)rng_next(rng));
+    case 3:
+        return json_integer((json_int_t)(rng_next(rng) % 300) - 150);
+    case 4:
+        return random_real(rng);
+    case 5:
+    case 6:
+        return random_string(rng);
+    case 7: {
+        json_t *a = json_array();
+        for (size_t i = rng_next(rng) % 5; i > 0; i--)
+            json_array_append_new(a, random_value(rng, depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        for (size_t i = rng_next(rng) % 6; i > 0; i--) {
+            json_t *k = random_string(rng);
+            json_object_set_new(o, json_string_value(k), random_value(rng, depth + 1));
+            json_decref(k);
+        }
+        return o;
+    }
+    }
+}
+
+START_TEST(json_text_from_msgpack_equals_the_trees)
+{
+    json_t *v = every_type();
+    assert_same_text(v);
+    json_decref(v);
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 3000; i++) {
+        v = random_value(&rng, 0);
+        assert_same_text(v);
+        json_decref(v);
+    }
+}
+END_TEST
+
+START_TEST(json_text_from_msgpack_float32_and_integer_forms)
+{
+    /* msgpack guild never writes: float32, and integers in wider forms than
+     * they need, read as the tree reads them. */
+    mp_buf m;
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, 5);
+    msgpack_pack_float(&m.pk, 0.1f);
+    msgpack_pack_fix_uint64(&m.pk, 7);
+    msgpack_pack_fix_int64(&m.pk, -7);
+    msgpack_pack_fix_int8(&m.pk, 5);
+    msgpack_pack_fix_uint32(&m.pk, 4000000000u);
+    char *want = text_by_tree(m.sb.data, m.sb.size);
+    guild_buf out = {0};
+    ck_assert_status(guild_codec_json_from_msgpack(m.sb.data, m.sb.size, &out, NULL), GUILD_OK);
+    out.data[out.len] = '\0';
+    ck_assert_str_eq(out.data, want);
+    ck_assert_str_eq(out.data, "[0.10000000149011612,7,-7,5,4000000000]");
+    free(out.data);
+    free(want);
+    mp_release(&m);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
     Suite *s = suite_create("codec");
@@ -757,6 +929,11 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, pack_writes_into_an_existing_packer);
     tcase_add_test(tc, from_msgpack_object_converts_unpacked_values);
     tcase_add_test(tc, from_msgpack_object_applies_the_same_rules);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("json_text");
+    tcase_add_test(tc, json_text_from_msgpack_equals_the_trees);
+    tcase_add_test(tc, json_text_from_msgpack_float32_and_integer_forms);
     suite_add_tcase(s, tc);
     return s;
 }
