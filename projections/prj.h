@@ -20,6 +20,7 @@
 #ifndef GUILD_PROJECTIONS_PRJ_H
 #define GUILD_PROJECTIONS_PRJ_H
 
+#include "common/codec.h"
 #include "common/status.h"
 #include "domain/dom.h"
 #include "eventstore/es.h"
@@ -126,7 +127,12 @@ guild_status prj_rscan(prj_read *r, const char *db, const void *prefix, size_t p
 typedef guild_status (*prj_apply_fn)(prj_txn *t, const prj_event *ev, guild_error *err);
 
 /* A query: validated against `fields`, then run on a read transaction.
- * *data (new reference) is the reply's data. */
+ * *data (new reference) is the reply's data.
+ *
+ * `run_stored` (optional) answers the same query with the stored msgpack
+ * bytes that `run` would decode into *data unchanged (borrowed from the
+ * read transaction), so that a JSON reply is written from them without a
+ * tree (prj_store_query_json). */
 typedef struct prj_query {
     const char *name;
     const char *summary;
@@ -135,6 +141,8 @@ typedef struct prj_query {
     bool is_public;
     guild_status (*run)(prj_read *r, const json_t *args, const dom_actor *actor, json_t **data,
                         guild_error *err);
+    guild_status (*run_stored)(prj_read *r, const json_t *args, const dom_actor *actor,
+                               const void **bytes, size_t *len, guild_error *err);
 } prj_query;
 
 typedef struct prj_model {
@@ -196,6 +204,16 @@ bool prj_store_wait(prj_store *s, uint64_t position, int64_t timeout_ms);
 guild_status prj_store_query(prj_store *s, const char *query, const json_t *args,
                              const dom_actor *actor, json_t **data, uint64_t *position,
                              guild_error *err);
+
+/* The same, appending the data's JSON text (as guild_codec_encode writes
+ * the tree prj_store_query gives) to *out instead, for a query with
+ * run_stored. A failure is the one prj_store_query gives. On GUILD_OK,
+ * *done is false, and nothing is appended, when the query has no
+ * run_stored or its bytes are not what guild_codec_decode takes: ask
+ * prj_store_query then. */
+guild_status prj_store_query_json(prj_store *s, const char *query, const json_t *args,
+                                  const dom_actor *actor, guild_buf *out, uint64_t *position,
+                                  bool *done, guild_error *err);
 
 /* Called after each page of replayed events: the position reached (not
  * committed yet), the page's stats, its size and how long its apply took;

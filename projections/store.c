@@ -727,9 +727,10 @@ guild_status prj_store_apply(prj_store *s, const es_record *const *recs, size_t 
 
 /* ---- queries -------------------------------------------------------------- */
 
-guild_status prj_store_query(prj_store *s, const char *query, const json_t *args,
-                             const dom_actor *actor, json_t **data, uint64_t *position,
-                             guild_error *err)
+/* What every query does first: find it, validate its arguments, check
+ * the caller's permission. */
+static guild_status query_admit(prj_store *s, const char *query, const json_t *args,
+                                const dom_actor *actor, const prj_query **out, guild_error *err)
 {
     const prj_query *q = prj_query_find(s->m, query);
     if (!q)
@@ -744,16 +745,63 @@ guild_status prj_store_query(prj_store *s, const char *query, const json_t *args
             return guild_error_set(err, GUILD_FORBIDDEN, 0, "the permission %s is needed",
                                    q->permission);
     }
-    prj_read r = {s, NULL};
-    int rc = read_begin(s, &r.txn);
+    *out = q;
+    return GUILD_OK;
+}
+
+/* Begins the query's read and reads the position it reflects. */
+static guild_status query_read(prj_store *s, prj_read *r, uint64_t *at, guild_error *err)
+{
+    r->s = s;
+    r->txn = NULL;
+    int rc = read_begin(s, &r->txn);
     if (rc)
         return lmdb_status(err, rc, "beginning a read");
-    uint64_t at = 0;
+    *at = 0;
     MDB_val k = {10, (void *)"checkpoint"}, v;
-    if (mdb_get(r.txn, s->meta, &k, &v) == 0 && v.mv_size >= 8)
-        at = u64_get(v.mv_data);
+    if (mdb_get(r->txn, s->meta, &k, &v) == 0 && v.mv_size >= 8)
+        *at = u64_get(v.mv_data);
+    return GUILD_OK;
+}
+
+guild_status prj_store_query(prj_store *s, const char *query, const json_t *args,
+                             const dom_actor *actor, json_t **data, uint64_t *position,
+                             guild_error *err)
+{
+    const prj_query *q;
+    guild_status st = query_admit(s, query, args, actor, &q, err);
+    if (st != GUILD_OK)
+        return st;
+    prj_read r;
+    uint64_t at;
+    if ((st = query_read(s, &r, &at, err)) != GUILD_OK)
+        return st;
     *data = NULL;
     st = q->run(&r, args, actor, data, err);
+    read_end(s, r.txn);
+    if (position)
+        *position = at;
+    return st;
+}
+
+guild_status prj_store_query_json(prj_store *s, const char *query, const json_t *args,
+                                  const dom_actor *actor, guild_buf *out, uint64_t *position,
+                                  bool *done, guild_error *err)
+{
+    *done = false;
+    const prj_query *q;
+    guild_status st = query_admit(s, query, args, actor, &q, err);
+    if (st != GUILD_OK || !q->run_stored)
+        return st;
+    prj_read r;
+    uint64_t at;
+    if ((st = query_read(s, &r, &at, err)) != GUILD_OK)
+        return st;
+    const void *bytes = NULL;
+    size_t len = 0;
+    st = q->run_stored(&r, args, actor, &bytes, &len, err);
+    if (st == GUILD_OK)
+        *done = guild_codec_json_from_msgpack(bytes, len, out, NULL) == GUILD_OK;
     read_end(s, r.txn);
     if (position)
         *position = at;

@@ -102,6 +102,20 @@ static guild_status get_profile(prj_read *r, const json_t *args, const dom_actor
     return GUILD_OK;
 }
 
+/* The profile row's bytes as stored: the reply's data without a tree. */
+static guild_status get_profile_stored(prj_read *r, const json_t *args, const dom_actor *actor,
+                                       const void **bytes, size_t *len, guild_error *err)
+{
+    const char *id = dom_str(args, "talent_id", "");
+    (void)actor;
+    guild_status s = prj_rget(r, TM_PROFILES, id, strlen(id), bytes, len);
+    if (s == GUILD_NOT_FOUND)
+        return guild_error_field(err, GUILD_NOT_FOUND, "talent_id", "no talent profile %.64s", id);
+    if (s != GUILD_OK)
+        return read_failed(err, s, "a profile");
+    return GUILD_OK;
+}
+
 /* ---- search: the filter ------------------------------------------------------- */
 
 typedef struct search_q {
@@ -624,7 +638,8 @@ static const prj_query queries[] = {
     {.name = "get_profile",
      .summary = "one profile with its skills, certifications, rate history and capacity",
      .fields = q_get_profile,
-     .run = get_profile},
+     .run = get_profile,
+     .run_stored = get_profile_stored},
     {.name = "search",
      .summary = "live profiles by skills, level, rate ceiling, location and free hours, in "
                 "talent id order, a page at a time: {results, next_cursor}",

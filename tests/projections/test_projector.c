@@ -13,6 +13,7 @@
  * the model must hold (for crashes and rebuilds); the tests; the suite.
  */
 #include "common/clock.h"
+#include "common/codec.h"
 #include "common/status.h"
 #include "eventstore/es.h"
 #include "tests/support/check_util.h"
@@ -762,6 +763,83 @@ static void assert_rebuild_digest_equal(platform *p)
     free(out);
 }
 
+/* ---- query replies ------------------------------------------------------------------------ */
+
+/* get_profile of talent_id in `fmt`, after `consistency`; the reply's bytes
+ * (malloc'd, *len long). */
+static char *get_profile_bytes(natsConnection *nc, const person *who, const char *talent_id,
+                               const char *consistency, guild_format fmt, size_t *len)
+{
+    json_t *body = json_pack("{s:s}", "talent_id", talent_id);
+    char *data = NULL;
+    size_t n = 0;
+    ck_assert_status(guild_codec_encode(body, fmt, &data, &n), GUILD_OK);
+    json_decref(body);
+    natsMsg *m = NULL, *reply = NULL;
+    ck_assert_int_eq(natsMsg_Create(&m, "guild.qry.talent.get_profile", NULL, data, (int)n),
+                     NATS_OK);
+    free(data);
+    natsMsgHeader_Set(m, "Content-Type",
+                      fmt == GUILD_FMT_JSON ? "application/json" : "application/msgpack");
+    char auth[4200];
+    snprintf(auth, sizeof auth, "Bearer %s", who->token);
+    natsMsgHeader_Set(m, "Authorization", auth);
+    natsMsgHeader_Set(m, "Guild-Consistency", consistency);
+    ck_assert_int_eq(natsConnection_RequestMsg(&reply, nc, m, REQUEST_MS), NATS_OK);
+    natsMsg_Destroy(m);
+    *len = (size_t)natsMsg_GetDataLength(reply);
+    char *out = malloc(*len + 1);
+    memcpy(out, natsMsg_GetData(reply), *len);
+    out[*len] = '\0';
+    natsMsg_Destroy(reply);
+    return out;
+}
+
+/* A JSON get_profile is written straight from the stored row; it must be
+ * byte for byte what the row decoded and encoded gives, which is what a
+ * msgpack get_profile is built from. */
+START_TEST(test_get_profile_answers_in_json_as_the_decoded_row_would)
+{
+    platform p;
+    platform_up(&p);
+    person a;
+    person_new(&p, 1, &a);
+    json_t *c = talent_cmd(&p, &a, "update_profile",
+                           json_pack("{s:s}", "bio",
+                                     "Line one\nTab\there, \"quoted\", back\\slash, /, "
+                                     "\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+    json_decref(c);
+    c = talent_cmd(&p, &a, "add_skill", json_pack("{s:s, s:i}", "skill", "C++", "level", 5));
+    const char *consistency = jstr(c, "consistency");
+
+    size_t jlen = 0, mlen = 0;
+    char *text = get_profile_bytes(p.nc, &a, a.talent_id, consistency, GUILD_FMT_JSON, &jlen);
+    char *packed = get_profile_bytes(p.nc, &a, a.talent_id, consistency, GUILD_FMT_MSGPACK, &mlen);
+    json_t *tree = NULL;
+    ck_assert_status(guild_codec_decode(packed, mlen, GUILD_FMT_MSGPACK, &tree, NULL), GUILD_OK);
+    ck_assert_msg(reply_ok(tree), "msgpack get_profile: %s", dump(tree));
+    char *want = NULL;
+    size_t wlen = 0;
+    ck_assert_status(guild_codec_encode(tree, GUILD_FMT_JSON, &want, &wlen), GUILD_OK);
+    ck_assert_str_eq(text, want);
+    ck_assert_msg(strstr(text, "Tab\\there, \\\"quoted\\\", back\\\\slash") != NULL,
+                  "the bio's escapes: %s", text);
+    ck_assert_msg(strstr(text, "\"skill\":\"C++\"") != NULL, "the skill: %s", text);
+
+    /* A profile that does not exist: the same error either way. */
+    char *missing = get_profile_bytes(p.nc, &a, "00000000-0000-4000-8000-000000000000", consistency,
+                                      GUILD_FMT_JSON, &jlen);
+    ck_assert_msg(strstr(missing, "\"not_found\"") != NULL, "missing profile: %s", missing);
+    free(missing);
+    free(want);
+    json_decref(tree);
+    free(packed);
+    free(text);
+    json_decref(c);
+    platform_down(&p);
+}
+END_TEST
+
 /* ---- read-your-writes ------------------------------------------------------------------------ */
 
 START_TEST(test_a_query_with_the_command_consistency_sees_the_write_at_once)
@@ -1309,6 +1387,7 @@ static Suite *projector_suite(void)
     tcase_add_unchecked_fixture(tc, tst_base_setup, tst_base_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_a_query_with_the_command_consistency_sees_the_write_at_once);
+    tcase_add_test(tc, test_get_profile_answers_in_json_as_the_decoded_row_would);
     tcase_add_test(tc, test_projector_killed_repeatedly_under_load_applies_each_event_exactly_once);
     tcase_add_test(
         tc, test_a_consumer_that_loses_messages_or_is_deleted_is_restarted_from_the_checkpoint);

@@ -2000,13 +2000,28 @@ static size_t fresh_entries(fresh *f, size_t *counts)
     return n;
 }
 
+/* The profile's row, by get_profile; its JSON written from the stored
+ * bytes (prj_store_query_json) is checked against the row's, on the way. */
 static json_t *row_of(prj_store *s, const char *id)
 {
     guild_error err = {0};
     json_t *args = json_pack("{s:s}", "talent_id", id), *data = NULL;
     guild_status st = prj_store_query(s, "get_profile", args, NULL, &data, NULL, &err);
-    json_decref(args);
     ck_assert_msg(st == GUILD_OK, "get_profile %s: %s %s", id, guild_status_code(st), err.message);
+    guild_buf text = {0};
+    bool done = false;
+    st = prj_store_query_json(s, "get_profile", args, NULL, &text, NULL, &done, &err);
+    json_decref(args);
+    ck_assert_msg(st == GUILD_OK && done, "get_profile %s as JSON: %s %s", id,
+                  guild_status_code(st), err.message);
+    char *want = NULL;
+    size_t n = 0;
+    ck_assert_status(guild_codec_encode(data, GUILD_FMT_JSON, &want, &n), GUILD_OK);
+    ck_assert_msg(text.len == n && memcmp(text.data, want, n) == 0,
+                  "get_profile %s as JSON:\n%.*s\nthe row's:\n%s", id, (int)text.len, text.data,
+                  want);
+    free(want);
+    free(text.data);
     return data;
 }
 
