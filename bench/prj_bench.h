@@ -118,8 +118,9 @@ int prjb_rebuild_run(const char *events_dir, const char *model_dir, const prjb_h
  * to out_fd. The exit status. */
 int prjb_rebuild_child(const char *events_dir, const char *model_dir, int out_fd);
 
-/* The kinds of query phase 2 times. */
-#define PRJB_QUERY_KINDS 7
+/* The kinds of query phase 2 times: searches and match, then get_profile
+ * with its data as JSON written through a tree and straight from the row. */
+#define PRJB_QUERY_KINDS 9
 
 typedef struct prjb_query_kind {
     const char *label; /* what it asks, for the report */
@@ -134,9 +135,11 @@ typedef struct prjb_query_kind {
 void prjb_queries_init(prjb_query_kind k[PRJB_QUERY_KINDS]);
 void prjb_queries_release(prjb_query_kind k[PRJB_QUERY_KINDS]);
 
-/* Runs `per_kind` random queries of each kind through prj_store_query, the
- * kinds interleaved, timing each. */
-void prjb_queries_run(prj_store *s, unsigned per_kind, prjb_query_kind k[PRJB_QUERY_KINDS]);
+/* Runs `per_kind` random queries of each kind through prj_store_query (or
+ * prj_store_query_json), the kinds interleaved, timing each; get_profile
+ * asks for h's ids. */
+void prjb_queries_run(prj_store *s, const prjb_history *h, unsigned per_kind,
+                      prjb_query_kind k[PRJB_QUERY_KINDS]);
 
 /* ---- the lag (prj_lag.c) ----------------------------------------------------- */
 

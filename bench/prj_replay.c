@@ -229,10 +229,20 @@ int prjb_rebuild_run(const char *events_dir, const char *model_dir, const prjb_h
 /* ---- queries ------------------------------------------------------------------------- */
 
 static const char *const kind_labels[PRJB_QUERY_KINDS] = {
-    "search: 1 skill, min_level",   "search: 2 skills, all", "search: 2 skills, any",
-    "search: skill + rate ceiling", "search: location",      "search: skill + min_hours",
+    "search: 1 skill, min_level",
+    "search: 2 skills, all",
+    "search: 2 skills, any",
+    "search: skill + rate ceiling",
+    "search: location",
+    "search: skill + min_hours",
     "match: 3 required skills",
+    "get_profile, JSON via a tree",
+    "get_profile, JSON from the row",
 };
+
+#define KIND_MATCH 6
+#define KIND_PROFILE_TREE 7
+#define KIND_PROFILE_ROW 8
 
 void prjb_queries_init(prjb_query_kind k[PRJB_QUERY_KINDS])
 {
@@ -296,13 +306,49 @@ static json_t *query_args(int k, uint64_t *rng)
     }
 }
 
-static void run_one(prj_store *s, int k, uint64_t *rng, prjb_query_kind *out)
+/* get_profile of a random id of h, its data written as JSON through the
+ * tree (what a msgpack reply and every query without run_stored build) or
+ * straight from the stored row (what a JSON reply does); *results 1. */
+static guild_status run_profile(prj_store *s, const prjb_history *h, bool tree, uint64_t *rng,
+                                json_t **args, uint64_t *results, guild_error *err)
 {
-    json_t *args = query_args(k, rng), *data = NULL;
-    const char *name = k == PRJB_QUERY_KINDS - 1 ? "match" : "search";
+    *args = json_pack("{s:s}", "talent_id", h->talent_ids[prjb_below(rng, h->profiles)]);
+    guild_status st;
+    if (tree) {
+        json_t *data = NULL;
+        char *text = NULL;
+        size_t len = 0;
+        st = prj_store_query(s, "get_profile", *args, NULL, &data, NULL, err);
+        if (st == GUILD_OK)
+            st = guild_codec_encode(data, GUILD_FMT_JSON, &text, &len);
+        free(text);
+        json_decref(data);
+    } else {
+        guild_buf text = {0};
+        bool done = false;
+        st = prj_store_query_json(s, "get_profile", *args, NULL, &text, NULL, &done, err);
+        if (st == GUILD_OK && !done)
+            st = guild_error_set(err, GUILD_INTERNAL, 0, "no JSON from the stored row");
+        free(text.data);
+    }
+    *results = st == GUILD_OK;
+    return st;
+}
+
+static void run_one(prj_store *s, const prjb_history *h, int k, uint64_t *rng, prjb_query_kind *out)
+{
+    json_t *args = NULL, *data = NULL;
+    const char *name = k == KIND_MATCH ? "match" : k < KIND_MATCH ? "search" : "get_profile";
     guild_error err = {0};
-    uint64_t t0 = guild_mono_ns();
-    guild_status st = prj_store_query(s, name, args, NULL, &data, NULL, &err);
+    uint64_t t0 = guild_mono_ns(), profiles = 0;
+    guild_status st;
+    if (k >= KIND_PROFILE_TREE) {
+        st = run_profile(s, h, k == KIND_PROFILE_TREE, rng, &args, &profiles, &err);
+    } else {
+        args = query_args(k, rng);
+        t0 = guild_mono_ns();
+        st = prj_store_query(s, name, args, NULL, &data, NULL, &err);
+    }
     uint64_t ns = guild_mono_ns() - t0;
     if (!out->example[0]) {
         char *text = json_dumps(args, JSON_COMPACT);
@@ -312,7 +358,8 @@ static void run_one(prj_store *s, int k, uint64_t *rng, prjb_query_kind *out)
     out->runs++;
     if (st == GUILD_OK) {
         bench_hist_record(&out->lat, ns);
-        size_t n = json_array_size(json_object_get(data, "results"));
+        size_t n =
+            k >= KIND_PROFILE_TREE ? profiles : json_array_size(json_object_get(data, "results"));
         out->results += n;
         out->empty += n == 0;
     } else {
@@ -325,7 +372,8 @@ static void run_one(prj_store *s, int k, uint64_t *rng, prjb_query_kind *out)
     json_decref(args);
 }
 
-void prjb_queries_run(prj_store *s, unsigned per_kind, prjb_query_kind k[PRJB_QUERY_KINDS])
+void prjb_queries_run(prj_store *s, const prjb_history *h, unsigned per_kind,
+                      prjb_query_kind k[PRJB_QUERY_KINDS])
 {
     uint64_t rng = QUERY_SEED;
     /* a few of each first, unmeasured, so every kind starts with warm pages */
@@ -333,9 +381,9 @@ void prjb_queries_run(prj_store *s, unsigned per_kind, prjb_query_kind k[PRJB_QU
     prjb_queries_init(warm);
     for (int i = 0; i < 20; i++)
         for (int j = 0; j < PRJB_QUERY_KINDS; j++)
-            run_one(s, j, &rng, &warm[j]);
+            run_one(s, h, j, &rng, &warm[j]);
     prjb_queries_release(warm);
     for (unsigned i = 0; i < per_kind && !cmdb_interrupted; i++)
         for (int j = 0; j < PRJB_QUERY_KINDS; j++)
-            run_one(s, j, &rng, &k[j]);
+            run_one(s, h, j, &rng, &k[j]);
 }

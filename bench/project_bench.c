@@ -311,7 +311,7 @@ static int phase_rebuild(run *r)
            PRJB_QUERY_KINDS, bench_fmt_count(r->rb.live, a, sizeof a));
     fflush(stdout);
     uint64_t t0 = guild_mono_ns();
-    prjb_queries_run(store, r->o->queries, r->q);
+    prjb_queries_run(store, &r->h, r->o->queries, r->q);
     printf("%.2f s\n", (double)(guild_mono_ns() - t0) / 1e9);
     r->queried = !cmdb_interrupted;
     prj_store_close(store);
