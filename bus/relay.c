@@ -733,6 +733,8 @@ static void options_fill(bus_relay_options *o, const bus_relay_options *in)
         o->poll_ms = 5;
     if (!o->linger_us)
         o->linger_us = BUS_RELAY_LINGER_US;
+    if (o->linger_us > BUS_RELAY_LINGER_MAX_US)
+        o->linger_us = BUS_RELAY_LINGER_MAX_US;
     if (!o->ack_wait_ms)
         o->ack_wait_ms = 5000;
     if (!o->retry_max_ms)

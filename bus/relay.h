@@ -95,6 +95,7 @@
 #define BUS_RELAY_SUBJECT_PREFIX "guild.evt."
 #define BUS_RELAY_DUPLICATE_WINDOW_NS (120LL * 1000 * 1000 * 1000)
 #define BUS_RELAY_LINGER_US 5000
+#define BUS_RELAY_LINGER_MAX_US 1000000
 
 typedef struct bus_relay bus_relay;
 
@@ -112,7 +113,9 @@ typedef struct bus_relay_options {
     int linger_us;                /* the least time from a round of publishes that
                                      reached the log's head to the next round, so
                                      that what commits meanwhile goes out in one;
-                                     0 = BUS_RELAY_LINGER_US, negative = none */
+                                     0 = BUS_RELAY_LINGER_US, negative = none, at
+                                     most BUS_RELAY_LINGER_MAX_US (a wait for the
+                                     relay to catch up also waits it out) */
 } bus_relay_options;
 
 /* Starts relaying the log of `st` to the stream of `domain` (lower-case
@@ -132,8 +135,9 @@ typedef struct bus_relay_options {
 guild_status bus_relay_start(natsConnection *nc, es_store *st, const char *domain,
                              const bus_relay_options *opt, bus_relay **out, guild_error *err);
 
-/* Wakes the relay to look at the log now (call after a commit). Cheap,
- * never blocks on I/O. */
+/* Tells the relay the log has grown (call after a commit): it looks now,
+ * or, while it lingers after a round (linger_us), when the linger ends.
+ * Cheap, never blocks on I/O. */
 void bus_relay_notify(bus_relay *r);
 
 typedef struct bus_relay_stats {
