@@ -52,8 +52,9 @@ guild_status guild_codec_decode(const void *body, size_t len, guild_format fmt, 
 
 /* Checks msgpack bytes by the rules of guild_codec_decode without building
  * anything: GUILD_OK exactly when decoding them would succeed (the same
- * error otherwise). For readers that take the fields they need straight
- * from the bytes. */
+ * status otherwise, with an error naming one of the problems, which for
+ * bytes with several may be another than the decoder names). For readers
+ * that take the fields they need straight from the bytes. */
 guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error *err);
 
 /* Encodes v (borrowed) as compact JSON or as msgpack (integers in their
@@ -88,8 +89,8 @@ void guild_buf_json_str(guild_buf *b, const char *s, size_t n);
 
 /* Appends the JSON text of one msgpack value to out: byte for byte what
  * guild_codec_decode (msgpack) then guild_codec_encode (JSON) give, without
- * building a json_t. On a refusal, the status and error of
- * guild_codec_decode, and out as it was. */
+ * building a json_t. On a refusal, out is as it was, and the status and
+ * error are guild_codec_check_msgpack's. */
 guild_status guild_codec_json_from_msgpack(const void *body, size_t len, guild_buf *out,
                                            guild_error *err);
 
