@@ -789,9 +789,11 @@ guild_status prj_store_query_json(prj_store *s, const char *query, const json_t 
                                   bool *done, guild_error *err)
 {
     *done = false;
-    const prj_query *q;
+    const prj_query *q = prj_query_find(s->m, query);
+    if (!q || !q->run_stored) /* prj_store_query answers, or refuses */
+        return GUILD_OK;
     guild_status st = query_admit(s, query, args, actor, &q, err);
-    if (st != GUILD_OK || !q->run_stored)
+    if (st != GUILD_OK)
         return st;
     prj_read r;
     uint64_t at;
