@@ -241,8 +241,7 @@ static const char *const kind_labels[PRJB_QUERY_KINDS] = {
 };
 
 #define KIND_MATCH 6
-#define KIND_PROFILE_TREE 7
-#define KIND_PROFILE_ROW 8
+#define KIND_PROFILE_TREE 7 /* then the row's */
 
 void prjb_queries_init(prjb_query_kind k[PRJB_QUERY_KINDS])
 {
@@ -306,19 +305,18 @@ static json_t *query_args(int k, uint64_t *rng)
     }
 }
 
-/* get_profile of a random id of h, its data written as JSON through the
- * tree (what a msgpack reply and every query without run_stored build) or
- * straight from the stored row (what a JSON reply does); *results 1. */
-static guild_status run_profile(prj_store *s, const prjb_history *h, bool tree, uint64_t *rng,
-                                json_t **args, uint64_t *results, guild_error *err)
+/* get_profile, its data written as JSON through the tree (what a msgpack
+ * reply and every query without run_stored build) or straight from the
+ * stored row (what a JSON reply does); *results 1. */
+static guild_status run_profile(prj_store *s, bool tree, const json_t *args, uint64_t *results,
+                                guild_error *err)
 {
-    *args = json_pack("{s:s}", "talent_id", h->talent_ids[prjb_below(rng, h->profiles)]);
     guild_status st;
     if (tree) {
         json_t *data = NULL;
         char *text = NULL;
         size_t len = 0;
-        st = prj_store_query(s, "get_profile", *args, NULL, &data, NULL, err);
+        st = prj_store_query(s, "get_profile", args, NULL, &data, NULL, err);
         if (st == GUILD_OK)
             st = guild_codec_encode(data, GUILD_FMT_JSON, &text, &len);
         free(text);
@@ -326,7 +324,7 @@ static guild_status run_profile(prj_store *s, const prjb_history *h, bool tree, 
     } else {
         guild_buf text = {0};
         bool done = false;
-        st = prj_store_query_json(s, "get_profile", *args, NULL, &text, NULL, &done, err);
+        st = prj_store_query_json(s, "get_profile", args, NULL, &text, NULL, &done, err);
         if (st == GUILD_OK && !done)
             st = guild_error_set(err, GUILD_INTERNAL, 0, "no JSON from the stored row");
         free(text.data);
@@ -340,15 +338,14 @@ static void run_one(prj_store *s, const prjb_history *h, int k, uint64_t *rng, p
     json_t *args = NULL, *data = NULL;
     const char *name = k == KIND_MATCH ? "match" : k < KIND_MATCH ? "search" : "get_profile";
     guild_error err = {0};
-    uint64_t t0 = guild_mono_ns(), profiles = 0;
-    guild_status st;
-    if (k >= KIND_PROFILE_TREE) {
-        st = run_profile(s, h, k == KIND_PROFILE_TREE, rng, &args, &profiles, &err);
-    } else {
-        args = query_args(k, rng);
-        t0 = guild_mono_ns();
-        st = prj_store_query(s, name, args, NULL, &data, NULL, &err);
-    }
+    uint64_t profiles = 0;
+    args = k >= KIND_PROFILE_TREE
+               ? json_pack("{s:s}", "talent_id", h->talent_ids[prjb_below(rng, h->profiles)])
+               : query_args(k, rng);
+    uint64_t t0 = guild_mono_ns();
+    guild_status st = k >= KIND_PROFILE_TREE
+                          ? run_profile(s, k == KIND_PROFILE_TREE, args, &profiles, &err)
+                          : prj_store_query(s, name, args, NULL, &data, NULL, &err);
     uint64_t ns = guild_mono_ns() - t0;
     if (!out->example[0]) {
         char *text = json_dumps(args, JSON_COMPACT);

@@ -403,7 +403,7 @@ static void print_queries(const run *r)
             printf("      first error: %s\n", k->first_error);
     }
     printf("    e.g. ");
-    for (int i = 0; i < PRJB_QUERY_KINDS; i += 3)
+    for (int i = 0; i < PRJB_QUERY_KINDS; i += 4)
         printf("%s%s", i ? "; " : "", r->q[i].example);
     printf("\n");
 }
