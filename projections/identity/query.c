@@ -39,11 +39,10 @@ static guild_status read_failed(guild_error *err, guild_status s, const char *wh
     return guild_error_set(err, s, 0, "reading %s from the identity read model", what);
 }
 
-/* Loads user id's row: GUILD_OK, GUILD_NOT_FOUND (with err naming the
- * field user_id) or a read failure. */
-static guild_status user_get(prj_read *r, const char *id, json_t **row, guild_error *err)
+/* A look-up of user id's row as it ended: GUILD_OK, GUILD_NOT_FOUND (with
+ * err naming the field user_id) or a read failure. */
+static guild_status user_found(guild_status s, guild_error *err)
 {
-    guild_status s = prj_rget_json(r, IDM_USERS, id, strlen(id), row);
     if (s == GUILD_NOT_FOUND)
         return guild_error_field(err, s, "user_id", "user not found");
     if (s != GUILD_OK)
@@ -51,18 +50,38 @@ static guild_status user_get(prj_read *r, const char *id, json_t **row, guild_er
     return GUILD_OK;
 }
 
+/* Loads user id's row (see user_found). */
+static guild_status user_get(prj_read *r, const char *id, json_t **row, guild_error *err)
+{
+    return user_found(prj_rget_json(r, IDM_USERS, id, strlen(id), row), err);
+}
+
 /* ---- get_user ------------------------------------------------------------- */
+
+/* Refused before the look-up, so that others cannot probe which ids exist. */
+static guild_status may_read_user(const dom_actor *actor, const char *id, guild_error *err)
+{
+    if (!is_self(actor, id) && !is_admin(actor))
+        return guild_error_set(err, GUILD_FORBIDDEN, 0,
+                               "only the user or an identity administrator may read a user");
+    return GUILD_OK;
+}
 
 static guild_status get_user(prj_read *r, const json_t *args, const dom_actor *actor, json_t **data,
                              guild_error *err)
 {
     const char *id = dom_str(args, "user_id", "");
-    /* Refused before the look-up, so that others cannot probe which ids
-     * exist. */
-    if (!is_self(actor, id) && !is_admin(actor))
-        return guild_error_set(err, GUILD_FORBIDDEN, 0,
-                               "only the user or an identity administrator may read a user");
-    return user_get(r, id, data, err);
+    guild_status s = may_read_user(actor, id, err);
+    return s != GUILD_OK ? s : user_get(r, id, data, err);
+}
+
+/* The same, with the user's row as stored. */
+static guild_status get_user_stored(prj_read *r, const json_t *args, const dom_actor *actor,
+                                    const void **bytes, size_t *len, guild_error *err)
+{
+    const char *id = dom_str(args, "user_id", "");
+    guild_status s = may_read_user(actor, id, err);
+    return s != GUILD_OK ? s : user_found(prj_rget(r, IDM_USERS, id, strlen(id), bytes, len), err);
 }
 
 /* ---- list_users ----------------------------------------------------------- */
@@ -312,7 +331,8 @@ static const prj_query queries[] = {
     {.name = "get_user",
      .summary = "a user's profile, roles and status; the user or identity:admin",
      .fields = q_get_user,
-     .run = get_user},
+     .run = get_user,
+     .run_stored = get_user_stored},
     {.name = "list_users",
      .summary = "users in id order, a page at a time: {results, next_cursor}",
      .fields = q_list_users,

@@ -195,15 +195,42 @@ static guild_status query(const char *name, const dom_actor *actor, json_t **dat
     json_t *args = json_vpack_ex(NULL, 0, fmt, ap);
     va_end(ap);
     ck_assert_ptr_nonnull(args);
-    guild_error err;
+    guild_error err = {0};
     uint64_t position = 0;
     *data = NULL;
     guild_status s = prj_store_query(g_prj, name, args, actor, data, &position, &err);
-    json_decref(args);
     if (s == GUILD_OK)
         ck_assert_uint_eq(position, prj_store_position(g_prj));
     else
         ck_assert_ptr_null(*data);
+
+    /* A JSON reply written from the stored row (get_user) says the same. */
+    guild_buf text = {0};
+    bool done = false;
+    guild_error err2 = {0};
+    guild_status s2 =
+        prj_store_query_json(g_prj, name, args, actor, &text, &position, &done, &err2);
+    json_decref(args);
+    if (strcmp(name, "get_user") != 0) { /* no stored row: the tree answers */
+        ck_assert_int_eq(s2, GUILD_OK);
+        ck_assert(!done);
+        free(text.data);
+        return s;
+    }
+    ck_assert_int_eq(s2, s);
+    ck_assert(done == (s == GUILD_OK));
+    if (s != GUILD_OK) {
+        ck_assert_str_eq(err2.message, err.message);
+        ck_assert_str_eq(err2.field, err.field);
+    } else if (done) {
+        char *want = NULL;
+        size_t n = 0;
+        ck_assert_status(guild_codec_encode(*data, GUILD_FMT_JSON, &want, &n), GUILD_OK);
+        ck_assert_msg(text.len == n && memcmp(text.data, want, n) == 0, "%s as JSON: %.*s\n%s",
+                      name, (int)text.len, text.data, want);
+        free(want);
+    }
+    free(text.data);
     return s;
 }
 
