@@ -13,8 +13,8 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/codec.h"
-#include "common/text.h"
 #include "common/log.h"
+#include "common/text.h"
 
 #include <ctype.h>
 #include <errno.h>
