@@ -727,12 +727,13 @@ guild_status prj_store_apply(prj_store *s, const es_record *const *recs, size_t 
 
 /* ---- queries -------------------------------------------------------------- */
 
-/* What every query does first: find it, validate its arguments, check
- * the caller's permission. */
-static guild_status query_admit(prj_store *s, const char *query, const json_t *args,
-                                const dom_actor *actor, const prj_query **out, guild_error *err)
+/* What every query does first: validates its arguments (q is the query
+ * named `query`, NULL when there is none), checks the caller's permission,
+ * begins the read and reads the position it reflects. */
+static guild_status query_begin(prj_store *s, const prj_query *q, const char *query,
+                                const json_t *args, const dom_actor *actor, prj_read *r,
+                                uint64_t *at, guild_error *err)
 {
-    const prj_query *q = prj_query_find(s->m, query);
     if (!q)
         return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "unknown query %.100s", query);
     guild_status st = dom_validate(q->fields, args, err);
@@ -745,15 +746,7 @@ static guild_status query_admit(prj_store *s, const char *query, const json_t *a
             return guild_error_set(err, GUILD_FORBIDDEN, 0, "the permission %s is needed",
                                    q->permission);
     }
-    *out = q;
-    return GUILD_OK;
-}
-
-/* Begins the query's read and reads the position it reflects. */
-static guild_status query_read(prj_store *s, prj_read *r, uint64_t *at, guild_error *err)
-{
-    r->s = s;
-    r->txn = NULL;
+    *r = (prj_read){s, NULL};
     int rc = read_begin(s, &r->txn);
     if (rc)
         return lmdb_status(err, rc, "beginning a read");
@@ -764,23 +757,27 @@ static guild_status query_read(prj_store *s, prj_read *r, uint64_t *at, guild_er
     return GUILD_OK;
 }
 
+/* Ends the read query_begin began; the position to *position. */
+static void query_end(prj_store *s, prj_read *r, uint64_t at, uint64_t *position)
+{
+    read_end(s, r->txn);
+    if (position)
+        *position = at;
+}
+
 guild_status prj_store_query(prj_store *s, const char *query, const json_t *args,
                              const dom_actor *actor, json_t **data, uint64_t *position,
                              guild_error *err)
 {
-    const prj_query *q;
-    guild_status st = query_admit(s, query, args, actor, &q, err);
-    if (st != GUILD_OK)
-        return st;
+    const prj_query *q = prj_query_find(s->m, query);
     prj_read r;
     uint64_t at;
-    if ((st = query_read(s, &r, &at, err)) != GUILD_OK)
+    guild_status st = query_begin(s, q, query, args, actor, &r, &at, err);
+    if (st != GUILD_OK)
         return st;
     *data = NULL;
     st = q->run(&r, args, actor, data, err);
-    read_end(s, r.txn);
-    if (position)
-        *position = at;
+    query_end(s, &r, at, position);
     return st;
 }
 
@@ -792,21 +789,17 @@ guild_status prj_store_query_json(prj_store *s, const char *query, const json_t 
     const prj_query *q = prj_query_find(s->m, query);
     if (!q || !q->run_stored) /* prj_store_query answers, or refuses */
         return GUILD_OK;
-    guild_status st = query_admit(s, query, args, actor, &q, err);
-    if (st != GUILD_OK)
-        return st;
     prj_read r;
     uint64_t at;
-    if ((st = query_read(s, &r, &at, err)) != GUILD_OK)
+    guild_status st = query_begin(s, q, query, args, actor, &r, &at, err);
+    if (st != GUILD_OK)
         return st;
     const void *bytes = NULL;
     size_t len = 0;
     st = q->run_stored(&r, args, actor, &bytes, &len, err);
     if (st == GUILD_OK)
         *done = guild_codec_json_from_msgpack(bytes, len, out, NULL) == GUILD_OK;
-    read_end(s, r.txn);
-    if (position)
-        *position = at;
+    query_end(s, &r, at, position);
     return st;
 }
 
