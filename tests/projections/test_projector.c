@@ -146,27 +146,27 @@ typedef struct req_opts {
     int timeout_ms;          /* how long to wait for the reply; 0: REQUEST_MS */
 } req_opts;
 
-/* Sends body (JSON, borrowed) and returns the decoded reply (a new
- * reference), with its Guild-Status in *http when http is not NULL; NULL
- * when nothing answered in time. */
-static json_t *request(natsConnection *nc, const char *subject, const json_t *body,
-                       const req_opts *o, int *http)
+/* Sends body (borrowed; NULL: {}) encoded as fmt and returns the reply
+ * message, or NULL when nothing answered in time. */
+static natsMsg *request_msg(natsConnection *nc, const char *subject, const json_t *body,
+                            guild_format fmt, const req_opts *o)
 {
     static const req_opts none = {0};
     if (!o)
         o = &none;
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_t *empty = body ? NULL : json_object();
+    char *data = NULL;
+    size_t n = 0;
+    ck_assert_status(guild_codec_encode(body ? body : empty, fmt, &data, &n), GUILD_OK);
+    json_decref(empty);
     natsMsg *m = NULL, *reply = NULL;
-    json_t *out = NULL;
-    if (http)
-        *http = 0;
-    if (natsMsg_Create(&m, subject, NULL, text ? text : "{}", (int)strlen(text ? text : "{}")) !=
-        NATS_OK) {
-        free(text);
+    if (natsMsg_Create(&m, subject, NULL, data, (int)n) != NATS_OK) {
+        free(data);
         return NULL;
     }
-    free(text);
-    natsMsgHeader_Set(m, "Content-Type", "application/json");
+    free(data);
+    natsMsgHeader_Set(m, "Content-Type",
+                      fmt == GUILD_FMT_JSON ? "application/json" : "application/msgpack");
     if (o->token) {
         char auth[4200];
         snprintf(auth, sizeof auth, "Bearer %s", o->token);
@@ -181,12 +181,24 @@ static json_t *request(natsConnection *nc, const char *subject, const json_t *bo
     natsStatus s =
         natsConnection_RequestMsg(&reply, nc, m, o->timeout_ms ? o->timeout_ms : REQUEST_MS);
     natsMsg_Destroy(m);
-    if (s != NATS_OK)
+    return s == NATS_OK ? reply : NULL;
+}
+
+/* Sends body (JSON, borrowed) and returns the decoded reply (a new
+ * reference), with its Guild-Status in *http when http is not NULL; NULL
+ * when nothing answered in time. */
+static json_t *request(natsConnection *nc, const char *subject, const json_t *body,
+                       const req_opts *o, int *http)
+{
+    if (http)
+        *http = 0;
+    natsMsg *reply = request_msg(nc, subject, body, GUILD_FMT_JSON, o);
+    if (!reply)
         return NULL;
     const char *status = NULL;
     if (http && natsMsgHeader_Get(reply, "Guild-Status", &status) == NATS_OK && status)
         *http = atoi(status);
-    out = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    json_t *out = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
     natsMsg_Destroy(reply);
     return out;
 }
@@ -771,22 +783,10 @@ static char *get_profile_bytes(natsConnection *nc, const person *who, const char
                                const char *consistency, guild_format fmt, size_t *len)
 {
     json_t *body = json_pack("{s:s}", "talent_id", talent_id);
-    char *data = NULL;
-    size_t n = 0;
-    ck_assert_status(guild_codec_encode(body, fmt, &data, &n), GUILD_OK);
+    req_opts o = {.token = who->token, .consistency = consistency};
+    natsMsg *reply = request_msg(nc, "guild.qry.talent.get_profile", body, fmt, &o);
     json_decref(body);
-    natsMsg *m = NULL, *reply = NULL;
-    ck_assert_int_eq(natsMsg_Create(&m, "guild.qry.talent.get_profile", NULL, data, (int)n),
-                     NATS_OK);
-    free(data);
-    natsMsgHeader_Set(m, "Content-Type",
-                      fmt == GUILD_FMT_JSON ? "application/json" : "application/msgpack");
-    char auth[4200];
-    snprintf(auth, sizeof auth, "Bearer %s", who->token);
-    natsMsgHeader_Set(m, "Authorization", auth);
-    natsMsgHeader_Set(m, "Guild-Consistency", consistency);
-    ck_assert_int_eq(natsConnection_RequestMsg(&reply, nc, m, REQUEST_MS), NATS_OK);
-    natsMsg_Destroy(m);
+    ck_assert_ptr_nonnull(reply);
     *len = (size_t)natsMsg_GetDataLength(reply);
     char *out = malloc(*len + 1);
     memcpy(out, natsMsg_GetData(reply), *len);
