@@ -383,43 +383,47 @@ static msgpack_zone *thread_zone(void)
     return z;
 }
 
-static guild_status decode_msgpack(const void *body, size_t len, json_t **out, guild_error *err)
+#define MP_INVALID "body is not valid msgpack"
+
+/* Scans body as one msgpack value and unpacks it into z (this thread's
+ * zone: the caller clears it). The unpacked tree lives in a zone kept from
+ * call to call: a new zone each time is a malloc that, after the many
+ * small frees of building JSON, makes glibc consolidate its free lists. */
+static guild_status unpack_body(const void *body, size_t len, msgpack_zone *z, msgpack_object *obj,
+                                guild_error *err)
 {
-    static const char prefix[] = "body is not valid msgpack";
     if (len == 0)
-        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: empty body", prefix);
-
-    mp_scan s = {body, (const unsigned char *)body + len, NULL};
-    if (!scan_value(&s, 0))
-        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, s.why);
-    if (s.p != s.end)
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: empty body", MP_INVALID);
+    mp_scan sc = {body, (const unsigned char *)body + len, NULL};
+    if (!scan_value(&sc, 0))
+        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", MP_INVALID, sc.why);
+    if (sc.p != sc.end)
         return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: trailing bytes after the value",
-                               prefix);
-
-    /* The unpacked tree lives in a zone of this thread's, kept from call
-     * to call: a new zone each time is a malloc that, after the many small
-     * frees of building JSON, makes glibc consolidate its free lists. */
-    msgpack_zone *z = thread_zone();
-    msgpack_object obj;
+                               MP_INVALID);
     size_t off = 0;
-    guild_status st;
     msgpack_unpack_return r =
-        z ? msgpack_unpack(body, len, &off, z, &obj) : MSGPACK_UNPACK_NOMEM_ERROR;
-    if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
+        z ? msgpack_unpack(body, len, &off, z, obj) : MSGPACK_UNPACK_NOMEM_ERROR;
+    if (r != MSGPACK_UNPACK_SUCCESS || off != len)
         /* The scan accepted what the unpacker refuses: only when out of
          * memory, as far as msgpack-c's grammar goes. */
-        st = guild_error_set(err, GUILD_INVALID_REQUEST, (int)r, "%s: unpacking failed", prefix);
-        goto leave;
+        return guild_error_set(err, GUILD_INVALID_REQUEST, (int)r, "%s: unpacking failed",
+                               MP_INVALID);
+    return GUILD_OK;
+}
+
+static guild_status decode_msgpack(const void *body, size_t len, json_t **out, guild_error *err)
+{
+    msgpack_zone *z = thread_zone();
+    msgpack_object obj;
+    guild_status st = unpack_body(body, len, z, &obj, err);
+    if (st == GUILD_OK) {
+        const char *why = NULL;
+        json_t *v = mp_to_json(&obj, 0, &why);
+        if (v)
+            *out = v;
+        else
+            st = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", MP_INVALID, why);
     }
-    const char *why = NULL;
-    json_t *v = mp_to_json(&obj, 0, &why);
-    if (!v) {
-        st = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, why);
-        goto leave;
-    }
-    *out = v;
-    st = GUILD_OK;
-leave:
     if (z)
         msgpack_zone_clear(z);
     return st;
@@ -567,24 +571,11 @@ static bool mp_check(const msgpack_object *o, int depth, const char **why)
 static guild_status unpack_checked(const void *body, size_t len, msgpack_zone *z,
                                    msgpack_object *obj, guild_error *err)
 {
-    static const char prefix[] = "body is not valid msgpack";
-    if (len == 0)
-        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: empty body", prefix);
-    mp_scan sc = {body, (const unsigned char *)body + len, NULL};
-    if (!scan_value(&sc, 0))
-        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, sc.why);
-    if (sc.p != sc.end)
-        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: trailing bytes after the value",
-                               prefix);
-    size_t off = 0;
-    msgpack_unpack_return r =
-        z ? msgpack_unpack(body, len, &off, z, obj) : MSGPACK_UNPACK_NOMEM_ERROR;
+    guild_status st = unpack_body(body, len, z, obj, err);
     const char *why = NULL;
-    if (r != MSGPACK_UNPACK_SUCCESS || off != len)
-        return guild_error_set(err, GUILD_INVALID_REQUEST, (int)r, "%s: unpacking failed", prefix);
-    if (!mp_check(obj, 0, &why))
-        return guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", prefix, why);
-    return GUILD_OK;
+    if (st == GUILD_OK && !mp_check(obj, 0, &why))
+        st = guild_error_set(err, GUILD_INVALID_REQUEST, 0, "%s: %s", MP_INVALID, why);
+    return st;
 }
 
 guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error *err)
@@ -628,6 +619,8 @@ void guild_buf_str(guild_buf *b, const char *s)
 
 void guild_buf_json_str(guild_buf *b, const char *s, size_t n)
 {
+    /* The bytes with a two-character escape, and the letter of each. */
+    static const char shorts[] = "\"\\\b\f\n\r\t", letters[] = "\"\\bfnrt";
     guild_buf_put(b, "\"", 1);
     const char *run = s, *end = s + n;
     for (; s < end; s++) {
@@ -635,30 +628,12 @@ void guild_buf_json_str(guild_buf *b, const char *s, size_t n)
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         guild_buf_put(b, run, (size_t)(s - run));
-        char esc[8];
-        switch (c) {
-        case '"':
-            guild_buf_put(b, "\\\"", 2);
-            break;
-        case '\\':
-            guild_buf_put(b, "\\\\", 2);
-            break;
-        case '\b':
-            guild_buf_put(b, "\\b", 2);
-            break;
-        case '\f':
-            guild_buf_put(b, "\\f", 2);
-            break;
-        case '\n':
-            guild_buf_put(b, "\\n", 2);
-            break;
-        case '\r':
-            guild_buf_put(b, "\\r", 2);
-            break;
-        case '\t':
-            guild_buf_put(b, "\\t", 2);
-            break;
-        default:
+        char esc[8] = "\\";
+        const char *hit = memchr(shorts, c, sizeof shorts - 1);
+        if (hit) {
+            esc[1] = letters[hit - shorts];
+            guild_buf_put(b, esc, 2);
+        } else {
             snprintf(esc, sizeof esc, "\\u%04X", c);
             guild_buf_put(b, esc, 6);
         }
