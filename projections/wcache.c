@@ -202,6 +202,31 @@ void prj_wcache_clear_behind(prj_wcache *c)
     c->reclaiming = true;
 }
 
+/* The key's bytes at..at+7, big-endian, zero past its end. */
+static uint64_t key_word(const prj_wentry *e, size_t at)
+{
+    uint64_t w = 0;
+    if (at + 8 <= e->klen) {
+        const uint8_t *p = e->key + at;
+        for (int i = 0; i < 8; i++) /* one load and a byte swap, compiled */
+            w = (w << 8) | p[i];
+        return w;
+    }
+    for (size_t i = 0; i < 8; i++)
+        w = (w << 8) | (at + i < e->klen ? e->key[at + i] : 0);
+    return w;
+}
+
+/* Orders two keys whose first `at` bytes are equal (zero-padded). */
+static int key_cmp_from(const prj_wentry *x, const prj_wentry *y, size_t at)
+{
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = n > at ? memcmp(x->key + at, y->key + at, n - at) : 0;
+    if (c)
+        return c;
+    return (x->klen > y->klen) - (x->klen < y->klen);
+}
+
 /* Doubles the table (to at least `want` slots), moving every entry. */
 static void grow_to(prj_wcache *c, size_t want)
 {
@@ -298,8 +323,7 @@ prj_wentry *prj_wcache_get(prj_wcache *c, int db, const void *key, size_t klen, 
     e->db = db;
     e->klen = klen;
     memcpy(e->key, key, klen);
-    for (size_t i = 0; i < 8; i++)
-        e->prefix = (e->prefix << 8) | (i < klen ? e->key[i] : 0);
+    e->prefix = key_word(e, 0);
     size_t j = h & (c->cap - 1);
     while (c->slots[j])
         j = (j + 1) & (c->cap - 1);
@@ -379,11 +403,7 @@ static int dirty_cmp(const void *a, const void *b)
         return x->db < y->db ? -1 : 1;
     if (x->prefix != y->prefix)
         return x->prefix < y->prefix ? -1 : 1;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = memcmp(x->key, y->key, n);
-    if (c)
-        return c;
-    return (x->klen > y->klen) - (x->klen < y->klen);
+    return key_cmp_from(x, y, 8);
 }
 
 /* ---- sorting the dirty entries ----
@@ -400,31 +420,6 @@ typedef struct sort_rec {
 } sort_rec;
 
 #define SORT_SMALL 32 /* a run this short is sorted by insertion */
-
-/* The key's bytes at..at+7, big-endian, zero past its end. */
-static uint64_t key_word(const prj_wentry *e, size_t at)
-{
-    uint64_t w = 0;
-    if (at + 8 <= e->klen) {
-        const uint8_t *p = e->key + at;
-        for (int i = 0; i < 8; i++) /* one load and a byte swap, compiled */
-            w = (w << 8) | p[i];
-        return w;
-    }
-    for (size_t i = 0; i < 8; i++)
-        w = (w << 8) | (at + i < e->klen ? e->key[at + i] : 0);
-    return w;
-}
-
-/* Orders two keys whose first `at` bytes are equal (zero-padded). */
-static int key_cmp_from(const prj_wentry *x, const prj_wentry *y, size_t at)
-{
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = n > at ? memcmp(x->key + at, y->key + at, n - at) : 0;
-    if (c)
-        return c;
-    return (x->klen > y->klen) - (x->klen < y->klen);
-}
 
 static void insertion_sort(sort_rec *a, size_t n, size_t at)
 {
