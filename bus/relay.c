@@ -60,7 +60,7 @@ struct bus_relay {
     /* Under mu. */
     bool stopping;
     bool kicked;         /* bus_relay_notify since the relay last looked */
-    bool lingering;      /* in relay_linger: a notification need not wake it */
+    bool lingering;      /* in a linger (relay_wait): a notification need not wake it */
     bool ack_failed;     /* a publish failed: re-sync */
     bool in_sync;        /* connected and synced */
     bool want_room;      /* the relay waits for acks to free the window */
@@ -562,49 +562,46 @@ static void cursor_store(bus_relay *r, bool force)
 
 /* ---- the thread ------------------------------------------------------------ */
 
+/* ts = monotonic time `ns` (guild_mono_ns reads CLOCK_MONOTONIC, the cv's). */
+static void mono_timespec(struct timespec *ts, uint64_t ns)
+{
+    ts->tv_sec = (time_t)(ns / 1000000000u);
+    ts->tv_nsec = (long)(ns % 1000000000u);
+}
+
 static void deadline_after(struct timespec *ts, uint64_t ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    uint64_t ns = (uint64_t)ts->tv_nsec + ms * 1000000u;
-    ts->tv_sec += (time_t)(ns / 1000000000u);
-    ts->tv_nsec = (long)(ns % 1000000000u);
+    mono_timespec(ts, guild_mono_ns() + ms * 1000000u);
+}
+
+/* Sleeps until `until` (monotonic ns), or until stopped or (unless a
+ * re-sync is already due) a publish fails. With `notified`, also until
+ * bus_relay_notify (the notification is then used up); without, it
+ * lingers: a notification neither wakes it nor is lost, it stays for the
+ * look that follows. */
+static void relay_wait(bus_relay *r, uint64_t until, bool notified)
+{
+    struct timespec ts;
+    mono_timespec(&ts, until);
+    pthread_mutex_lock(&r->mu);
+    r->lingering = !notified;
+    while (!(notified && r->kicked) && !r->stopping && !(r->ack_failed && !r->need_sync)) {
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    r->lingering = false;
+    if (notified) {
+        r->kicked = false;
+        r->want_room = false;
+    }
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* Sleeps up to `ms`, or until notified, stopped, or (unless a re-sync is
  * already due) a publish fails. */
 static void relay_idle(bus_relay *r, uint64_t ms)
 {
-    struct timespec ts;
-    deadline_after(&ts, ms);
-    pthread_mutex_lock(&r->mu);
-    while (!r->kicked && !r->stopping && !(r->ack_failed && !r->need_sync)) {
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    r->kicked = false;
-    r->want_room = false;
-    pthread_mutex_unlock(&r->mu);
-}
-
-/* Sleeps until `until` (monotonic ns), or until stopped or (unless a
- * re-sync is already due) a publish fails. A notification does not cut it
- * short: it stays for the look that follows. */
-static void relay_linger(bus_relay *r, uint64_t until)
-{
-    uint64_t now = guild_mono_ns();
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (until > now ? until - now : 0);
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
-    pthread_mutex_lock(&r->mu);
-    r->lingering = true;
-    while (!r->stopping && !(r->ack_failed && !r->need_sync)) {
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    r->lingering = false;
-    pthread_mutex_unlock(&r->mu);
+    relay_wait(r, guild_mono_ns() + ms * 1000000u, true);
 }
 
 /* True if the connection is up and has not reconnected since the last
@@ -680,7 +677,7 @@ static void relay_step(bus_relay *r, natsMsg **msgs)
      * the connection and the acks again before it publishes. */
     uint64_t until = r->round_ns + (uint64_t)r->opt.linger_us * 1000u;
     if (r->round_ns && r->opt.linger_us > 0 && guild_mono_ns() < until) {
-        relay_linger(r, until);
+        relay_wait(r, until, false);
         return;
     }
     bool at_head;
