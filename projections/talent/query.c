@@ -87,33 +87,32 @@ static bool row_live(const json_t *row)
 
 /* ---- get_profile --------------------------------------------------------------- */
 
-static guild_status get_profile(prj_read *r, const json_t *args, const dom_actor *actor,
-                                json_t **data, guild_error *err)
+/* A look-up of profile id's row as it ended: GUILD_OK, GUILD_NOT_FOUND
+ * (with err naming the field talent_id) or a read failure. */
+static guild_status profile_found(guild_status s, const char *id, guild_error *err)
 {
-    const char *id = dom_str(args, "talent_id", "");
-    guild_status s;
-    (void)actor;
-    json_t *row = row_get(r, id, &s);
-    if (s != GUILD_OK)
-        return read_failed(err, s, "a profile");
-    if (!row)
-        return guild_error_field(err, GUILD_NOT_FOUND, "talent_id", "no talent profile %.64s", id);
-    *data = row;
-    return GUILD_OK;
-}
-
-/* The profile row's bytes as stored: the reply's data without a tree. */
-static guild_status get_profile_stored(prj_read *r, const json_t *args, const dom_actor *actor,
-                                       const void **bytes, size_t *len, guild_error *err)
-{
-    const char *id = dom_str(args, "talent_id", "");
-    (void)actor;
-    guild_status s = prj_rget(r, TM_PROFILES, id, strlen(id), bytes, len);
     if (s == GUILD_NOT_FOUND)
         return guild_error_field(err, GUILD_NOT_FOUND, "talent_id", "no talent profile %.64s", id);
     if (s != GUILD_OK)
         return read_failed(err, s, "a profile");
     return GUILD_OK;
+}
+
+static guild_status get_profile(prj_read *r, const json_t *args, const dom_actor *actor,
+                                json_t **data, guild_error *err)
+{
+    const char *id = dom_str(args, "talent_id", "");
+    (void)actor;
+    return profile_found(prj_rget_json(r, TM_PROFILES, id, strlen(id), data), id, err);
+}
+
+/* The same, with the profile's row as stored. */
+static guild_status get_profile_stored(prj_read *r, const json_t *args, const dom_actor *actor,
+                                       const void **bytes, size_t *len, guild_error *err)
+{
+    const char *id = dom_str(args, "talent_id", "");
+    (void)actor;
+    return profile_found(prj_rget(r, TM_PROFILES, id, strlen(id), bytes, len), id, err);
 }
 
 /* ---- search: the filter ------------------------------------------------------- */
