@@ -135,7 +135,8 @@ static int start_projector(cmdb_cluster *c, cmdb_proc *p, natsConnection *nc)
 /* ---- the status poller ----------------------------------------------------------------- */
 
 typedef struct poll_sample {
-    uint64_t sent, recv, position, applied, batches;
+    uint64_t sent, recv, position;
+    prj_counts cnt; /* the projector's (zeros from the stream's probe) */
 } poll_sample;
 
 /* Polls the projector's status (nc) or, with probe, the stream's last position. */
@@ -161,12 +162,8 @@ static void *poller_main(void *arg)
         if (stop || cmdb_interrupted)
             break;
         poll_sample s = {.sent = guild_mono_ns()};
-        prj_counts cnt = {0};
         int rc = p->probe ? cmdb_probe_stream_position(p->probe, &s.position)
-                          : project_status(p->nc, 1000, &s.position, &cnt);
-        uint64_t behind = cnt.behind;
-        s.applied = cnt.applied;
-        s.batches = cnt.batches;
+                          : project_status(p->nc, 1000, &s.position, &s.cnt);
         if (rc == 0) {
             s.recv = guild_mono_ns();
             pthread_mutex_lock(&p->mu);
@@ -175,8 +172,8 @@ static void *poller_main(void *arg)
                 p->v = guild_xrealloc(p->v, p->cap * sizeof *p->v);
             }
             p->v[p->n++] = s;
-            if (behind > p->behind_max)
-                p->behind_max = behind;
+            if (s.cnt.behind > p->behind_max)
+                p->behind_max = s.cnt.behind;
             pthread_mutex_unlock(&p->mu);
         }
         uint64_t next = s.sent + (uint64_t)(p->period_ms * 1e6), now = guild_mono_ns();
@@ -841,8 +838,8 @@ int prjb_lag_run(const prjb_lag_options *o, prjb_lag *out)
     out->events_behind_max = status.behind_max;
     poll_sample at_start = poll_sample_at(&status, d.m_start),
                 at_end = poll_sample_at(&status, d.m_end);
-    out->events_applied = at_end.applied - at_start.applied;
-    out->batches = at_end.batches - at_start.batches;
+    out->events_applied = at_end.cnt.applied - at_start.cnt.applied;
+    out->batches = at_end.cnt.batches - at_start.cnt.batches;
     double wall = (double)(end - start) / 1e9;
     out->talent_cpu = cores(m0.talent, m1.talent, wall);
     out->projector_cpu = cores(m0.projector, m1.projector, wall);
