@@ -19,7 +19,8 @@
  *     readers never block the writer. The map grows by itself when full.
  *
  * The log is the store's write-ahead log. A commit writes the batch's log
- * records and command ids, a few sequential pages; the `streams` and `heads`
+ * records and its commands' results (commands.c), a few sequential pages at
+ * the log's end; the `commands` index and the `streams` and `heads`
  * databases are written in bulk at index checkpoints (every `index_every`
  * events, after a quiet second, and on close) and the newer part of the
  * index is kept in memory, rebuilt from the log on open. Reads see both, so

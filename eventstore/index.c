@@ -53,6 +53,8 @@ int es__tail_replay(es_store *st, MDB_txn *txn, es_tail *t, uint64_t from, const
     MDB_val k = {8, key}, v;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (es__is_command_key(&k))
+            continue;
         es_record rec;
         if (k.mv_size != 8 || es_record_decode(v.mv_data, v.mv_size, &rec) != GUILD_OK ||
             rec.stream.n == 0 || rec.stream.n > ES_STREAM_MAX) {
@@ -153,6 +155,8 @@ static int slice_plan(es_store *st, MDB_txn *txn, uint64_t budget, slice *sl)
     memcpy(sl->hash, st->chain.last_hash, ES_HASH_LEN);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (es__is_command_key(&k))
+            continue;
         es_record rec;
         if (es_record_decode(v.mv_data, v.mv_size, &rec) != GUILD_OK) {
             rc = MDB_CORRUPTED;
@@ -255,6 +259,24 @@ int es__checkpoint(es_store *st)
     int rc = 0;
     while (rc == 0 && st->tail.events > 0)
         rc = es__checkpoint_slice(st, st->checkpoint_slice);
+    /* A slice takes at least one result while the table holds any. */
+    while (rc == 0 && st->commands.count > 0)
+        rc = es__commands_slice(st, st->checkpoint_slice);
+    return rc;
+}
+
+bool es__unindexed(const es_store *st)
+{
+    return st->tail.events > 0 || st->commands.count > 0;
+}
+
+int es__checkpoint_step(es_store *st)
+{
+    int rc = 0;
+    if (st->tail.events > 0)
+        rc = es__checkpoint_slice(st, st->checkpoint_slice);
+    if (rc == 0 && st->commands.count > 0)
+        rc = es__commands_slice(st, st->checkpoint_slice);
     return rc;
 }
 

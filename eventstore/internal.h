@@ -4,6 +4,7 @@
 #ifndef GUILD_EVENTSTORE_INTERNAL_H
 #define GUILD_EVENTSTORE_INTERNAL_H
 
+#include "eventstore/cmdtab.h"
 #include "eventstore/es.h"
 #include "eventstore/file_ahead.h"
 #include "eventstore/record.h"
@@ -12,12 +13,19 @@
 #include <lmdb.h>
 #include <pthread.h>
 
-#define ES_FORMAT_VERSION 1
+/* 2: the log holds each command's result after its events, and `commands`
+ * its position (commands.c). A store of format 1 opens and becomes 2. */
+#define ES_FORMAT_VERSION 2
+#define ES_FORMAT_OLDEST 1
 #define ES_META_FORMAT "es.format"
 #define ES_META_CHECKPOINT "es.checkpoint" /* position u64 BE, hash[32]: index complete to here */
+#define ES_META_COMMANDS "es.commands"     /* position u64 BE: `commands` complete to here */
 #define ES_DEFAULT_INDEX_EVERY 1000000
 #define ES_CHECKPOINT_SLICE 8192 /* events one checkpoint slice indexes at most */
 #define ES_STREAM_KEY_MAX (ES_STREAM_MAX + 1 + 8)
+#define ES_COMMAND_KEY_MAX (8 + ES_COMMAND_ID_MAX)
+#define ES_COMMAND_CANDIDATES 4 /* positions looked at for one command id */
+#define ES_COMMANDS_EVERY 65536 /* results held in the table before a slice */
 
 typedef struct es_req es_req;
 
@@ -89,6 +97,11 @@ struct es_store {
     es_tail tail;
     pthread_mutex_t tail_lock;
     uint64_t tail_checkpoint; /* checkpoint the tail continues */
+    /* Where the log holds the results after the checkpoint (cmdtab.h);
+     * the writer changes it under tail_lock. */
+    es_cmdtab commands;
+    uint64_t commands_checkpoint; /* es.commands */
+    uint64_t commands_every;
     uint64_t index_every;
     uint64_t checkpoint_slice;
 
@@ -143,6 +156,45 @@ int es__chain_load(es_store *st, MDB_txn *txn, es_chain *chain);
 void es__command_encode(msgpack_sbuffer *buf, const es_result *res);
 guild_status es__command_decode(const void *raw, size_t len, es_result *out);
 
+/* ---- commands.c ---------------------------------------------------------- */
+
+/* The log key of a command's result; returns its length. */
+size_t es__command_key(uint8_t out[ES_COMMAND_KEY_MAX], uint64_t position, const char *id,
+                       size_t n);
+
+/* True for a command's key in the log (an event's key is 8 bytes). */
+bool es__is_command_key(const MDB_val *key);
+
+/* The positions where the log may hold command `id` (none in a read-only
+ * opener). Take them before beginning the transaction that reads: a
+ * checkpoint between the two then only moves a record into `commands`
+ * where that transaction still finds it in the log. */
+size_t es__command_candidates(es_store *st, const char *id, size_t n,
+                              uint64_t out[ES_COMMAND_CANDIDATES]);
+
+/* The stored result of command `id` through txn: in the log at one of the
+ * candidates (a read-only opener scans the log after the checkpoint), else
+ * where `commands` says. 0, MDB_NOTFOUND or an LMDB error. */
+int es__command_get(es_store *st, MDB_txn *txn, const char *id, size_t n, const uint64_t *cand,
+                    size_t n_cand, MDB_val *val);
+
+/* Writer: stores a command's result after the log's last record. */
+int es__command_put(es_store *st, MDB_txn *txn, const char *id, size_t n, const void *result,
+                    size_t len, bool after_event);
+
+/* Writer, on open: fills the table from the log after the commands
+ * checkpoint. */
+int es__commands_replay(es_store *st, MDB_txn *txn, uint64_t checkpoint);
+
+/* Indexes about `budget` results into `commands` in one transaction
+ * (writer thread, between batches). */
+int es__commands_slice(es_store *st, uint64_t budget);
+
+/* meta "es.commands": `commands` holds every result before this position
+ * and those at it written before the slice that stored it. */
+int es__commands_checkpoint_get(es_store *st, MDB_txn *txn, uint64_t *position);
+int es__commands_checkpoint_put(es_store *st, MDB_txn *txn, uint64_t position);
+
 /* ---- index.c -------------------------------------------------------------- */
 
 int es__checkpoint_get(es_store *st, MDB_txn *txn, uint64_t *position, uint8_t *hash);
@@ -155,8 +207,14 @@ int es__tail_replay(es_store *st, MDB_txn *txn, es_tail *t, uint64_t from, const
  * transaction (writer thread, between batches). */
 int es__checkpoint_slice(es_store *st, uint64_t budget);
 
-/* Indexes the whole tail, slice by slice. */
+/* Indexes the whole tail and every result, slice by slice. */
 int es__checkpoint(es_store *st);
+
+/* Whether the tail or the results table holds anything to index. */
+bool es__unindexed(const es_store *st);
+
+/* One slice of each that has something to index. */
+int es__checkpoint_step(es_store *st);
 
 /* A reader's view of `stream` consistent with txn (release it). */
 int es__view_get(es_store *st, MDB_txn *txn, const char *stream, size_t n, es_view *view);

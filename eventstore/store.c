@@ -111,9 +111,11 @@ static int open_dbs(es_store *st, MDB_txn *txn, unsigned flags)
     return 0;
 }
 
-/* Checks or writes the store's format version. */
-static guild_status check_format(es_store *st, MDB_txn *txn, guild_error *err)
+/* Checks or writes the store's format version; *upgraded when an older
+ * format was found and this writer moved it to the current one. */
+static guild_status check_format(es_store *st, MDB_txn *txn, bool *upgraded, guild_error *err)
 {
+    *upgraded = false;
     MDB_val k = {strlen(ES_META_FORMAT), (void *)ES_META_FORMAT}, v;
     int rc = mdb_get(txn, st->db_meta, &k, &v);
     if (rc == MDB_NOTFOUND && !st->read_only) {
@@ -126,8 +128,19 @@ static guild_status check_format(es_store *st, MDB_txn *txn, guild_error *err)
     }
     if (rc)
         return es__lmdb_status(err, rc, "reading the format version");
-    if (v.mv_size != 8 || es__u64_get(v.mv_data) != ES_FORMAT_VERSION)
+    uint64_t format = v.mv_size == 8 ? es__u64_get(v.mv_data) : 0;
+    if (format < ES_FORMAT_OLDEST || format > ES_FORMAT_VERSION)
         return guild_error_set(err, GUILD_CORRUPT, 0, "unknown store format");
+    if (format < ES_FORMAT_VERSION && !st->read_only) {
+        /* Every older format is a subset of this one: only the number
+         * changes, so an older binary refuses what it could misread. */
+        uint8_t buf[8];
+        es__u64_put(buf, ES_FORMAT_VERSION);
+        MDB_val nv = {8, buf};
+        rc = mdb_put(txn, st->db_meta, &k, &nv, 0);
+        *upgraded = rc == 0;
+        return es__lmdb_status(err, rc, "writing the format version");
+    }
     return GUILD_OK;
 }
 
@@ -177,13 +190,20 @@ static guild_status open_env(es_store *st, const char *dir, const es_options *op
     guild_status s = GUILD_OK;
     if ((rc = open_dbs(st, txn, st->read_only ? 0 : MDB_CREATE)))
         s = es__lmdb_status(err, rc, "opening the databases");
+    bool upgraded = false;
     if (s == GUILD_OK)
-        s = check_format(st, txn, err);
+        s = check_format(st, txn, &upgraded, err);
     if (s == GUILD_OK && !st->read_only && (rc = es__chain_load(st, txn, &st->chain)))
         s = es__lmdb_status(err, rc, "reading the log's head");
+    /* Format 1 kept every result in `commands`: it is complete. */
+    if (s == GUILD_OK && upgraded &&
+        (rc = es__commands_checkpoint_put(st, txn, st->chain.next_position - 1)))
+        s = es__lmdb_status(err, rc, "writing the commands checkpoint");
     if (s == GUILD_OK && !st->read_only &&
         ((rc = es__checkpoint_get(st, txn, &st->tail_checkpoint, NULL)) ||
-         (rc = es__tail_replay(st, txn, &st->tail, st->tail_checkpoint + 1, NULL, 0))))
+         (rc = es__tail_replay(st, txn, &st->tail, st->tail_checkpoint + 1, NULL, 0)) ||
+         (rc = es__commands_checkpoint_get(st, txn, &st->commands_checkpoint)) ||
+         (rc = es__commands_replay(st, txn, st->commands_checkpoint))))
         s = es__lmdb_status(err, rc, "replaying the log after the index checkpoint");
     if (st->read_only) {
         /* Handles opened in a transaction live on only if it commits. */
@@ -223,7 +243,9 @@ guild_status es_store_open(const char *dir, const es_options *opt, es_store **ou
     st->batch_hook_ctx = opt->batch_hook_ctx;
     st->index_every = opt->index_every ? opt->index_every : ES_DEFAULT_INDEX_EVERY;
     st->checkpoint_slice = opt->checkpoint_slice ? opt->checkpoint_slice : ES_CHECKPOINT_SLICE;
+    st->commands_every = st->index_every < ES_COMMANDS_EVERY ? st->index_every : ES_COMMANDS_EVERY;
     es_tail_init(&st->tail);
+    es_cmdtab_init(&st->commands);
     pthread_mutex_init(&st->tail_lock, NULL);
     pthread_rwlock_init(&st->resize_lock, NULL);
     pthread_mutex_init(&st->q_lock, NULL);
@@ -252,6 +274,7 @@ void es_store_close(es_store *st)
         close(st->writer_lock); /* releases the flock */
     msgpack_sbuffer_destroy(&st->enc);
     es_tail_release(&st->tail);
+    es_cmdtab_release(&st->commands);
     pthread_mutex_destroy(&st->tail_lock);
     pthread_cond_destroy(&st->q_cond);
     pthread_mutex_destroy(&st->q_lock);
@@ -465,6 +488,8 @@ guild_status es_read_log(es_store *st, uint64_t from, size_t limit, es_record_fn
     size_t done = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && done < limit;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (es__is_command_key(&k))
+            continue;
         es_record rec;
         if ((s = es_record_decode(v.mv_data, v.mv_size, &rec)) != GUILD_OK)
             break;
@@ -517,6 +542,8 @@ int es__chain_load(es_store *st, MDB_txn *txn, es_chain *chain)
         return rc;
     MDB_val k, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    while (rc == 0 && es__is_command_key(&k)) /* results after the last event */
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
     if (rc == MDB_NOTFOUND) {
         chain->next_position = 1;
         memset(chain->last_hash, 0, ES_HASH_LEN);
@@ -696,13 +723,15 @@ guild_status es_command_lookup(es_store *st, const char *command_id, es_result *
     size_t n = command_id ? strlen(command_id) : 0;
     if (n == 0 || n > ES_COMMAND_ID_MAX)
         return GUILD_INVALID_REQUEST;
+    uint64_t cand[ES_COMMAND_CANDIDATES];
+    size_t n_cand = es__command_candidates(st, command_id, n, cand);
     MDB_txn *txn;
     int rc = es__read_begin(st, &txn);
     if (rc)
         return es__lmdb_status(NULL, rc, "beginning a read");
-    MDB_val k = {n, (void *)command_id}, v;
+    MDB_val v;
     guild_status s;
-    rc = mdb_get(txn, st->db_commands, &k, &v);
+    rc = es__command_get(st, txn, command_id, n, cand, n_cand, &v);
     if (rc)
         s = es__lmdb_status(NULL, rc, "reading a command");
     else

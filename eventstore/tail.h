@@ -3,7 +3,7 @@
  * (internal to the store).
  *
  * The log is the store's write-ahead log: a batch commits its log records,
- * command ids and nothing else, so a commit writes a few sequential pages
+ * its commands' results and nothing else, so a commit writes a few pages
  * instead of two random index pages per event. The `streams` and `heads`
  * databases are brought up to date in bulk by an index checkpoint (every
  * `index_every` events, when the writer is idle, and on close), which also

@@ -493,10 +493,13 @@ static bool check_batch(log_walk *lw, const hash_batch *b)
 static int fill_batch(MDB_cursor *cur, hash_batch *b, MDB_cursor_op *op)
 {
     int rc = 0;
-    for (b->n = 0; b->n < BATCH; b->n++) {
+    b->n = 0;
+    while (b->n < BATCH) {
         if ((rc = mdb_cursor_get(cur, &b->keys[b->n], &b->recs[b->n], *op)))
             break;
         *op = MDB_NEXT;
+        if (!es__is_command_key(&b->keys[b->n])) /* results are outside the chain */
+            b->n++;
     }
     return rc;
 }

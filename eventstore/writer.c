@@ -357,9 +357,12 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     guild_copy(res->stream, sizeof res->stream, req->stream);
     int rc;
 
+    size_t id_len = req->command_id ? strlen(req->command_id) : 0;
     if (req->command_id) {
-        MDB_val k = {strlen(req->command_id), req->command_id}, v;
-        rc = mdb_get(txn, st->db_commands, &k, &v);
+        uint64_t cand[ES_COMMAND_CANDIDATES];
+        size_t n_cand = es__command_candidates(st, req->command_id, id_len, cand);
+        MDB_val v;
+        rc = es__command_get(st, txn, req->command_id, id_len, cand, n_cand, &v);
         if (rc == 0) {
             es_result_release(res);
             if (es__command_decode(v.mv_data, v.mv_size, res) != GUILD_OK)
@@ -426,8 +429,8 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
         return rc;
     if (req->command_id) {
         es__command_encode(&st->enc, res);
-        if ((rc = put(txn, st->db_commands, req->command_id, strlen(req->command_id), st->enc.data,
-                      st->enc.size, 0)))
+        if ((rc = es__command_put(st, txn, req->command_id, id_len, st->enc.data, st->enc.size,
+                                  events->n > 0)))
             return rc;
     }
     res->status = GUILD_OK;
@@ -476,10 +479,13 @@ static void run_batch(es_store *st, es_req *batch)
         if (st->batch_hook)
             st->batch_hook(st->batch_hook_ctx, rc == 0);
         pthread_mutex_lock(&st->tail_lock);
-        if (rc == 0)
+        if (rc == 0) {
             es_tail_commit(&st->tail, st->chain.next_position - 1);
-        else
+            es_cmdtab_commit(&st->commands);
+        } else {
             es_tail_undo(&st->tail);
+            es_cmdtab_undo(&st->commands);
+        }
         pthread_mutex_unlock(&st->tail_lock);
         if (rc == 0)
             return;
@@ -579,10 +585,12 @@ static void run_taken(es_store *st, es_req *batch, es_req *last)
     es_file_ahead_keep(st->env, &st->ahead, "event store");
     if (st->tail.events >= st->index_every)
         es__checkpoint_slice(st, st->checkpoint_slice);
+    if (st->commands.count >= st->commands_every)
+        es__commands_slice(st, st->checkpoint_slice);
     pthread_mutex_lock(&st->q_lock);
     st->running = false;
     st->last_run_ns = guild_mono_ns();
-    if (st->writer_wait == ES_WAIT_RUN || (st->writer_wait == ES_WAIT_EMPTY && st->tail.events > 0))
+    if (st->writer_wait == ES_WAIT_RUN || (st->writer_wait == ES_WAIT_EMPTY && es__unindexed(st)))
         pthread_cond_signal(&st->q_cond);
     pthread_mutex_unlock(&st->q_lock);
 }
@@ -601,7 +609,7 @@ static void *writer_main(void *arg)
             }
             if (st->q_head || st->stopping)
                 break;
-            if (st->tail.events == 0) {
+            if (!es__unindexed(st)) {
                 st->writer_wait = ES_WAIT_EMPTY;
                 pthread_cond_wait(&st->q_cond, &st->q_lock);
                 st->writer_wait = ES_WAIT_NONE;
@@ -621,12 +629,16 @@ static void *writer_main(void *arg)
             if (pthread_cond_timedwait(&st->q_cond, &st->q_lock, &until) == ETIMEDOUT &&
                 guild_mono_ns() - st->last_run_ns >= quiet) {
                 /* Slice by slice, so an append arriving meanwhile waits little. */
-                while (!st->q_head && !st->running && st->tail.events > 0) {
+                while (!st->q_head && !st->running && es__unindexed(st)) {
                     st->running = true;
                     pthread_mutex_unlock(&st->q_lock);
-                    es__checkpoint_slice(st, st->checkpoint_slice);
+                    int rc = es__checkpoint_step(st);
                     pthread_mutex_lock(&st->q_lock);
                     st->running = false;
+                    if (rc) { /* logged; try again after another quiet second */
+                        st->last_run_ns = guild_mono_ns();
+                        break;
+                    }
                 }
             }
         }
