@@ -43,6 +43,34 @@ bool es__is_command_key(const MDB_val *key)
     return key->mv_size > 8;
 }
 
+/* A result found in the log. */
+typedef struct result_at {
+    uint64_t position;
+    const char *id;
+    size_t n;
+    MDB_val value;
+} result_at;
+
+/* Moves cur to the first result at or after position `from` (first) or to
+ * the next one; 0, MDB_NOTFOUND at the end, or an error. */
+static int next_result(MDB_cursor *cur, uint64_t from, bool first, result_at *r)
+{
+    uint8_t key[8];
+    es__u64_put(key, from);
+    MDB_val k = {8, key};
+    int rc = mdb_cursor_get(cur, &k, &r->value, first ? MDB_SET_RANGE : MDB_NEXT);
+    while (rc == 0 && !es__is_command_key(&k))
+        rc = mdb_cursor_get(cur, &k, &r->value, MDB_NEXT);
+    if (rc)
+        return rc;
+    if (k.mv_size > ES_COMMAND_KEY_MAX)
+        return MDB_CORRUPTED;
+    r->position = es__u64_get(k.mv_data);
+    r->id = (const char *)k.mv_data + 8;
+    r->n = k.mv_size - 8;
+    return 0;
+}
+
 /* ---- the checkpoint record ------------------------------------------------ */
 
 int es__commands_checkpoint_get(es_store *st, MDB_txn *txn, uint64_t *position)
@@ -93,13 +121,10 @@ static int scan_log(es_store *st, MDB_txn *txn, const char *id, size_t n, MDB_va
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, st->db_log, &cur)))
         return rc;
-    uint8_t key[8];
-    es__u64_put(key, cp);
-    MDB_val k = {8, key}, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-        if (k.mv_size == 8 + n && memcmp((uint8_t *)k.mv_data + 8, id, n) == 0) {
-            *val = v;
+    result_at r;
+    for (rc = next_result(cur, cp, true, &r); rc == 0; rc = next_result(cur, 0, false, &r))
+        if (r.n == n && memcmp(r.id, id, n) == 0) {
+            *val = r.value;
             break;
         }
     mdb_cursor_close(cur);
@@ -167,25 +192,11 @@ int es__commands_replay(es_store *st, MDB_txn *txn, uint64_t checkpoint)
     int rc = mdb_cursor_open(txn, st->db_log, &cur);
     if (rc)
         return rc;
-    uint8_t key[8];
-    es__u64_put(key, checkpoint);
-    MDB_val k = {8, key}, v;
+    result_at r;
     pthread_mutex_lock(&st->tail_lock);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (!es__is_command_key(&k))
-            continue;
-        if (k.mv_size > ES_COMMAND_KEY_MAX) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        const char *id = (const char *)k.mv_data + 8;
-        size_t n = k.mv_size - 8;
-        uint64_t position = es__u64_get(k.mv_data);
-        if (position == checkpoint && indexed(st, txn, id, n))
-            continue;
-        es_cmdtab_add(&st->commands, es_cmdtab_hash(&st->commands, id, n), position);
-    }
+    for (rc = next_result(cur, checkpoint, true, &r); rc == 0; rc = next_result(cur, 0, false, &r))
+        if (r.position != checkpoint || !indexed(st, txn, r.id, r.n))
+            es_cmdtab_add(&st->commands, es_cmdtab_hash(&st->commands, r.id, r.n), r.position);
     es_cmdtab_commit(&st->commands);
     pthread_mutex_unlock(&st->tail_lock);
     mdb_cursor_close(cur);
@@ -221,34 +232,25 @@ static int cslice_txn(es_store *st, uint64_t budget, cslice *sl)
     uint64_t from = st->commands_checkpoint;
     sl->n = 0;
     sl->checkpoint = st->chain.next_position - 1; /* if the walk ends the log */
-    uint8_t key[8];
-    es__u64_put(key, from);
-    MDB_val k = {8, key}, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (!es__is_command_key(&k))
-            continue;
-        uint64_t position = es__u64_get(k.mv_data);
-        if (sl->n >= budget && position != sl->items[sl->n - 1].position) {
+    result_at r;
+    for (rc = next_result(cur, from, true, &r); rc == 0; rc = next_result(cur, 0, false, &r)) {
+        if (sl->n >= budget && r.position != sl->items[sl->n - 1].position) {
             sl->checkpoint = sl->items[sl->n - 1].position;
             break;
         }
-        if (k.mv_size > ES_COMMAND_KEY_MAX) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        const char *id = (const char *)k.mv_data + 8;
-        size_t n = k.mv_size - 8;
-        if (position == from && indexed(st, txn, id, n))
+        if (r.position == from && indexed(st, txn, r.id, r.n))
             continue;
-        MDB_val idv = {n, (void *)id}, at = {8, k.mv_data};
-        if ((rc = mdb_put(txn, st->db_commands, &idv, &at, 0)))
+        uint8_t at[8];
+        es__u64_put(at, r.position);
+        MDB_val idv = {r.n, (void *)r.id}, atv = {8, at};
+        if ((rc = mdb_put(txn, st->db_commands, &idv, &atv, 0)))
             break;
         if (sl->n == sl->cap) {
             sl->cap = sl->cap ? sl->cap * 2 : 256;
             sl->items = guild_xrealloc(sl->items, sl->cap * sizeof *sl->items);
         }
-        sl->items[sl->n++] = (indexed_command){es_cmdtab_hash(&st->commands, id, n), position};
+        sl->items[sl->n++] =
+            (indexed_command){es_cmdtab_hash(&st->commands, r.id, r.n), r.position};
     }
     mdb_cursor_close(cur);
     if (rc == MDB_NOTFOUND)

@@ -228,6 +228,33 @@ static void assert_every_command_kept(es_store *st, unsigned n, bool repeat)
     tst_assert_verifies(st, total);
 }
 
+/* Runs work(ctx) in a child, which exits with a status above 2 when it
+ * fails, and kills it with SIGKILL once the work is done: nothing it wrote
+ * is indexed by a clean close. */
+static void run_then_kill(void (*work)(void *ctx), void *ctx)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        work(ctx);
+        if (write(fds[1], "d", 1) != 1)
+            _exit(5);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    char done = 0;
+    ssize_t got = read(fds[0], &done, 1);
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    ck_assert_msg(got == 1, "the child failed: %s %d", WIFEXITED(status) ? "exit" : "signal",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
 static es_store *open_every(const char *dir, uint64_t index_every)
 {
     es_options o = {.domain = "talent", .index_every = index_every, .checkpoint_slice = 5};
@@ -241,35 +268,30 @@ static es_store *open_every(const char *dir, uint64_t index_every)
  * results are indexed, some are not, and commands that wrote no event sit
  * at the commands checkpoint's own position. The reopened store, and a
  * read-only opener before it, find every result; close indexes them all. */
+typedef struct crash_work {
+    const char *dir;
+    uint64_t index_every;
+} crash_work;
+
+static void run_every_command(void *ctx)
+{
+    const crash_work *w = ctx;
+    es_store *st = open_every(w->dir, w->index_every);
+    if (!st)
+        _exit(3);
+    for (unsigned i = 0; i < COMMANDS; i++) {
+        es_result r;
+        if (run_command(st, i, &r) != GUILD_OK)
+            _exit(4);
+        es_result_release(&r);
+    }
+}
+
 static void crash_and_find(uint64_t index_every)
 {
     char *dir = tst_dir_new("commands-crash");
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        es_store *st = open_every(dir, index_every);
-        if (!st)
-            _exit(3);
-        for (unsigned i = 0; i < COMMANDS; i++) {
-            es_result r;
-            if (run_command(st, i, &r) != GUILD_OK)
-                _exit(4);
-            es_result_release(&r);
-        }
-        char done = 'd';
-        if (write(fds[1], &done, 1) != 1)
-            _exit(5);
-        pause();
-        _exit(0);
-    }
-    close(fds[1]);
-    char done = 0;
-    ck_assert_int_eq(read(fds[0], &done, 1), 1);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    close(fds[0]);
+    crash_work w = {dir, index_every};
+    run_then_kill(run_every_command, &w);
 
     raw_counts c = raw_count(dir);
     ck_assert_uint_eq(c.log_results, COMMANDS);
@@ -356,6 +378,27 @@ START_TEST(test_slices_move_results_while_commands_go_on)
 }
 END_TEST
 
+static const char *const later[] = {"y-2", "y-1"};
+
+/* Two commands without events, in a child about to be killed. */
+static void run_later(void *ctx)
+{
+    es_store *st = NULL;
+    if (tst_store_open(ctx, "talent", 0, &st) != GUILD_OK)
+        _exit(3);
+    for (size_t i = 0; i < 2; i++) {
+        es_append req = {.stream = "talent-1",
+                         .expected_version = ES_ANY_VERSION,
+                         .prov = {.command_id = later[i]},
+                         .decide = reply_decide,
+                         .decide_ctx = (void *)later[i]};
+        es_result r;
+        if (es_append_wait(st, &req, &r) != GUILD_OK || r.duplicate)
+            _exit(4);
+        es_result_release(&r);
+    }
+}
+
 /* Commands that write no event all take the log's last position: their
  * keys differ only in the id, and arrive in any order of it. */
 START_TEST(test_commands_without_events_share_a_position)
@@ -388,36 +431,7 @@ START_TEST(test_commands_without_events_share_a_position)
     /* The close indexed them all: the commands checkpoint is position 1.
      * A child adds two more there and is killed before they are indexed;
      * both openers must look at the checkpoint's own position. */
-    const char *later[] = {"y-2", "y-1"};
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        if (tst_store_open(dir, "talent", 0, &st) != GUILD_OK)
-            _exit(3);
-        for (size_t i = 0; i < 2; i++) {
-            es_append req = {.stream = "talent-1",
-                             .expected_version = ES_ANY_VERSION,
-                             .prov = {.command_id = later[i]},
-                             .decide = reply_decide,
-                             .decide_ctx = (void *)later[i]};
-            es_result r;
-            if (es_append_wait(st, &req, &r) != GUILD_OK || r.duplicate)
-                _exit(4);
-            es_result_release(&r);
-        }
-        if (write(fds[1], "d", 1) != 1)
-            _exit(5);
-        pause();
-        _exit(0);
-    }
-    close(fds[1]);
-    char done = 0;
-    ck_assert_int_eq(read(fds[0], &done, 1), 1);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    close(fds[0]);
+    run_then_kill(run_later, dir);
     es_store *ro = NULL;
     ck_assert_status(tst_store_open_ro(dir, &ro), GUILD_OK);
     ck_assert_status(tst_store_open(dir, "talent", 0, &st), GUILD_OK);
