@@ -104,6 +104,14 @@ bool es_cmdtab_remove(es_cmdtab *t, uint64_t hash, uint64_t position)
     return true;
 }
 
+void es_cmdtab_clear(es_cmdtab *t)
+{
+    if (t->cap)
+        memset(t->slots, 0, t->cap * sizeof *t->slots);
+    t->count = 0;
+    t->n_pending = 0;
+}
+
 void es_cmdtab_commit(es_cmdtab *t)
 {
     t->n_pending = 0;

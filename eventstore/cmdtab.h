@@ -53,6 +53,9 @@ size_t es_cmdtab_find(const es_cmdtab *t, uint64_t hash, uint64_t *out, size_t m
 /* Removes one (hash, position); false if absent. */
 bool es_cmdtab_remove(es_cmdtab *t, uint64_t hash, uint64_t position);
 
+/* Removes every entry. */
+void es_cmdtab_clear(es_cmdtab *t);
+
 /* Keeps the pending entries, or removes them. */
 void es_cmdtab_commit(es_cmdtab *t);
 void es_cmdtab_undo(es_cmdtab *t);

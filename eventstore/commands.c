@@ -280,6 +280,14 @@ int es__commands_slice(es_store *st, uint64_t budget)
     for (size_t i = 0; i < sl.n; i++)
         es_cmdtab_remove(&st->commands, sl.items[i].hash, sl.items[i].position);
     st->commands_checkpoint = sl.checkpoint;
+    if (sl.n == 0 && st->commands.count > 0) {
+        /* Every table entry is at or after the checkpoint, so a walk that
+         * found nothing to index leaves none that could be needed; keep
+         * the slices from waiting on them for ever. */
+        guild_warn("event store: %zu command results listed but not in the log",
+                   st->commands.count);
+        es_cmdtab_clear(&st->commands);
+    }
     pthread_mutex_unlock(&st->tail_lock);
     free(sl.items);
     return 0;

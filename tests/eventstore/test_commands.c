@@ -86,6 +86,16 @@ START_TEST(test_table_agrees_with_a_list)
         }
     }
     ck_assert(!es_cmdtab_remove(&t, 12345, 1)); /* never added */
+    es_cmdtab_clear(&t);
+    ck_assert_uint_eq(t.count, 0);
+    for (uint64_t k = 0; k < HASHES; k++) {
+        uint64_t got[4];
+        ck_assert_uint_eq(es_cmdtab_find(&t, 1 + k * 0x9e3779b97f4a7c15ull, got, 4), 0);
+    }
+    es_cmdtab_add(&t, 7, 70); /* usable again */
+    uint64_t got[4];
+    ck_assert_uint_eq(es_cmdtab_find(&t, 7, got, 4), 1);
+    ck_assert_uint_eq(got[0], 70);
     free(ref);
     es_cmdtab_release(&t);
 }
