@@ -87,6 +87,7 @@ typedef struct bench_workload {
     uint8_t data[BENCH_DATA_MAX]; /* the msgpack map every event carries */
     size_t data_len;
     bool command_ids; /* give every append a fresh command id (UUIDv7) */
+    bool random_ids;  /* ... random instead (32 hex digits), in no order */
 } bench_workload;
 
 /* Appends one event to each stream of wl (in order) and `long_events` to

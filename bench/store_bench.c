@@ -39,6 +39,7 @@ typedef struct options {
     const char *dir;
     bool keep;
     bool command_ids;
+    bool random_ids;
     unsigned streams;
 } options;
 
@@ -50,7 +51,8 @@ static void usage(FILE *f)
                "  --dir DIR       run in a fresh directory under DIR (default $TMPDIR or /tmp)\n"
                "  --keep          keep the data directory\n"
                "  --streams N     streams the appends pick from at random (default 10000)\n"
-               "  --command-ids   give every append a command id (idempotency index)\n");
+               "  --command-ids   give every append a command id (idempotency index)\n"
+               "  --random-ids    the same, with random ids (32 hex digits) instead of UUIDv7\n");
 }
 
 /* The value of option argv[*i] ("--x v" or "--x=v"), or NULL. */
@@ -78,6 +80,8 @@ static int parse_options(int argc, char **argv, options *o)
             o->keep = true;
         } else if (strcmp(argv[i], "--command-ids") == 0) {
             o->command_ids = true;
+        } else if (strcmp(argv[i], "--random-ids") == 0) {
+            o->command_ids = o->random_ids = true;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 1;
@@ -331,8 +335,11 @@ static void print_summary(const options *o, const bench_workload *wl, const char
     printf("  %.1f s a phase, %ld CPUs, %s streams, %zu-byte msgpack data (%zu-byte records),\n"
            "  %s, dir %s%s\n\n",
            o->seconds, sysconf(_SC_NPROCESSORS_ONLN), bench_fmt_count(wl->n_streams, a, sizeof a),
-           wl->data_len, record_len, o->command_ids ? "command ids" : "no command ids", root,
-           o->keep ? " (kept)" : " (removed)");
+           wl->data_len, record_len,
+           o->random_ids    ? "random command ids"
+           : o->command_ids ? "command ids"
+                            : "no command ids",
+           root, o->keep ? " (kept)" : " (removed)");
     printf("  %-36s %11s %9s %9s %9s %9s %6s %9s %9s\n", "phase", "events/s", "p50", "p99", "max",
            "ev/commit", "busy", "cpu/ev", "write/ev");
     for (size_t i = 0; i < N_PHASES; i++) {
@@ -497,6 +504,7 @@ static int run(const options *o, const char *root)
     wl.long_stream = make_stream_id();
     wl.data_len = make_payload(wl.data);
     wl.command_ids = o->command_ids;
+    wl.random_ids = o->random_ids;
 
     printf("guild bench store: %.1f s a phase, data in %s\n", o->seconds, root);
     size_t record_len = probe_record_len(&wl, root);

@@ -19,6 +19,7 @@
 #include "common/uuid.h"
 
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,12 @@ static void request_init(request *r, const bench_workload *wl, unsigned thread)
 static const es_append *request_next(request *r, const bench_workload *wl, const char *stream)
 {
     r->req.stream = stream;
-    if (wl->command_ids) {
+    if (wl->random_ids) {
+        uint8_t b[16];
+        randombytes_buf(b, sizeof b); /* as a client with random ids: no two near */
+        sodium_bin2hex(r->command_id, sizeof r->command_id, b, sizeof b);
+        r->req.prov.command_id = r->command_id;
+    } else if (wl->command_ids) {
         guild_uuid7(r->command_id); /* as clients do (CONTRACT.md): unique per process */
         r->req.prov.command_id = r->command_id;
     }
