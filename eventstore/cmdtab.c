@@ -115,6 +115,11 @@ void es_cmdtab_clear(es_cmdtab *t)
 void es_cmdtab_commit(es_cmdtab *t)
 {
     t->n_pending = 0;
+    if (t->pending_cap > 4096) { /* a replay's, far more than a batch's */
+        free(t->pending);
+        t->pending = NULL;
+        t->pending_cap = 0;
+    }
 }
 
 void es_cmdtab_undo(es_cmdtab *t)

@@ -128,6 +128,7 @@ typedef struct slice {
     uint64_t events;
     uint64_t checkpoint;
     uint8_t hash[ES_HASH_LEN];
+    uint64_t commands_checkpoint; /* es.commands after the slice */
 } slice;
 
 static void take(slice *sl, es_tail_stream *e)
@@ -204,6 +205,15 @@ static int slice_txn(es_store *st, uint64_t budget, slice *sl)
         MDB_val k = {strlen(ES_META_CHECKPOINT), (void *)ES_META_CHECKPOINT}, v = {sizeof cp, cp};
         rc = mdb_put(txn, st->db_meta, &k, &v, 0);
     }
+    /* With no result waiting, `commands` is complete to the log's end:
+     * say so, or opens and read-only lookups would walk the log from where
+     * the last results slice left off. */
+    sl->commands_checkpoint = st->commands_checkpoint;
+    if (rc == 0 && st->commands.count == 0 &&
+        st->commands_checkpoint < st->chain.next_position - 1) {
+        sl->commands_checkpoint = st->chain.next_position - 1;
+        rc = es__commands_checkpoint_put(st, txn, sl->commands_checkpoint);
+    }
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
@@ -247,6 +257,7 @@ int es__checkpoint_slice(es_store *st, uint64_t budget)
         e->touched = false;
     }
     st->tail_checkpoint = sl.checkpoint;
+    st->commands_checkpoint = sl.commands_checkpoint;
     if (st->tail.events == 0)
         es_tail_clear(&st->tail);
     pthread_mutex_unlock(&st->tail_lock);

@@ -210,6 +210,26 @@ static raw_counts raw_count(const char *dir)
     return c;
 }
 
+/* A u64 in meta of a closed store; UINT64_MAX when absent. */
+static uint64_t raw_meta_get(const char *dir, const char *name)
+{
+    MDB_env *env;
+    MDB_txn *txn = raw_begin(dir, &env, MDB_RDONLY);
+    MDB_dbi meta;
+    lmdb_ok(mdb_dbi_open(txn, "meta", 0, &meta), "open meta");
+    MDB_val k = {strlen(name), (void *)name}, v;
+    uint64_t value = UINT64_MAX;
+    if (mdb_get(txn, meta, &k, &v) == 0) {
+        ck_assert_uint_eq(v.mv_size, 8);
+        value = 0;
+        for (int i = 0; i < 8; i++)
+            value = value << 8 | ((const uint8_t *)v.mv_data)[i];
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return value;
+}
+
 /* Every command up to n finds its first result by lookup and by a repeat,
  * and the repeat writes nothing. */
 static void assert_every_command_kept(es_store *st, unsigned n, bool repeat)
@@ -325,6 +345,7 @@ static void crash_and_find(uint64_t index_every)
     ck_assert_uint_eq(c.commands, COMMANDS);
     ck_assert_uint_eq(c.positions, COMMANDS);
     ck_assert_uint_eq(c.log_events, (COMMANDS - COMMANDS / 5) * 3 / 2);
+    ck_assert_uint_eq(raw_meta_get(dir, "es.commands"), c.log_events);
 
     st = open_every(dir, index_every);
     ck_assert_ptr_nonnull(st);
@@ -461,6 +482,42 @@ START_TEST(test_commands_without_events_share_a_position)
 }
 END_TEST
 
+/* A store whose appends carry no command id still records that `commands`
+ * is complete to the log's end, so opening it and looking an id up in a
+ * read-only opener need not walk the log; so does one whose last results
+ * were indexed before more events came. */
+START_TEST(test_the_commands_checkpoint_follows_the_log)
+{
+    char *dir = tst_dir_new("commands-follow");
+    es_store *st = NULL;
+    ck_assert_status(tst_store_open(dir, "talent", 0, &st), GUILD_OK);
+    for (unsigned i = 0; i < 50; i++)
+        ck_assert_status(tst_append_quiet(st, "talent-1", ES_ANY_VERSION, 1), GUILD_OK);
+    es_store_close(st);
+    ck_assert_uint_eq(raw_meta_get(dir, "es.commands"), 50);
+
+    ck_assert_status(tst_store_open(dir, "talent", 0, &st), GUILD_OK);
+    es_result r;
+    ck_assert_status(run_command(st, 1, &r), GUILD_OK); /* a result at 52 */
+    es_result_release(&r);
+    for (unsigned i = 0; i < 30; i++)
+        ck_assert_status(tst_append_quiet(st, "talent-2", ES_ANY_VERSION, 1), GUILD_OK);
+    es_store_close(st);
+    ck_assert_uint_eq(raw_meta_get(dir, "es.commands"), 82);
+
+    ck_assert_status(tst_store_open(dir, "talent", 0, &st), GUILD_OK);
+    assert_every_command_kept(st, 0, false);
+    char id[64];
+    command_name(1, id, sizeof id);
+    ck_assert_status(es_command_lookup(st, id, &r), GUILD_OK);
+    ck_assert_uint_eq(r.last_position, 52);
+    es_result_release(&r);
+    es_store_close(st);
+    tst_dir_remove(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- the format ----------------------------------------------------------- */
 
 static void raw_format_set(const char *dir, uint64_t format)
@@ -476,23 +533,6 @@ static void raw_format_set(const char *dir, uint64_t format)
     lmdb_ok(mdb_put(txn, meta, &k, &v, 0), "put format");
     lmdb_ok(mdb_txn_commit(txn), "commit");
     mdb_env_close(env);
-}
-
-static uint64_t raw_format_get(const char *dir)
-{
-    MDB_env *env;
-    MDB_txn *txn = raw_begin(dir, &env, MDB_RDONLY);
-    MDB_dbi meta;
-    lmdb_ok(mdb_dbi_open(txn, "meta", 0, &meta), "open meta");
-    MDB_val k = {strlen("es.format"), (void *)"es.format"}, v;
-    lmdb_ok(mdb_get(txn, meta, &k, &v), "get format");
-    ck_assert_uint_eq(v.mv_size, 8);
-    uint64_t format = 0;
-    for (int i = 0; i < 8; i++)
-        format = format << 8 | ((const uint8_t *)v.mv_data)[i];
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return format;
 }
 
 /* Turns a closed store into one of format 1: the results move from the
@@ -541,7 +581,7 @@ START_TEST(test_an_older_format_opens_and_a_newer_is_refused)
         es_result_release(&r);
     }
     es_store_close(st);
-    ck_assert_uint_eq(raw_format_get(dir), 2);
+    ck_assert_uint_eq(raw_meta_get(dir, "es.format"), 2);
 
     raw_to_format_1(dir);
     raw_counts c = raw_count(dir);
@@ -551,11 +591,11 @@ START_TEST(test_an_older_format_opens_and_a_newer_is_refused)
     es_store *ro = NULL;
     ck_assert_status(tst_store_open_ro(dir, &ro), GUILD_OK);
     es_store_close(ro);
-    ck_assert_uint_eq(raw_format_get(dir), 1); /* a reader changes nothing */
+    ck_assert_uint_eq(raw_meta_get(dir, "es.format"), 1); /* a reader changes nothing */
     ck_assert_status(tst_store_open(dir, "talent", 0, &st), GUILD_OK);
     assert_every_command_kept(st, 20, true);
     es_store_close(st);
-    ck_assert_uint_eq(raw_format_get(dir), 2);
+    ck_assert_uint_eq(raw_meta_get(dir, "es.format"), 2);
 
     raw_format_set(dir, 3);
     guild_error err;
@@ -578,6 +618,7 @@ int main(void)
     tcase_add_test(tc, test_results_outlive_a_crash_between_slices);
     tcase_add_test(tc, test_slices_move_results_while_commands_go_on);
     tcase_add_test(tc, test_commands_without_events_share_a_position);
+    tcase_add_test(tc, test_the_commands_checkpoint_follows_the_log);
     tcase_add_test(tc, test_an_older_format_opens_and_a_newer_is_refused);
     suite_add_tcase(s, tc);
     int status = tst_run_suite(s);
