@@ -38,11 +38,6 @@ size_t es__command_key(uint8_t out[ES_COMMAND_KEY_MAX], uint64_t position, const
     return 8 + n;
 }
 
-bool es__is_command_key(const MDB_val *key)
-{
-    return key->mv_size > 8;
-}
-
 /* A result found in the log. */
 typedef struct result_at {
     uint64_t position;
@@ -98,14 +93,14 @@ int es__commands_checkpoint_put(es_store *st, MDB_txn *txn, uint64_t position)
 
 /* ---- finding a result ----------------------------------------------------- */
 
-size_t es__command_candidates(es_store *st, const char *id, size_t n,
+size_t es__command_candidates(es_store *st, const char *id, size_t n, uint64_t *hash,
                               uint64_t out[ES_COMMAND_CANDIDATES])
 {
+    *hash = es_cmdtab_hash(&st->commands, id, n);
     if (st->read_only)
         return 0;
-    uint64_t h = es_cmdtab_hash(&st->commands, id, n);
     pthread_mutex_lock(&st->tail_lock);
-    size_t found = es_cmdtab_find(&st->commands, h, out, ES_COMMAND_CANDIDATES);
+    size_t found = es_cmdtab_find(&st->commands, *hash, out, ES_COMMAND_CANDIDATES);
     pthread_mutex_unlock(&st->tail_lock);
     return found < ES_COMMAND_CANDIDATES ? found : ES_COMMAND_CANDIDATES;
 }
@@ -160,8 +155,8 @@ int es__command_get(es_store *st, MDB_txn *txn, const char *id, size_t n, const 
 
 /* ---- the writer's side ---------------------------------------------------- */
 
-int es__command_put(es_store *st, MDB_txn *txn, const char *id, size_t n, const void *result,
-                    size_t len, bool after_event)
+int es__command_put(es_store *st, MDB_txn *txn, const char *id, size_t n, uint64_t hash,
+                    const void *result, size_t len, bool after_event)
 {
     uint64_t position = st->chain.next_position - 1;
     uint8_t key[ES_COMMAND_KEY_MAX];
@@ -171,9 +166,8 @@ int es__command_put(es_store *st, MDB_txn *txn, const char *id, size_t n, const 
     int rc = mdb_put(txn, st->db_log, &k, &v, after_event ? MDB_APPEND : 0);
     if (rc)
         return rc;
-    uint64_t h = es_cmdtab_hash(&st->commands, id, n);
     pthread_mutex_lock(&st->tail_lock);
-    es_cmdtab_add(&st->commands, h, position);
+    es_cmdtab_add(&st->commands, hash, position);
     pthread_mutex_unlock(&st->tail_lock);
     return 0;
 }

@@ -162,14 +162,18 @@ guild_status es__command_decode(const void *raw, size_t len, es_result *out);
 size_t es__command_key(uint8_t out[ES_COMMAND_KEY_MAX], uint64_t position, const char *id,
                        size_t n);
 
-/* True for a command's key in the log (an event's key is 8 bytes). */
-bool es__is_command_key(const MDB_val *key);
+/* True for a command's key in the log (an event's key is 8 bytes); every
+ * reader of the log asks it of each key. */
+static inline bool es__is_command_key(const MDB_val *key)
+{
+    return key->mv_size > 8;
+}
 
 /* The positions where the log may hold command `id` (none in a read-only
- * opener). Take them before beginning the transaction that reads: a
- * checkpoint between the two then only moves a record into `commands`
- * where that transaction still finds it in the log. */
-size_t es__command_candidates(es_store *st, const char *id, size_t n,
+ * opener), and the id's hash in the table (*hash, for es__command_put).
+ * Take them before beginning the transaction that reads: a slice between
+ * the two then only indexes a result that transaction finds in the log. */
+size_t es__command_candidates(es_store *st, const char *id, size_t n, uint64_t *hash,
                               uint64_t out[ES_COMMAND_CANDIDATES]);
 
 /* The stored result of command `id` through txn: in the log at one of the
@@ -178,9 +182,10 @@ size_t es__command_candidates(es_store *st, const char *id, size_t n,
 int es__command_get(es_store *st, MDB_txn *txn, const char *id, size_t n, const uint64_t *cand,
                     size_t n_cand, MDB_val *val);
 
-/* Writer: stores a command's result after the log's last record. */
-int es__command_put(es_store *st, MDB_txn *txn, const char *id, size_t n, const void *result,
-                    size_t len, bool after_event);
+/* Writer: stores a command's result after the log's last record; `hash`
+ * from es__command_candidates. */
+int es__command_put(es_store *st, MDB_txn *txn, const char *id, size_t n, uint64_t hash,
+                    const void *result, size_t len, bool after_event);
 
 /* Writer, on open: fills the table from the log after the commands
  * checkpoint. */

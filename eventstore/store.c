@@ -723,8 +723,8 @@ guild_status es_command_lookup(es_store *st, const char *command_id, es_result *
     size_t n = command_id ? strlen(command_id) : 0;
     if (n == 0 || n > ES_COMMAND_ID_MAX)
         return GUILD_INVALID_REQUEST;
-    uint64_t cand[ES_COMMAND_CANDIDATES];
-    size_t n_cand = es__command_candidates(st, command_id, n, cand);
+    uint64_t cand[ES_COMMAND_CANDIDATES], hash;
+    size_t n_cand = es__command_candidates(st, command_id, n, &hash, cand);
     MDB_txn *txn;
     int rc = es__read_begin(st, &txn);
     if (rc)

@@ -358,9 +358,10 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
     int rc;
 
     size_t id_len = req->command_id ? strlen(req->command_id) : 0;
+    uint64_t id_hash = 0;
     if (req->command_id) {
         uint64_t cand[ES_COMMAND_CANDIDATES];
-        size_t n_cand = es__command_candidates(st, req->command_id, id_len, cand);
+        size_t n_cand = es__command_candidates(st, req->command_id, id_len, &id_hash, cand);
         MDB_val v;
         rc = es__command_get(st, txn, req->command_id, id_len, cand, n_cand, &v);
         if (rc == 0) {
@@ -429,8 +430,8 @@ static int append_in_txn(es_store *st, MDB_txn *txn, es_req *req, int64_t batch_
         return rc;
     if (req->command_id) {
         es__command_encode(&st->enc, res);
-        if ((rc = es__command_put(st, txn, req->command_id, id_len, st->enc.data, st->enc.size,
-                                  events->n > 0)))
+        if ((rc = es__command_put(st, txn, req->command_id, id_len, id_hash, st->enc.data,
+                                  st->enc.size, events->n > 0)))
             return rc;
     }
     res->status = GUILD_OK;
