@@ -18,8 +18,7 @@
  * inclusive. A store of format 1 holds the result itself in `commands` (a
  * value longer than 8 bytes); those are read as they are.
  *
- * Sections: keys, the checkpoint record, finding a result, the writer's
- * side, slices.
+ * Sections: keys, finding a result, the writer's side, slices.
  */
 #include "eventstore/internal.h"
 
@@ -66,31 +65,6 @@ static int next_result(MDB_cursor *cur, uint64_t from, bool first, result_at *r)
     return 0;
 }
 
-/* ---- the checkpoint record ------------------------------------------------ */
-
-int es__commands_checkpoint_get(es_store *st, MDB_txn *txn, uint64_t *position)
-{
-    MDB_val k = {strlen(ES_META_COMMANDS), (void *)ES_META_COMMANDS}, v;
-    int rc = mdb_get(txn, st->db_meta, &k, &v);
-    *position = 0;
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    if (v.mv_size != 8)
-        return MDB_CORRUPTED;
-    *position = es__u64_get(v.mv_data);
-    return 0;
-}
-
-int es__commands_checkpoint_put(es_store *st, MDB_txn *txn, uint64_t position)
-{
-    uint8_t buf[8];
-    es__u64_put(buf, position);
-    MDB_val k = {strlen(ES_META_COMMANDS), (void *)ES_META_COMMANDS}, v = {8, buf};
-    return mdb_put(txn, st->db_meta, &k, &v, 0);
-}
-
 /* ---- finding a result ----------------------------------------------------- */
 
 size_t es__command_candidates(es_store *st, const char *id, size_t n, uint64_t *hash,
@@ -110,7 +84,7 @@ size_t es__command_candidates(es_store *st, const char *id, size_t n, uint64_t *
 static int scan_log(es_store *st, MDB_txn *txn, const char *id, size_t n, MDB_val *val)
 {
     uint64_t cp;
-    int rc = es__commands_checkpoint_get(st, txn, &cp);
+    int rc = es__meta_u64_get(st, txn, ES_META_COMMANDS, &cp, NULL);
     if (rc)
         return rc;
     MDB_cursor *cur;
@@ -250,7 +224,7 @@ static int cslice_txn(es_store *st, uint64_t budget, cslice *sl)
     if (rc == MDB_NOTFOUND)
         rc = 0;
     if (rc == 0)
-        rc = es__commands_checkpoint_put(st, txn, sl->checkpoint);
+        rc = es__meta_u64_put(st, txn, ES_META_COMMANDS, sl->checkpoint);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;

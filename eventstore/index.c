@@ -212,7 +212,7 @@ static int slice_txn(es_store *st, uint64_t budget, slice *sl)
     if (rc == 0 && st->commands.count == 0 &&
         st->commands_checkpoint < st->chain.next_position - 1) {
         sl->commands_checkpoint = st->chain.next_position - 1;
-        rc = es__commands_checkpoint_put(st, txn, sl->commands_checkpoint);
+        rc = es__meta_u64_put(st, txn, ES_META_COMMANDS, sl->commands_checkpoint);
     }
     if (rc) {
         mdb_txn_abort(txn);

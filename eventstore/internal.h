@@ -149,6 +149,14 @@ guild_status es__read_stream_txn(es_store *st, MDB_txn *txn, const char *stream,
                                  size_t limit, const es_view *view, es_record_fn fn, void *ctx,
                                  uint64_t *next);
 
+/* A u64 (big-endian) under `name` in meta: get gives 0 when absent (and
+ * *found false, found optional) and MDB_CORRUPTED when the value is not 8
+ * bytes. ES_META_COMMANDS holds the
+ * position before which `commands` indexes every result (results at it
+ * written after the slice that stored it are not). */
+int es__meta_u64_get(es_store *st, MDB_txn *txn, const char *name, uint64_t *value, bool *found);
+int es__meta_u64_put(es_store *st, MDB_txn *txn, const char *name, uint64_t value);
+
 /* Loads the chain head (next position, last hash) from the log. */
 int es__chain_load(es_store *st, MDB_txn *txn, es_chain *chain);
 
@@ -194,11 +202,6 @@ int es__commands_replay(es_store *st, MDB_txn *txn, uint64_t checkpoint);
 /* Indexes about `budget` results into `commands` in one transaction
  * (writer thread, between batches). */
 int es__commands_slice(es_store *st, uint64_t budget);
-
-/* meta "es.commands": `commands` holds every result before this position
- * and those at it written before the slice that stored it. */
-int es__commands_checkpoint_get(es_store *st, MDB_txn *txn, uint64_t *position);
-int es__commands_checkpoint_put(es_store *st, MDB_txn *txn, uint64_t position);
 
 /* ---- index.c -------------------------------------------------------------- */
 

@@ -111,37 +111,53 @@ static int open_dbs(es_store *st, MDB_txn *txn, unsigned flags)
     return 0;
 }
 
+int es__meta_u64_get(es_store *st, MDB_txn *txn, const char *name, uint64_t *value, bool *found)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, st->db_meta, &k, &v);
+    *value = 0;
+    if (found)
+        *found = rc != MDB_NOTFOUND;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return MDB_CORRUPTED;
+    *value = es__u64_get(v.mv_data);
+    return 0;
+}
+
+int es__meta_u64_put(es_store *st, MDB_txn *txn, const char *name, uint64_t value)
+{
+    uint8_t buf[8];
+    es__u64_put(buf, value);
+    MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
+    return mdb_put(txn, st->db_meta, &k, &v, 0);
+}
+
 /* Checks or writes the store's format version; *upgraded when an older
  * format was found and this writer moved it to the current one. */
 static guild_status check_format(es_store *st, MDB_txn *txn, bool *upgraded, guild_error *err)
 {
     *upgraded = false;
-    MDB_val k = {strlen(ES_META_FORMAT), (void *)ES_META_FORMAT}, v;
-    int rc = mdb_get(txn, st->db_meta, &k, &v);
-    if (rc == MDB_NOTFOUND && !st->read_only) {
-        uint8_t buf[8];
-        es__u64_put(buf, ES_FORMAT_VERSION);
-        v.mv_size = 8;
-        v.mv_data = buf;
-        rc = mdb_put(txn, st->db_meta, &k, &v, 0);
-        return es__lmdb_status(err, rc, "writing the format version");
-    }
-    if (rc)
+    uint64_t format;
+    bool found;
+    int rc = es__meta_u64_get(st, txn, ES_META_FORMAT, &format, &found);
+    if (rc && rc != MDB_CORRUPTED)
         return es__lmdb_status(err, rc, "reading the format version");
-    uint64_t format = v.mv_size == 8 ? es__u64_get(v.mv_data) : 0;
-    if (format < ES_FORMAT_OLDEST || format > ES_FORMAT_VERSION)
+    bool fresh = !found; /* a new store */
+    if (fresh && st->read_only)
+        return es__lmdb_status(err, MDB_NOTFOUND, "reading the format version");
+    if (!fresh && (rc || format < ES_FORMAT_OLDEST || format > ES_FORMAT_VERSION))
         return guild_error_set(err, GUILD_CORRUPT, 0, "unknown store format");
-    if (format < ES_FORMAT_VERSION && !st->read_only) {
-        /* Every older format is a subset of this one: only the number
-         * changes, so an older binary refuses what it could misread. */
-        uint8_t buf[8];
-        es__u64_put(buf, ES_FORMAT_VERSION);
-        MDB_val nv = {8, buf};
-        rc = mdb_put(txn, st->db_meta, &k, &nv, 0);
-        *upgraded = rc == 0;
-        return es__lmdb_status(err, rc, "writing the format version");
-    }
-    return GUILD_OK;
+    if (format == ES_FORMAT_VERSION || st->read_only)
+        return GUILD_OK;
+    /* Every older format is a subset of this one: only the number changes,
+     * so an older binary refuses what it could misread. */
+    rc = es__meta_u64_put(st, txn, ES_META_FORMAT, ES_FORMAT_VERSION);
+    *upgraded = rc == 0 && !fresh;
+    return es__lmdb_status(err, rc, "writing the format version");
 }
 
 /* One writing process per store: the writer keeps the newer part of the
@@ -197,12 +213,12 @@ static guild_status open_env(es_store *st, const char *dir, const es_options *op
         s = es__lmdb_status(err, rc, "reading the log's head");
     /* Format 1 kept every result in `commands`: it is complete. */
     if (s == GUILD_OK && upgraded &&
-        (rc = es__commands_checkpoint_put(st, txn, st->chain.next_position - 1)))
+        (rc = es__meta_u64_put(st, txn, ES_META_COMMANDS, st->chain.next_position - 1)))
         s = es__lmdb_status(err, rc, "writing the commands checkpoint");
     if (s == GUILD_OK && !st->read_only &&
         ((rc = es__checkpoint_get(st, txn, &st->tail_checkpoint, NULL)) ||
          (rc = es__tail_replay(st, txn, &st->tail, st->tail_checkpoint + 1, NULL, 0)) ||
-         (rc = es__commands_checkpoint_get(st, txn, &st->commands_checkpoint)) ||
+         (rc = es__meta_u64_get(st, txn, ES_META_COMMANDS, &st->commands_checkpoint, NULL)) ||
          (rc = es__commands_replay(st, txn, st->commands_checkpoint))))
         s = es__lmdb_status(err, rc, "replaying the log after the index checkpoint");
     if (st->read_only) {

@@ -602,6 +602,9 @@ START_TEST(test_an_older_format_opens_and_a_newer_is_refused)
     es_options o = {.domain = "talent"};
     ck_assert_status(es_store_open(dir, &o, &st, &err), GUILD_CORRUPT);
     ck_assert_status(tst_store_open_ro(dir, &ro), GUILD_CORRUPT);
+    raw_format_set(dir, 0); /* present but no format: not taken for a new store */
+    ck_assert_status(es_store_open(dir, &o, &st, &err), GUILD_CORRUPT);
+    ck_assert_uint_eq(raw_meta_get(dir, "es.format"), 0);
     tst_dir_remove(dir);
     free(dir);
 }
