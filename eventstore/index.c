@@ -265,17 +265,6 @@ int es__checkpoint_slice(es_store *st, uint64_t budget)
     return 0;
 }
 
-int es__checkpoint(es_store *st)
-{
-    int rc = 0;
-    while (rc == 0 && st->tail.events > 0)
-        rc = es__checkpoint_slice(st, st->checkpoint_slice);
-    /* A slice takes at least one result while the table holds any. */
-    while (rc == 0 && st->commands.count > 0)
-        rc = es__commands_slice(st, st->checkpoint_slice);
-    return rc;
-}
-
 bool es__unindexed(const es_store *st)
 {
     return st->tail.events > 0 || st->commands.count > 0;
@@ -288,6 +277,16 @@ int es__checkpoint_step(es_store *st)
         rc = es__checkpoint_slice(st, st->checkpoint_slice);
     if (rc == 0 && st->commands.count > 0)
         rc = es__commands_slice(st, st->checkpoint_slice);
+    return rc;
+}
+
+int es__checkpoint(es_store *st)
+{
+    /* Each step indexes something: a stream slice takes at least one
+     * stream, a results slice at least one result or empties the table. */
+    int rc = 0;
+    while (rc == 0 && es__unindexed(st))
+        rc = es__checkpoint_step(st);
     return rc;
 }
 
