@@ -122,6 +122,18 @@ static guild_status reply_decide(void *ctx, es_wctx *w)
     return GUILD_OK;
 }
 
+/* A command `id` on `stream` that writes no event and keeps `reply`. */
+static guild_status run_reply_command(es_store *st, const char *stream, const char *id,
+                                      const char *reply, es_result *out)
+{
+    es_append req = {.stream = stream,
+                     .expected_version = ES_ANY_VERSION,
+                     .prov = {.command_id = id},
+                     .decide = reply_decide,
+                     .decide_ctx = (void *)reply};
+    return es_append_wait(st, &req, out);
+}
+
 /* Command i: every fifth writes no event and keeps a reply; the others
  * append one or two events to one of 31 streams. */
 static guild_status run_command(es_store *st, unsigned i, es_result *out)
@@ -132,12 +144,7 @@ static guild_status run_command(es_store *st, unsigned i, es_result *out)
     if (i % 5 == 0) {
         char reply[32];
         snprintf(reply, sizeof reply, "reply-%u", i);
-        es_append req = {.stream = stream,
-                         .expected_version = ES_ANY_VERSION,
-                         .prov = {.command_id = id},
-                         .decide = reply_decide,
-                         .decide_ctx = reply};
-        return es_append_wait(st, &req, out);
+        return run_reply_command(st, stream, id, reply, out);
     }
     return tst_append(st, stream, ES_ANY_VERSION, id, 1 + i % 2, out);
 }
@@ -418,13 +425,8 @@ static void run_later(void *ctx)
     if (tst_store_open(ctx, "talent", 0, &st) != GUILD_OK)
         _exit(3);
     for (size_t i = 0; i < 2; i++) {
-        es_append req = {.stream = "talent-1",
-                         .expected_version = ES_ANY_VERSION,
-                         .prov = {.command_id = later[i]},
-                         .decide = reply_decide,
-                         .decide_ctx = (void *)later[i]};
         es_result r;
-        if (es_append_wait(st, &req, &r) != GUILD_OK || r.duplicate)
+        if (run_reply_command(st, "talent-1", later[i], later[i], &r) != GUILD_OK || r.duplicate)
             _exit(4);
         es_result_release(&r);
     }
@@ -441,13 +443,8 @@ START_TEST(test_commands_without_events_share_a_position)
     const char *ids[] = {"z-3", "z-2", "z-10", "z-1"};
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < 4; i++) {
-            es_append req = {.stream = "talent-1",
-                             .expected_version = ES_ANY_VERSION,
-                             .prov = {.command_id = ids[i]},
-                             .decide = reply_decide,
-                             .decide_ctx = (void *)ids[i]};
             es_result r;
-            ck_assert_status(es_append_wait(st, &req, &r), GUILD_OK);
+            ck_assert_status(run_reply_command(st, "talent-1", ids[i], ids[i], &r), GUILD_OK);
             ck_assert(r.duplicate == (round == 1));
             ck_assert_uint_eq(r.reply_len, strlen(ids[i]));
             ck_assert(memcmp(r.reply, ids[i], r.reply_len) == 0);
