@@ -160,6 +160,8 @@ typedef struct cmdb_service_stats {
     uint64_t requests, errors; /* the commands endpoint */
     uint64_t processing_ns;    /* its requests' time inside the service, summed */
     uint64_t batches, appends; /* the event store's group commits */
+    uint64_t writer_busy_ns;   /* time its writer spent running and committing them */
+    uint64_t at_ns;            /* monotonic time of the answer */
     uint64_t relay_lag;        /* events committed but not yet acknowledged by JetStream */
 } cmdb_service_stats;
 

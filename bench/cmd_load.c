@@ -724,6 +724,7 @@ void cmdb_probe_service_stats(cmdb_probe *p, cmdb_service_stats *out)
     natsMsg *reply = NULL;
     if (natsConnection_RequestString(&reply, p->nc, "$SRV.STATS." CMDB_DOMAIN, "", 2000) != NATS_OK)
         return;
+    out->at_ns = guild_mono_ns();
     json_t *doc = NULL;
     const char *data = natsMsg_GetData(reply);
     size_t len = (size_t)natsMsg_GetDataLength(reply);
@@ -742,6 +743,7 @@ void cmdb_probe_service_stats(cmdb_probe *p, cmdb_service_stats *out)
             out->processing_ns = json_u64(ep, "processing_time");
             out->batches = json_u64(d, "batches");
             out->appends = json_u64(d, "appends");
+            out->writer_busy_ns = json_u64(d, "writer_busy_ns");
             out->relay_lag = json_u64(d, "relay_lag");
         }
         json_decref(doc);

@@ -170,6 +170,7 @@ typedef struct phase {
     double catchup;         /* seconds after the last reply until the stream had it all */
     bool catchup_failed;    /* not within CATCHUP_WAIT_S */
     uint64_t batches, appends;
+    uint64_t writer_ns, window_ns; /* the store writer's busy time, and the time it is out of */
     uint64_t srv_requests, srv_ns; /* the service's own count and time of them */
     /* CPU seconds meanwhile; < 0 unknown */
     double talent_cpu, nats_cpu;
@@ -323,6 +324,8 @@ static void run_client_phase(bench_ctx *b, phase *ph, double warmup, double seco
         if (s0.ok && s1.ok) {
             ph->batches += s1.batches - s0.batches;
             ph->appends += s1.appends - s0.appends;
+            ph->writer_ns += s1.writer_busy_ns - s0.writer_busy_ns;
+            ph->window_ns += s1.at_ns - s0.at_ns;
             ph->srv_requests += s1.requests - s0.requests;
             ph->srv_ns += s1.processing_ns - s0.processing_ns;
         }
@@ -372,6 +375,8 @@ static void print_outcome(const phase *ph)
             printf("  in service %s", bench_fmt_ns(ph->srv_ns / ph->srv_requests, a, sizeof a));
         if (ph->batches)
             printf("  %.1f cmd/commit", (double)ph->appends / (double)ph->batches);
+        if (ph->window_ns)
+            printf("  writer %.0f%% busy", 100.0 * (double)ph->writer_ns / (double)ph->window_ns);
         printf("  relay lag %llu at end",
                (unsigned long long)(ph->acked_at_end > ph->stream_at_end
                                         ? ph->acked_at_end - ph->stream_at_end
@@ -413,8 +418,8 @@ static void print_summary(const bench_ctx *b)
         printf("  (other work was running on this machine: these figures are worth less\n"
                "  than those of a quiet run)\n");
     printf("\n");
-    printf("  %-16s %6s %9s %9s %9s %9s %6s %8s %7s %8s %8s %8s\n", "phase", "flight", "per s",
-           "p50", "p99", "max", "errors", "in svc", "cmd/cmt", "talent", "nats", "bench");
+    printf("  %-16s %6s %9s %9s %9s %9s %6s %8s %7s %6s %8s %8s %8s\n", "phase", "flight", "per s",
+           "p50", "p99", "max", "errors", "in svc", "cmd/cmt", "busy", "talent", "nats", "bench");
     for (size_t i = 0; i < N_PHASES; i++) {
         const phase *ph = &phases[i];
         const bench_result *r = &ph->o.res;
@@ -425,14 +430,18 @@ static void print_summary(const bench_ctx *b)
             snprintf(e, sizeof e, "%.1f", (double)ph->appends / (double)ph->batches);
         snprintf(k, sizeof k, "%llu",
                  (unsigned long long)(r->errors + (client ? ph->o.timeouts : 0)));
+        char busy[16] = "-";
+        if (ph->kind == P_COMMANDS && ph->window_ns)
+            snprintf(busy, sizeof busy, "%.0f%%",
+                     100.0 * (double)ph->writer_ns / (double)ph->window_ns);
         snprintf(sv, sizeof sv, "-");
         if (ph->srv_requests)
             bench_fmt_ns(ph->srv_ns / ph->srv_requests, sv, sizeof sv);
-        printf("  %-16s %6u %9s %9s %9s %9s %6s %8s %7s %8s %8s %8s%s\n", ph->label, ph->in_flight,
-               ph->ran ? bench_fmt_count(rate(r), a, sizeof a) : "-",
+        printf("  %-16s %6u %9s %9s %9s %9s %6s %8s %7s %6s %8s %8s %8s%s\n", ph->label,
+               ph->in_flight, ph->ran ? bench_fmt_count(rate(r), a, sizeof a) : "-",
                lat ? bench_fmt_ns(bench_hist_quantile(&r->lat, 0.50), p50, sizeof p50) : "-",
                lat ? bench_fmt_ns(bench_hist_quantile(&r->lat, 0.99), p99, sizeof p99) : "-",
-               lat ? bench_fmt_ns(r->lat.max, mx, sizeof mx) : "-", k, sv, e,
+               lat ? bench_fmt_ns(r->lat.max, mx, sizeof mx) : "-", k, sv, e, busy,
                ph->kind == P_COMMANDS ? fmt_per(ph->talent_cpu, n, f, sizeof f) : "-",
                client ? fmt_per(ph->nats_cpu, n, g, sizeof g) : "-",
                client ? fmt_per(ph->o.client_cpu, n, h, sizeof h) : "-",
@@ -441,7 +450,9 @@ static void print_summary(const bench_ctx *b)
     printf("\n  per s: replies (or commits) per second in the measured window; latency from\n"
            "  publishing a request to its reply. in svc: the service's own mean time from\n"
            "  taking a command to replying ($SRV.STATS processing_time). cmd/cmt: commands per\n"
-           "  LMDB commit (group commit). talent, nats, bench: CPU time per request of\n"
+           "  LMDB commit (group commit). busy: share of the phase's time the event store's\n"
+           "  writer spent running and committing batches. talent, nats, bench: CPU time per "
+           "request of\n"
            "  `guild serve talent`, nats-server and this process (client and echo responder).\n");
 
     printf("\nrelay: the stream %s against the acknowledged commands\n", CMDB_STREAM);

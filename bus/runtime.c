@@ -823,8 +823,9 @@ static json_t *stats_data(const bus_service *svc, const bus_endpoint *ep, void *
         return NULL;
     es_stats es;
     es_store_stats(rt->store, &es);
-    json_t *d = json_pack("{s:I, s:I, s:I}", "batches", (json_int_t)es.batches, "appends",
-                          (json_int_t)es.requests, "max_batch", (json_int_t)es.max_batch);
+    json_t *d = json_pack("{s:I, s:I, s:I, s:I}", "batches", (json_int_t)es.batches, "appends",
+                          (json_int_t)es.requests, "max_batch", (json_int_t)es.max_batch,
+                          "writer_busy_ns", (json_int_t)es.commit_ns);
     if (rt->relay) {
         bus_relay_stats rs;
         bus_relay_stats_get(rt->relay, &rs);

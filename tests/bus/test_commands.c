@@ -1168,7 +1168,7 @@ START_TEST(test_info_shows_the_talent_command_endpoint_and_queue_group)
 }
 END_TEST
 
-static void talent_counts(json_int_t *requests, json_int_t *errors)
+static void talent_counts(json_int_t *requests, json_int_t *errors, json_int_t *busy_ns)
 {
     replies r;
     gather("$SRV.STATS.talent", &r);
@@ -1177,13 +1177,17 @@ static void talent_counts(json_int_t *requests, json_int_t *errors)
     json_t *ep = commands_endpoint(r.doc[0]);
     *requests = json_integer_value(json_object_get(ep, "num_requests"));
     *errors = json_integer_value(json_object_get(ep, "num_errors"));
+    json_t *busy = json_object_get(json_object_get(ep, "data"), "writer_busy_ns");
+    ck_assert_msg(json_is_integer(busy), "data.writer_busy_ns is missing");
+    *busy_ns = json_integer_value(busy);
     replies_clear(&r);
 }
 
 START_TEST(test_stats_count_requests_and_errors)
 {
-    json_int_t requests0, errors0;
-    talent_counts(&requests0, &errors0);
+    json_int_t requests0, errors0, busy0;
+    uint64_t started_ms = now_ms();
+    talent_counts(&requests0, &errors0, &busy0);
     ck_assert_int_ge(requests0, 1); /* the fixture made alice's profile */
 
     tst_call call = {.token = g_alice.access_token};
@@ -1204,14 +1208,18 @@ START_TEST(test_stats_count_requests_and_errors)
     }
 
     /* The count is taken after the reply is sent: allow it a moment. */
-    json_int_t requests, errors;
+    json_int_t requests, errors, busy;
     uint64_t deadline = now_ms() + 5000;
     do {
-        talent_counts(&requests, &errors);
+        talent_counts(&requests, &errors, &busy);
     } while ((requests != requests0 + oks + fails || errors != errors0 + fails) &&
              now_ms() < deadline);
     ck_assert_int_eq(requests, requests0 + oks + fails);
     ck_assert_int_eq(errors, errors0 + fails);
+    /* Four commits ran (the refused commands never reached the store),
+     * each inside the time the test has taken. */
+    ck_assert_int_gt(busy, busy0);
+    ck_assert_int_lt(busy - busy0, (json_int_t)(now_ms() - started_ms) * 1000000);
 
     replies r;
     gather("$SRV.STATS.talent", &r);
