@@ -621,6 +621,10 @@ void guild_buf_json_str(guild_buf *b, const char *s, size_t n)
 {
     /* The bytes with a two-character escape, and the letter of each. */
     static const char shorts[] = "\"\\\b\f\n\r\t", letters[] = "\"\\bfnrt";
+    if (n == 0) { /* s may be NULL then (msgpack-c's empty strings) */
+        guild_buf_put(b, "\"\"", 2);
+        return;
+    }
     guild_buf_put(b, "\"", 1);
     const char *run = s, *end = s + n;
     for (; s < end; s++) {
