@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages guild needs, only when one is missing.
 # Works on a brand-new machine: no package lists, nothing installed.
+# `deps.sh fuzz` adds what the fuzz targets need (clang and libFuzzer).
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,9 @@ packages=(
     libjansson-dev libjemalloc-dev check libsubunit-dev nats-server
     clang-format cppcheck
 )
+if [ "${1:-}" = fuzz ]; then
+    packages+=(clang libclang-rt-dev python3)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,177 @@
+/*
+ * fuzz_talent.c — sequences of talent commands, each as a client could
+ * send it, through validation, decide and evolve against one profile, the
+ * way the command runtime runs them (no broker, no disk).
+ *
+ * The input is a series of frames: a byte choosing the command, a byte
+ * choosing the actor (the owner, another user, an administrator, a
+ * service), two bytes of length and that many bytes of body (JSON or
+ * msgpack, told apart as the runtime does). The body's talent_id is set to
+ * the one profile.
+ *
+ * Checked on every command that validates:
+ *   - decide answers, and refusals emit nothing;
+ *   - every event decide emits is one evolve accepts, both as decide made
+ *     it and after a trip through msgpack (how it is stored and replayed):
+ *     the two states snapshot to the same bytes;
+ *   - a snapshot restores to a state that snapshots to the same bytes.
+ */
+#include "common/codec.h"
+#include "domain/dom.h"
+#include "domain/registry.h"
+#include "domain/talent/talent.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define OWNER "0193a5b0-0000-7000-8000-000000000001"
+#define OTHER "0193a5b0-0000-7000-8000-000000000002"
+#define ADMIN "0193a5b0-0000-7000-8000-000000000003"
+#define TALENT "0193a5b0-0000-7000-8000-0000000000aa"
+#define NOW 1764000000000000000LL
+#define MAX_COMMANDS 24
+
+static void must(int cond)
+{
+    if (!cond)
+        abort();
+}
+
+static uint64_t no_stream(void *self, const char *stream)
+{
+    (void)self, (void)stream;
+    return 0;
+}
+
+static guild_status no_load(void *self, const dom_aggregate *agg, const char *stream, void **state,
+                            uint64_t *version)
+{
+    (void)self, (void)stream;
+    *state = agg->create();
+    *version = 0;
+    return GUILD_OK;
+}
+
+static const dom_env g_env = {.stream_version = no_stream, .load = no_load};
+
+typedef struct profile {
+    void *state, *mirror; /* from the events as made, and as stored */
+    uint64_t version;
+} profile;
+
+static void snapshot(const void *state, char **bytes, size_t *len)
+{
+    must(talent_profile_agg.snapshot(state, bytes, len) == GUILD_OK);
+}
+
+static void same_snapshot(const void *a, const void *b)
+{
+    char *x, *y;
+    size_t nx, ny;
+    snapshot(a, &x, &nx);
+    snapshot(b, &y, &ny);
+    must(nx == ny && memcmp(x, y, nx) == 0);
+    free(x);
+    free(y);
+}
+
+static void apply(profile *p, const dom_ctx *ctx)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(ctx->events, i, ev)
+    {
+        if (json_object_get(ev, "stream"))
+            continue; /* the per-user claim: another aggregate */
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const json_t *d = json_object_get(ev, "data");
+        must(type != NULL && d != NULL);
+        p->version++;
+        dom_event_meta meta = {
+            .id = "e", .actor = "a", .version = p->version, .time = NOW + (int64_t)p->version};
+        must(talent_profile_agg.evolve(p->state, type, d, &meta) == GUILD_OK);
+
+        char *bytes;
+        size_t len;
+        must(guild_codec_encode(d, GUILD_FMT_MSGPACK, &bytes, &len) == GUILD_OK);
+        json_t *stored;
+        must(guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &stored, NULL) == GUILD_OK);
+        must(talent_profile_agg.evolve(p->mirror, type, stored, &meta) == GUILD_OK);
+        json_decref(stored);
+        free(bytes);
+    }
+    same_snapshot(p->state, p->mirror);
+}
+
+static void run_one(profile *p, const dom_command *c, const dom_actor *actor, json_t *body)
+{
+    if (c->id_field)
+        json_object_set_new(body, c->id_field, json_string(TALENT));
+    guild_error err;
+    if (dom_validate(c->fields, body, &err) != GUILD_OK)
+        return;
+    dom_ctx ctx;
+    dom_ctx_init(&ctx);
+    ctx.domain = "talent";
+    ctx.actor = actor;
+    ctx.now = NOW + (int64_t)p->version + 1;
+    ctx.aggregate_id = TALENT;
+    ctx.stream = "talent-" TALENT;
+    ctx.version = p->version;
+    ctx.env = &g_env;
+    guild_status s = c->decide(p->state, body, &ctx);
+    if (s == GUILD_OK)
+        apply(p, &ctx);
+    else
+        must(json_array_size(ctx.events) == 0);
+    dom_ctx_release(&ctx);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static json_t *admin_perms, *star_perms;
+    if (!admin_perms) {
+        admin_perms = json_pack("[s]", TALENT_PERM_ADMIN);
+        star_perms = json_pack("[s]", "talent:*");
+    }
+    const dom_actor actors[] = {
+        {.user_id = OWNER, .session_id = ""},
+        {.user_id = OTHER, .session_id = ""},
+        {.user_id = ADMIN, .session_id = "", .permissions = admin_perms},
+        {.user_id = "", .session_id = "", .service = true, .permissions = star_perms},
+    };
+    size_t n_commands = 0;
+    while (dom_talent.commands[n_commands].name)
+        n_commands++;
+
+    profile p = {talent_profile_agg.create(), talent_profile_agg.create(), 0};
+    for (int k = 0; k < MAX_COMMANDS && size >= 4; k++) {
+        const dom_command *c = &dom_talent.commands[data[0] % n_commands];
+        const dom_actor *actor = &actors[data[1] % 4];
+        size_t len = (size_t)data[2] << 8 | data[3];
+        data += 4, size -= 4;
+        if (len > size)
+            len = size;
+        json_t *body = NULL;
+        guild_format fmt = guild_format_detect(NULL, data, len);
+        if (guild_codec_decode(data, len, fmt, &body, NULL) == GUILD_OK && json_is_object(body))
+            run_one(&p, c, actor, body);
+        json_decref(body);
+        data += len, size -= len;
+    }
+    char *bytes;
+    size_t len;
+    snapshot(p.state, &bytes, &len);
+    void *restored = talent_profile_agg.restore(bytes, len);
+    must(restored != NULL);
+    same_snapshot(p.state, restored);
+    talent_profile_agg.destroy(restored);
+    free(bytes);
+    talent_profile_agg.destroy(p.state);
+    talent_profile_agg.destroy(p.mirror);
+    return 0;
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets into fuzz/corpus/<target>/.
+
+Seeds are small valid inputs the fuzzers mutate from: request bodies in
+JSON and msgpack, event records, edits of fuzz_jwt's signed token, and
+sequences of talent commands. The corpus in the repository was made by
+this script, plus the inputs that once failed (regress-*), kept so that
+`make fuzz-check` replays them.
+"""
+import json
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TALENT = "0193a5b0-0000-7000-8000-0000000000aa"
+OWNER = "0193a5b0-0000-7000-8000-000000000001"
+
+
+def pack(v):
+    """msgpack of a JSON-like value, as guild packs it (smallest forms)."""
+    if v is None:
+        return b"\xc0"
+    if v is True:
+        return b"\xc3"
+    if v is False:
+        return b"\xc2"
+    if isinstance(v, int):
+        if 0 <= v < 128:
+            return bytes([v])
+        if -32 <= v < 0:
+            return struct.pack("b", v)
+        if 0 <= v < 1 << 32:
+            return b"\xce" + struct.pack(">I", v)
+        return b"\xd3" + struct.pack(">q", v)
+    if isinstance(v, float):
+        return b"\xcb" + struct.pack(">d", v)
+    if isinstance(v, str):
+        b = v.encode()
+        if len(b) < 32:
+            return bytes([0xA0 | len(b)]) + b
+        return b"\xd9" + bytes([len(b)]) + b if len(b) < 256 else b"\xda" + struct.pack(">H", len(b)) + b
+    if isinstance(v, bytes):
+        return b"\xc4" + bytes([len(v)]) + v
+    if isinstance(v, list):
+        return bytes([0x90 | len(v)]) + b"".join(pack(x) for x in v)
+    if isinstance(v, dict):
+        return bytes([0x80 | len(v)]) + b"".join(pack(k) + pack(x) for k, x in v.items())
+    raise TypeError(v)
+
+
+COMMANDS = [  # (index in dom_talent.commands, body)
+    (0, {"user_id": OWNER, "headline": "C programmer", "location": "Lyon", "timezone": "Europe/Paris"}),
+    (1, {"talent_id": TALENT, "bio": "line one\nline \"two\" \u00e9\u2028"}),
+    (2, {"talent_id": TALENT, "skill": "c", "level": 5, "years": 12}),
+    (3, {"talent_id": TALENT, "skill": "c"}),
+    (4, {"talent_id": TALENT, "name": "CKA", "issuer": "CNCF", "issued_on": "2024-01-31", "expires_on": "2027-01-31"}),
+    (5, {"talent_id": TALENT, "name": "CKA"}),
+    (6, {"talent_id": TALENT, "currency": "EUR", "hourly_rate": 9500}),
+    (7, {"talent_id": TALENT, "hours_per_week": 30}),
+    (8, {"talent_id": TALENT, "reservation_id": "job-1", "hours_per_week": 10}),
+    (9, {"talent_id": TALENT, "reservation_id": "job-1"}),
+    (10, {"talent_id": TALENT}),
+]
+
+
+def record(position, stream_version, data):
+    fields = [
+        ("id", "01a21aec-e1c8-7002-99ef-9ae1b166dda0"),
+        ("type", "skill_added"),
+        ("schema", 1),
+        ("domain", "talent"),
+        ("stream", "talent-" + TALENT),
+        ("version", stream_version),
+        ("position", position),
+        ("time", 1764000000000000000),
+        ("command_id", "cmd-1"),
+        ("correlation_id", ""),
+        ("causation_id", ""),
+        ("actor", OWNER),
+        ("data", data),
+        ("prev", bytes(32)),
+        ("hash", bytes(range(32))),
+    ]
+    return b"\xde" + struct.pack(">H", len(fields)) + b"".join(pack(k) + pack(v) for k, v in fields)
+
+
+def write(target, name, blob):
+    d = os.path.join(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus"), target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(blob)
+
+
+def main():
+    for i, body in COMMANDS:
+        write("fuzz_codec", "json-%02d" % i, json.dumps(body).encode())
+        write("fuzz_codec", "msgpack-%02d" % i, pack(body))
+    write("fuzz_codec", "types", pack({"a": [1, -1, 1 << 40, -(1 << 40), 1.5, True, None, "x"], "b": {}}))
+    write("fuzz_jwt", "signed", b"\x00")  # the signed token as it is
+    write("fuzz_jwt", "edited", b"\x00\x05A")  # one character of it changed
+    write("fuzz_jwt", "raw", b"\x01eyJhbGciOiJFZERTQSJ9.e30.AAAA")
+    write("fuzz_record", "skill_added", record(7, 3, {"skill": "c", "level": 5}))
+    write("fuzz_record", "empty_data", record(1, 1, {}))
+    seq = b""
+    for n, (i, body) in enumerate(COMMANDS):
+        blob = json.dumps(body).encode() if n % 2 else pack(body)
+        seq += bytes([i, 0]) + struct.pack(">H", len(blob)) + blob
+        write("fuzz_talent", "upto-%02d" % i, seq)
+    admin = b""
+    for i, body in COMMANDS[:3]:
+        blob = json.dumps(body).encode()
+        admin += bytes([i, 2]) + struct.pack(">H", len(blob)) + blob
+    write("fuzz_talent", "admin", admin)
+
+
+main()
