@@ -494,7 +494,8 @@ static guild_status match_candidates(prj_read *r, const json_t *reqs, hits *h, c
             GUILD_OK)
             return s;
     }
-    qsort(h->v, h->n, sizeof *h->v, hit_cmp);
+    if (h->n) /* h->v is NULL without hits */
+        qsort(h->v, h->n, sizeof *h->v, hit_cmp);
     candidate *c = guild_xmalloc((h->n ? h->n : 1) * sizeof *c);
     size_t n = 0;
     for (size_t k = 0; k < h->n; k++) {

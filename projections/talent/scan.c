@@ -133,7 +133,8 @@ static int id_cmp(const void *a, const void *b)
 
 static void list_sort(tm_ids *s)
 {
-    qsort(s->list, s->n_list, sizeof *s->list, id_cmp);
+    if (s->n_list) /* s->list may be NULL while empty */
+        qsort(s->list, s->n_list, sizeof *s->list, id_cmp);
     s->collected = true;
 }
 
