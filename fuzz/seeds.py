@@ -64,6 +64,29 @@ COMMANDS = [  # (index in dom_talent.commands, body)
 ]
 
 
+EVENTS = [  # (index in dom_talent.events, profile 0-3, data)
+    (0, 0, {"talent_id": "0193a5b0-0000-7000-8000-0000000000a1", "user_id": OWNER,
+            "headline": "C programmer", "location": "Lyon", "timezone": "Europe/Paris"}),
+    (3, 0, {"skill": "c", "level": 5, "years": 12}),
+    (3, 0, {"skill": "go", "level": 3}),
+    (4, 0, {"skill": "go", "level": 4, "years": 2}),
+    (6, 0, {"name": "CKA", "issuer": "CNCF", "issued_on": "2024-01-31", "expires_on": "2027-01-31"}),
+    (8, 0, {"currency": "EUR", "hourly_rate": 9500, "previous_currency": None, "previous_rate": None}),
+    (8, 0, {"currency": "USD", "hourly_rate": 12000, "previous_currency": "EUR", "previous_rate": 9500}),
+    (9, 0, {"hours_per_week": 30}),
+    (10, 0, {"reservation_id": "job-1", "hours_per_week": 10}),
+    (11, 0, {"reservation_id": "job-1", "hours_per_week": 10}),
+    (2, 0, {"headline": "Compiler engineer", "bio": "a\nb"}),
+    (5, 0, {"skill": "c"}),
+    (7, 0, {"name": "CKA"}),
+    (0, 1, {"talent_id": "0193a5b0-0000-7000-8000-0000000000a2", "user_id": OWNER,
+            "headline": "Second", "location": "Lyon"}),
+    (3, 1, {"skill": "c", "level": 4}),
+    (12, 1, {}),
+    (2, 2, {"headline": "never created"}),
+]
+
+
 def record(position, stream_version, data):
     fields = [
         ("id", "01a21aec-e1c8-7002-99ef-9ae1b166dda0"),
@@ -107,6 +130,11 @@ def main():
         blob = json.dumps(body).encode() if n % 2 else pack(body)
         seq += bytes([i, 0]) + struct.pack(">H", len(blob)) + blob
         write("fuzz_talent", "upto-%02d" % i, seq)
+    frames = b""
+    for n, (t, who, body) in enumerate(EVENTS):
+        blob = pack(body)
+        frames += bytes([t, who]) + struct.pack(">H", len(blob)) + blob
+        write("fuzz_projector", "upto-%02d" % n, frames)
     admin = b""
     for i, body in COMMANDS[:3]:
         blob = json.dumps(body).encode()
