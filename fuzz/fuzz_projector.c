@@ -7,9 +7,9 @@
  * the talent domain's table, or one it does not know), a byte choosing one
  * of four profiles, two bytes of length and that many bytes of event data.
  * Each frame becomes an event record at the next log position, and the
- * whole input is applied as one batch to a talent model kept for the
- * fuzzer's life, in a temporary directory: under /dev/shm where there is
- * one, whose syncs cost nothing.
+ * whole input is applied as one batch to a talent model kept across inputs
+ * (a fresh one every FRESH_EVERY, so that it does not grow without bound),
+ * in a temporary directory: under /dev/shm where there is one.
  *
  * Checked on every input: the batch applies (an event the model refuses
  * is parked, nothing fails the batch); every event is counted as applied
@@ -35,6 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NOW 1764000000000000000LL
 #define MAX_EVENTS 64
+#define FRESH_EVERY 2000
 
 static const char *const g_ids[] = {
     "0193a5b0-0000-7000-8000-0000000000a1",
@@ -43,7 +44,7 @@ static const char *const g_ids[] = {
     "0193a5b0-0000-7000-8000-0000000000a4",
 };
 static prj_store *g_store;
-static uint64_t g_position, g_versions[4];
+static uint64_t g_position, g_versions[4], g_inputs;
 static size_t g_types;
 
 static void must(int cond)
@@ -58,6 +59,7 @@ static char g_dir[64];
 static void teardown(void)
 {
     prj_store_close(g_store);
+    g_store = NULL;
     DIR *d = opendir(g_dir);
     for (struct dirent *e; d && (e = readdir(d));) {
         char path[384];
@@ -78,7 +80,13 @@ static void setup(void)
     must(mkdtemp(g_dir) != NULL);
     guild_error err;
     must(prj_store_open(g_dir, &prj_talent_model, &g_store, &err) == GUILD_OK);
-    atexit(teardown);
+    g_position = 0;
+    memset(g_versions, 0, sizeof g_versions);
+    static bool registered;
+    if (!registered)
+        atexit(teardown);
+    registered = true;
+    g_types = 0;
     while (dom_talent.events[g_types].type)
         g_types++;
 }
@@ -126,6 +134,8 @@ static void query_all(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (g_store && ++g_inputs % FRESH_EVERY == 0)
+        teardown();
     if (!g_store)
         setup();
     msgpack_sbuffer bufs[MAX_EVENTS];
