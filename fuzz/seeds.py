@@ -3,7 +3,8 @@
 
 Seeds are small valid inputs the fuzzers mutate from: request bodies in
 JSON and msgpack, event records, edits of fuzz_jwt's signed token, and
-sequences of talent commands. The corpus in the repository was made by
+sequences of talent and identity commands, and events for the talent read
+model. The corpus in the repository was made by
 this script, plus the inputs that once failed (regress-*), kept so that
 `make fuzz-check` replays them.
 """
@@ -63,6 +64,30 @@ COMMANDS = [  # (index in dom_talent.commands, body)
     (10, {"talent_id": TALENT}),
 ]
 
+
+U1 = "0193a5b0-0000-7000-8000-000000000001"  # fuzz_identity's first fresh id
+IDENTITY = [  # (index in dom_identity.commands, caller 0-3, body)
+    (0, 0, {"email": "ada@example.com", "password": "correct horse 42", "display_name": "Ada"}),
+    (2, 0, {"email": "ADA@example.com", "password": "correct horse 42"}),
+    (2, 0, {"email": "ada@example.com", "password": "wrong horse 42"}),
+    (5, 1, {"current_password": "correct horse 42", "new_password": "battery staple 99"}),
+    (6, 1, {"user_id": U1, "display_name": "Ada L", "email": "ada2@example.com"}),
+    (7, 0, {"email": "ada2@example.com"}),
+    (8, 0, {"token": "not-the-token", "new_password": "battery staple 99"}),
+    (3, 0, {"refresh_token": "not-a-token"}),
+    (12, 2, {"name": "recruiter", "permissions": ["talent:read"]}),
+    (13, 2, {"role": "recruiter", "permission": "job:write"}),
+    (14, 2, {"role": "recruiter", "permission": "talent:read"}),
+    (15, 2, {"user_id": U1, "role": "recruiter"}),
+    (16, 2, {"user_id": U1, "role": "recruiter"}),
+    (9, 2, {"client_id": "billing", "permissions": ["talent:read"]}),
+    (10, 0, {"client_id": "billing", "client_secret": "not-the-secret"}),
+    (11, 2, {"client_id": "billing"}),
+    (17, 2, {"user_id": U1, "reason": "left"}),
+    (18, 2, {"user_id": U1}),
+    (4, 1, {}),
+    (1, 0, {"email": "root@example.com", "password": "correct horse 42", "display_name": "Root"}),
+]
 
 EVENTS = [  # (index in dom_talent.events, profile 0-3, data)
     (0, 0, {"talent_id": "0193a5b0-0000-7000-8000-0000000000a1", "user_id": OWNER,
@@ -130,6 +155,11 @@ def main():
         blob = json.dumps(body).encode() if n % 2 else pack(body)
         seq += bytes([i, 0]) + struct.pack(">H", len(blob)) + blob
         write("fuzz_talent", "upto-%02d" % i, seq)
+    seq = b""
+    for n, (i, who, body) in enumerate(IDENTITY):
+        blob = json.dumps(body).encode() if n % 2 == 0 else pack(body)
+        seq += bytes([i, who]) + struct.pack(">H", len(blob)) + blob
+        write("fuzz_identity", "upto-%02d" % n, seq)
     frames = b""
     for n, (t, who, body) in enumerate(EVENTS):
         blob = pack(body)

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 build=$1
 mode=$2
 seconds=${3:-60}
-targets=(fuzz_codec fuzz_jwt fuzz_record fuzz_talent fuzz_projector)
+targets=(fuzz_codec fuzz_jwt fuzz_record fuzz_talent fuzz_identity fuzz_projector)
 failed=0
 summary=()
 
