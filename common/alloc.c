@@ -44,7 +44,8 @@ char *guild_xstrdup(const char *s)
 char *guild_xstrndup(const char *s, size_t n)
 {
     char *p = guild_xmalloc(n + 1);
-    memcpy(p, s, n);
+    if (n) /* s may be NULL then */
+        memcpy(p, s, n);
     p[n] = '\0';
     return p;
 }

@@ -83,8 +83,8 @@ typedef struct guild_buf {
 void guild_buf_put(guild_buf *b, const void *p, size_t n);
 void guild_buf_str(guild_buf *b, const char *s);
 
-/* `n` bytes of valid UTF-8 (borrowed) as a JSON string, quoted, with the
- * escapes jansson's compact dump writes. */
+/* `n` bytes of valid UTF-8 (borrowed; may be NULL when n is 0) as a JSON
+ * string, quoted, with the escapes jansson's compact dump writes. */
 void guild_buf_json_str(guild_buf *b, const char *s, size_t n);
 
 /* Appends the JSON text of one msgpack value to out: byte for byte what

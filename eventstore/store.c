@@ -710,7 +710,8 @@ guild_status es__command_decode(const void *raw, size_t len, es_result *out)
     for (int i = 1; i <= 3; i++)
         if (a[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
             goto leave;
-    memcpy(out->stream, a[0].via.str.ptr, a[0].via.str.size);
+    if (a[0].via.str.size) /* msgpack-c's empty strings have a NULL pointer */
+        memcpy(out->stream, a[0].via.str.ptr, a[0].via.str.size);
     out->stream[a[0].via.str.size] = 0;
     out->version = a[1].via.u64;
     out->first_position = a[2].via.u64;
