@@ -1646,6 +1646,11 @@ START_TEST(match_ranks_by_requirements_met_then_levels_above)
     }
     json_decref(want);
 
+    /* No profile has the skill: no hits at all, and no result. */
+    json_t *none = query_ok(&w, "match", json_pack("{s:[{s:s}]}", "skills", "skill", "cobol"));
+    ck_assert_uint_eq(json_array_size(json_object_get(none, "results")), 0);
+    json_decref(none);
+
     json_t *got =
         query_ok(&w, "match",
                  json_pack("{s:[{s:s, s:i}, {s:s}], s:s, s:i}", "skills", "skill", "go",
