@@ -32,8 +32,8 @@ static void round_trip(const json_t *v, guild_format fmt)
 {
     char *bytes = NULL;
     size_t len = 0;
-    if (guild_codec_encode(v, fmt, &bytes, &len) != GUILD_OK)
-        return; /* JSON refuses strings that are not UTF-8; decode never makes them */
+    /* JSON refuses strings that are not UTF-8, which decoding never makes. */
+    must(guild_codec_encode(v, fmt, &bytes, &len) == GUILD_OK);
     json_t *back = NULL;
     must(guild_codec_decode(bytes, len, fmt, &back, NULL) == GUILD_OK);
     must(json_equal(v, back));
@@ -53,8 +53,8 @@ static void msgpack_paths_agree(const uint8_t *data, size_t size, const json_t *
     } else {
         char *text = NULL;
         size_t len = 0;
-        if (guild_codec_encode(decoded, GUILD_FMT_JSON, &text, &len) == GUILD_OK)
-            must(direct.len == len + 1 && memcmp(direct.data + 1, text, len) == 0);
+        must(guild_codec_encode(decoded, GUILD_FMT_JSON, &text, &len) == GUILD_OK);
+        must(direct.len == len + 1 && memcmp(direct.data + 1, text, len) == 0);
         free(text);
     }
     free(direct.data);

@@ -7,9 +7,9 @@
  * the talent domain's table, or one it does not know), a byte choosing one
  * of four profiles, two bytes of length and that many bytes of event data.
  * Each frame becomes an event record at the next log position, and the
- * whole input is applied as one batch to a talent model kept across inputs
- * (a fresh one every FRESH_EVERY, so that it does not grow without bound),
- * in a temporary directory: under /dev/shm where there is one.
+ * whole input is applied as one batch to a fresh talent model (so that an
+ * input that fails fails again on its own), in a temporary directory under
+ * /dev/shm where there is one.
  *
  * Checked on every input: the batch applies (an event the model refuses
  * is parked, nothing fails the batch); every event is counted as applied
@@ -35,7 +35,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NOW 1764000000000000000LL
 #define MAX_EVENTS 64
-#define FRESH_EVERY 2000
 
 static const char *const g_ids[] = {
     "0193a5b0-0000-7000-8000-0000000000a1",
@@ -44,7 +43,7 @@ static const char *const g_ids[] = {
     "0193a5b0-0000-7000-8000-0000000000a4",
 };
 static prj_store *g_store;
-static uint64_t g_position, g_versions[4], g_inputs;
+static uint64_t g_position, g_versions[4];
 static size_t g_types;
 
 static void must(int cond)
@@ -134,10 +133,9 @@ static void query_all(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (g_store && ++g_inputs % FRESH_EVERY == 0)
+    if (g_store)
         teardown();
-    if (!g_store)
-        setup();
+    setup();
     msgpack_sbuffer bufs[MAX_EVENTS];
     es_record recs[MAX_EVENTS];
     const es_record *v[MAX_EVENTS];

@@ -11,7 +11,7 @@ packages=(
     clang-format cppcheck
 )
 if [ "${1:-}" = fuzz ]; then
-    packages+=(clang libclang-rt-dev python3)
+    packages+=(clang libclang-rt-dev)
 fi
 
 missing=()
