@@ -299,7 +299,7 @@ static void run_client_phase(bench_ctx *b, phase *ph, double warmup, double seco
         bench_result_error(&ph->o.res, "cannot log in again");
         return;
     }
-    cmdb_service_stats s0, s1;
+    cmdb_service_stats s0, s1, s_run;
     tick_ctx t = {ph, b->probe};
     cmdb_spec spec = {.kind = ph->kind == P_ECHO ? CMDB_ECHO : CMDB_COMMAND,
                       .in_flight = ph->in_flight,
@@ -312,6 +312,9 @@ static void run_client_phase(bench_ctx *b, phase *ph, double warmup, double seco
     }
     double tc0 = cmdb_proc_cpu(c->talent.pid), nc0 = cmdb_proc_cpu(c->nats.pid);
     cmdb_client_run(b->client, &spec, &ph->o, NULL, NULL);
+    /* The writer's busy share covers the run alone, not the wait below. */
+    if (ph->kind == P_COMMANDS)
+        cmdb_probe_service_stats(b->probe, &s_run);
     cpu_add(&ph->talent_cpu, tc0, cmdb_proc_cpu(c->talent.pid));
     cpu_add(&ph->nats_cpu, nc0, cmdb_proc_cpu(c->nats.pid));
     if (ph->kind == P_COMMANDS) {
@@ -324,8 +327,10 @@ static void run_client_phase(bench_ctx *b, phase *ph, double warmup, double seco
         if (s0.ok && s1.ok) {
             ph->batches += s1.batches - s0.batches;
             ph->appends += s1.appends - s0.appends;
-            ph->writer_ns += s1.writer_busy_ns - s0.writer_busy_ns;
-            ph->window_ns += s1.at_ns - s0.at_ns;
+            if (s_run.ok) {
+                ph->writer_ns += s_run.writer_busy_ns - s0.writer_busy_ns;
+                ph->window_ns += s_run.at_ns - s0.at_ns;
+            }
             ph->srv_requests += s1.requests - s0.requests;
             ph->srv_ns += s1.processing_ns - s0.processing_ns;
         }
@@ -450,9 +455,9 @@ static void print_summary(const bench_ctx *b)
     printf("\n  per s: replies (or commits) per second in the measured window; latency from\n"
            "  publishing a request to its reply. in svc: the service's own mean time from\n"
            "  taking a command to replying ($SRV.STATS processing_time). cmd/cmt: commands per\n"
-           "  LMDB commit (group commit). busy: share of the phase's time the event store's\n"
-           "  writer spent running and committing batches. talent, nats, bench: CPU time per "
-           "request of\n"
+           "  LMDB commit (group commit). busy: share of the phase's time (warm-up included)\n"
+           "  the event store's writer spent running and committing batches. talent, nats,\n"
+           "  bench: CPU time per request of\n"
            "  `guild serve talent`, nats-server and this process (client and echo responder).\n");
 
     printf("\nrelay: the stream %s against the acknowledged commands\n", CMDB_STREAM);
