@@ -19,7 +19,10 @@
  *     trip through msgpack (how it is stored and replayed): the two states
  *     of the target snapshot to the same bytes, where the aggregate has
  *     snapshots;
- *   - every later load replays every stream's events without a refusal.
+ *   - every later load replays every stream's events without a refusal;
+ *   - a login starts a session only with the password the user has now
+ *     (as registered, changed or reset), and neither a login nor a refresh
+ *     starts or renews one for a deactivated user.
  */
 #include "common/codec.h"
 #include "domain/dom.h"
@@ -49,6 +52,10 @@ static void must(int cond)
 typedef struct stream {
     char name[300];
     json_t *events; /* [[type, data], ...], data decoded from msgpack */
+    /* What the harness knows of a user's stream, from the commands whose
+     * events it took: the password now, and whether it is deactivated. */
+    char *password;
+    bool deactivated;
 } stream;
 
 typedef struct world {
@@ -131,8 +138,32 @@ static void same_state(const dom_aggregate *agg, const void *a, const void *b)
 
 /* Commits what decide emitted: the target's events are folded into its
  * state as made and, in a second state, as stored; others are stored. */
-static void commit(world *w, const dom_command *c, const char *target, void *state,
-                   uint64_t version, const dom_ctx *ctx)
+/* Follows the user's password and standing through the events the
+ * command put on the user's own stream, and checks sessions against them. */
+static void follow_user(stream *s, const dom_command *c, const json_t *body, const char *type)
+{
+    const char *cmd = c->name;
+    if (strcmp(type, "session_started") == 0) {
+        must(!s->deactivated);
+        if (strcmp(cmd, "login") == 0)
+            must(s->password && strcmp(dom_str(body, "password", ""), s->password) == 0);
+    } else if (strcmp(type, "session_refreshed") == 0) {
+        must(!s->deactivated);
+    } else if (strcmp(type, "user_registered") == 0 || strcmp(type, "password_changed") == 0 ||
+               strcmp(type, "password_reset") == 0) {
+        const char *pw = dom_str(body, "new_password", dom_str(body, "password", NULL));
+        must(pw != NULL);
+        free(s->password);
+        s->password = strdup(pw);
+    } else if (strcmp(type, "user_deactivated") == 0) {
+        s->deactivated = true;
+    } else if (strcmp(type, "user_reactivated") == 0) {
+        s->deactivated = false;
+    }
+}
+
+static void commit(world *w, const dom_command *c, const json_t *body, const char *target,
+                   void *state, uint64_t version, const dom_ctx *ctx)
 {
     void *mirror = NULL;
     uint64_t v0;
@@ -155,6 +186,8 @@ static void commit(world *w, const dom_command *c, const char *target, void *sta
                 .id = "e", .actor = "a", .version = version, .time = NOW + (int64_t)version - 1};
             must(c->aggregate->evolve(state, type, d, &meta) == GUILD_OK);
             must(c->aggregate->evolve(mirror, type, json_array_get(rec, 1), &meta) == GUILD_OK);
+            if (c->aggregate == &identity_user)
+                follow_user(s, c, body, type);
         }
         json_array_append_new(s->events, rec);
     }
@@ -233,14 +266,14 @@ static void run_one(world *w, const dom_command *c, const dom_actor *actor, cons
         ctx.prepared = prep;
         guild_status s = c->decide(state, body, &ctx);
         if (s == GUILD_OK)
-            commit(w, c, target, state, version, &ctx);
+            commit(w, c, body, target, state, version, &ctx);
         else
             must(json_array_size(ctx.events) == 0);
         json_decref(prep);
     } else {
         guild_status s = c->decide(state, body, &ctx);
         if (s == GUILD_OK)
-            commit(w, c, target, state, version, &ctx);
+            commit(w, c, body, target, state, version, &ctx);
         else
             must(json_array_size(ctx.events) == 0);
     }
@@ -304,6 +337,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         must(env_load(w, agg, w->s[i].name, &state, &version) == GUILD_OK);
         agg->destroy(state);
         json_decref(w->s[i].events);
+        free(w->s[i].password);
     }
     free(w);
     return 0;

@@ -160,6 +160,12 @@ def main():
         blob = json.dumps(body).encode() if n % 2 == 0 else pack(body)
         seq += bytes([i, who]) + struct.pack(">H", len(blob)) + blob
         write("fuzz_identity", "upto-%02d" % n, seq)
+    gone = b""  # a deactivated user tries to log in, then is let back
+    for i, who, body in [IDENTITY[0], (17, 2, {"user_id": U1}), IDENTITY[1], (18, 2, {"user_id": U1}),
+                         IDENTITY[1]]:
+        blob = json.dumps(body).encode()
+        gone += bytes([i, who]) + struct.pack(">H", len(blob)) + blob
+    write("fuzz_identity", "deactivated-login", gone)
     frames = b""
     for n, (t, who, body) in enumerate(EVENTS):
         blob = pack(body)
