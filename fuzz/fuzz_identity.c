@@ -8,7 +8,10 @@
  * The input is a series of frames: a byte choosing the command, a byte
  * choosing the caller (nobody, the first registered user, an identity
  * administrator, a service), two bytes of length and that many bytes of
- * body (JSON or msgpack, told apart as the runtime does).
+ * body (JSON or msgpack, told apart as the runtime does). Secrets handed
+ * out in replies (refresh tokens, reset tokens, client secrets) are kept:
+ * a body's refresh_token, token or client_secret of "$0" to "$3" stands
+ * for the last, the one before, and so on, so that sequences can use them.
  *
  * The fuzz build hashes passwords with libsodium's least argon2id cost
  * (secret.c, GUILD_FUZZING_BUILD), so that a sequence runs in microseconds.
@@ -22,7 +25,9 @@
  *   - every later load replays every stream's events without a refusal;
  *   - a login starts a session only with the password the user has now
  *     (as registered, changed or reset), and neither a login nor a refresh
- *     starts or renews one for a deactivated user.
+ *     starts or renews one for a deactivated user;
+ *   - a refresh token renews its session once (it is replaced), and never
+ *     a session that has ended; a reset token resets a password once.
  */
 #include "common/codec.h"
 #include "domain/dom.h"
@@ -58,9 +63,20 @@ typedef struct stream {
     bool deactivated;
 } stream;
 
+#define KEPT 4
+
+/* The last secrets of one kind handed out, newest at (next - 1) % KEPT. */
+typedef struct kept {
+    char v[KEPT][256];
+    unsigned next;
+} kept;
+
 typedef struct world {
     stream s[MAX_STREAMS];
     size_t n;
+    kept refresh, reset, client_secret;
+    /* Spent refresh and reset tokens, and ended sessions (keys). */
+    json_t *spent_refresh, *spent_reset, *ended;
     unsigned ids;        /* fresh aggregate ids handed out */
     char first_user[64]; /* the first registered user, "" before */
 } world;
@@ -138,19 +154,53 @@ static void same_state(const dom_aggregate *agg, const void *a, const void *b)
 
 /* Commits what decide emitted: the target's events are folded into its
  * state as made and, in a second state, as stored; others are stored. */
+static void keep(kept *k, const char *v)
+{
+    if (v && strlen(v) < sizeof k->v[0])
+        snprintf(k->v[k->next++ % KEPT], sizeof k->v[0], "%s", v);
+}
+
+/* Puts kept secrets in place of "$0".."$3" in body's `field`. */
+static void use_kept(json_t *body, const char *field, const kept *k)
+{
+    const char *v = json_string_value(json_object_get(body, field));
+    if (!v || v[0] != '$' || v[1] < '0' || v[1] >= '0' + KEPT || v[2] ||
+        k->next <= (unsigned)(v[1] - '0'))
+        return;
+    json_object_set_new(body, field,
+                        json_string(k->v[(k->next - 1 - (unsigned)(v[1] - '0')) % KEPT]));
+}
+
+/* Marks key spent in set; false if it was already. */
+static bool spend(json_t *set, const char *key)
+{
+    if (json_object_get(set, key))
+        return false;
+    json_object_set_new(set, key, json_true());
+    return true;
+}
+
 /* Follows the user's password and standing through the events the
  * command put on the user's own stream, and checks sessions against them. */
-static void follow_user(stream *s, const dom_command *c, const json_t *body, const char *type)
+static void follow_user(world *w, stream *s, const dom_command *c, const json_t *body,
+                        const char *type, const json_t *data)
 {
     const char *cmd = c->name;
+    const char *sid = json_string_value(json_object_get(data, "session_id"));
     if (strcmp(type, "session_started") == 0) {
         must(!s->deactivated);
         if (strcmp(cmd, "login") == 0)
             must(s->password && strcmp(dom_str(body, "password", ""), s->password) == 0);
     } else if (strcmp(type, "session_refreshed") == 0) {
-        must(!s->deactivated);
+        must(!s->deactivated && sid && !json_object_get(w->ended, sid));
+        must(spend(w->spent_refresh, dom_str(body, "refresh_token", "")));
+    } else if (strcmp(type, "session_ended") == 0) {
+        must(sid != NULL);
+        json_object_set_new(w->ended, sid, json_true());
     } else if (strcmp(type, "user_registered") == 0 || strcmp(type, "password_changed") == 0 ||
                strcmp(type, "password_reset") == 0) {
+        if (strcmp(type, "password_reset") == 0)
+            must(spend(w->spent_reset, dom_str(body, "token", "")));
         const char *pw = dom_str(body, "new_password", dom_str(body, "password", NULL));
         must(pw != NULL);
         free(s->password);
@@ -187,7 +237,7 @@ static void commit(world *w, const dom_command *c, const json_t *body, const cha
             must(c->aggregate->evolve(state, type, d, &meta) == GUILD_OK);
             must(c->aggregate->evolve(mirror, type, json_array_get(rec, 1), &meta) == GUILD_OK);
             if (c->aggregate == &identity_user)
-                follow_user(s, c, body, type);
+                follow_user(w, s, c, body, type, d);
         }
         json_array_append_new(s->events, rec);
     }
@@ -195,8 +245,11 @@ static void commit(world *w, const dom_command *c, const json_t *body, const cha
     c->aggregate->destroy(mirror);
 }
 
-static void run_one(world *w, const dom_command *c, const dom_actor *actor, const json_t *body)
+static void run_one(world *w, const dom_command *c, const dom_actor *actor, json_t *body)
 {
+    use_kept(body, "refresh_token", &w->refresh);
+    use_kept(body, "token", &w->reset);
+    use_kept(body, "client_secret", &w->client_secret);
     guild_error err;
     if (dom_validate(c->fields, body, &err) != GUILD_OK)
         return;
@@ -277,6 +330,9 @@ static void run_one(world *w, const dom_command *c, const dom_actor *actor, cons
         else
             must(json_array_size(ctx.events) == 0);
     }
+    keep(&w->refresh, json_string_value(json_object_get(ctx.reply, "refresh_token")));
+    keep(&w->reset, json_string_value(json_object_get(ctx.reply, "dev_reset_token")));
+    keep(&w->client_secret, json_string_value(json_object_get(ctx.reply, "client_secret")));
     if (c->creates && c->aggregate == &identity_user && !w->first_user[0] &&
         json_array_size(ctx.events) > 0)
         snprintf(w->first_user, sizeof w->first_user, "%s", id);
@@ -298,6 +354,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     world *w = calloc(1, sizeof *w);
     must(w != NULL);
+    w->spent_refresh = json_object();
+    w->spent_reset = json_object();
+    w->ended = json_object();
     for (int k = 0; k < MAX_COMMANDS && size >= 4; k++) {
         const dom_command *c = &dom_identity.commands[data[0] % n_commands];
         dom_actor actors[] = {
@@ -339,6 +398,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(w->s[i].events);
         free(w->s[i].password);
     }
+    json_decref(w->spent_refresh);
+    json_decref(w->spent_reset);
+    json_decref(w->ended);
     free(w);
     return 0;
 }

@@ -166,6 +166,25 @@ def main():
         blob = json.dumps(body).encode()
         gone += bytes([i, who]) + struct.pack(">H", len(blob)) + blob
     write("fuzz_identity", "deactivated-login", gone)
+    # Kept secrets: "$0" is the last handed out, "$1" the one before.
+    flows = {
+        "refresh-rotation": [IDENTITY[0], IDENTITY[1], (3, 0, {"refresh_token": "$0"}),
+                             (3, 0, {"refresh_token": "$1"}), (3, 0, {"refresh_token": "$0"})],
+        "reset-once": [IDENTITY[0], (7, 0, {"email": "ada@example.com"}),
+                       (8, 0, {"token": "$0", "new_password": "battery staple 99"}),
+                       (8, 0, {"token": "$0", "new_password": "another one 1234"}),
+                       (2, 0, {"email": "ada@example.com", "password": "battery staple 99"})],
+        "service-token": [(9, 2, {"client_id": "billing", "permissions": ["talent:read"]}),
+                          (10, 0, {"client_id": "billing", "client_secret": "$0"}),
+                          (11, 2, {"client_id": "billing"}),
+                          (10, 0, {"client_id": "billing", "client_secret": "$0"})],
+    }
+    for name, steps in flows.items():
+        blob_seq = b""
+        for i, who, body in steps:
+            blob = json.dumps(body).encode()
+            blob_seq += bytes([i, who]) + struct.pack(">H", len(blob)) + blob
+        write("fuzz_identity", name, blob_seq)
     frames = b""
     for n, (t, who, body) in enumerate(EVENTS):
         blob = pack(body)
