@@ -14,7 +14,10 @@
  *   - every event decide emits is one evolve accepts, both as decide made
  *     it and after a trip through msgpack (how it is stored and replayed):
  *     the two states snapshot to the same bytes;
- *   - a snapshot restores to a state that snapshots to the same bytes.
+ *   - a snapshot restores to a state that snapshots to the same bytes;
+ *   - only the profile's owner, an administrator or a service with
+ *     talent:* changes it (creating one included: for the user it names),
+ *     and nothing changes it once it is archived.
  */
 #include "common/codec.h"
 #include "domain/dom.h"
@@ -61,6 +64,8 @@ static const dom_env g_env = {.stream_version = no_stream, .load = no_load};
 typedef struct profile {
     void *state, *mirror; /* from the events as made, and as stored */
     uint64_t version;
+    char owner[64]; /* the user_id of profile_created, "" before */
+    bool archived;
 } profile;
 
 static void snapshot(const void *state, char **bytes, size_t *len)
@@ -79,6 +84,24 @@ static void same_snapshot(const void *a, const void *b)
     free(y);
 }
 
+/* Who may change the profile, and when. */
+static void check_rights(profile *p, const dom_ctx *ctx, const char *type, const json_t *d)
+{
+    const dom_actor *a = ctx->actor;
+    bool admin = dom_actor_can(a, TALENT_PERM_ADMIN);
+    must(!p->archived);
+    if (strcmp(type, TALENT_EV_PROFILE_CREATED) == 0) {
+        const char *user = json_string_value(json_object_get(d, "user_id"));
+        must(user != NULL && !p->owner[0]);
+        must(admin || strcmp(a->user_id, user) == 0);
+        snprintf(p->owner, sizeof p->owner, "%s", user);
+        return;
+    }
+    must(p->owner[0] && (admin || strcmp(a->user_id, p->owner) == 0));
+    if (strcmp(type, TALENT_EV_PROFILE_ARCHIVED) == 0)
+        p->archived = true;
+}
+
 static void apply(profile *p, const dom_ctx *ctx)
 {
     size_t i;
@@ -90,6 +113,7 @@ static void apply(profile *p, const dom_ctx *ctx)
         const char *type = json_string_value(json_object_get(ev, "type"));
         const json_t *d = json_object_get(ev, "data");
         must(type != NULL && d != NULL);
+        check_rights(p, ctx, type, d);
         p->version++;
         dom_event_meta meta = {
             .id = "e", .actor = "a", .version = p->version, .time = NOW + (int64_t)p->version};
@@ -148,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (dom_talent.commands[n_commands].name)
         n_commands++;
 
-    profile p = {talent_profile_agg.create(), talent_profile_agg.create(), 0};
+    profile p = {.state = talent_profile_agg.create(), .mirror = talent_profile_agg.create()};
     for (int k = 0; k < MAX_COMMANDS && size >= 4; k++) {
         const dom_command *c = &dom_talent.commands[data[0] % n_commands];
         const dom_actor *actor = &actors[data[1] % 4];

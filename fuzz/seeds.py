@@ -190,6 +190,15 @@ def main():
         blob = pack(body)
         frames += bytes([t, who]) + struct.pack(">H", len(blob)) + blob
         write("fuzz_projector", "upto-%02d" % n, frames)
+    # Another user, then the owner after archiving: both refused.
+    for name, steps in {"other-user": [(0, 0, COMMANDS[0][1]), (2, 1, COMMANDS[2][1]), (6, 1, COMMANDS[6][1])],
+                        "archived": [(0, 0, COMMANDS[0][1]), (10, 0, COMMANDS[10][1]), (2, 0, COMMANDS[2][1]),
+                                     (10, 2, COMMANDS[10][1])]}.items():
+        blob_seq = b""
+        for i, who, body in steps:
+            blob = json.dumps(body).encode()
+            blob_seq += bytes([i, who]) + struct.pack(">H", len(blob)) + blob
+        write("fuzz_talent", name, blob_seq)
     admin = b""
     for i, body in COMMANDS[:3]:
         blob = json.dumps(body).encode()
