@@ -12,6 +12,7 @@
  *   - each command's validator answers OK, validation_failed or
  *     invalid_request, and never crashes.
  */
+#include "fuzz/fuzz.h"
 #include "common/codec.h"
 #include "domain/dom.h"
 
@@ -19,14 +20,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void must(int cond)
-{
-    if (!cond)
-        abort();
-}
 
 static void round_trip(const json_t *v, guild_format fmt)
 {

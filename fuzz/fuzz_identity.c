@@ -29,6 +29,7 @@
  *   - a refresh token renews its session once (it is replaced), and never
  *     a session that has ended; a reset token resets a password once.
  */
+#include "fuzz/fuzz.h"
 #include "common/codec.h"
 #include "domain/dom.h"
 #include "domain/identity/identity.h"
@@ -40,18 +41,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define NOW 1764000000000000000LL
 #define MAX_COMMANDS 24
 #define MAX_STREAMS 64
 #define ID_MAX 128
-
-static void must(int cond)
-{
-    if (!cond)
-        abort();
-}
 
 /* The in-memory log: each stream's events, as stored (msgpack data). */
 typedef struct stream {

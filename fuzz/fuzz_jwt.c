@@ -10,6 +10,7 @@
  * verifies is one the verifier should have refused (a non-canonical
  * encoding of the same bytes, say).
  */
+#include "fuzz/fuzz.h"
 #include "common/jwt.h"
 
 #include <jansson.h>
@@ -18,18 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define NOW_S 1764000000
 
 static guild_jwt_keyring g_ring;
 static char *g_token;
-
-static void must(int cond)
-{
-    if (!cond)
-        abort();
-}
 
 static void setup(void)
 {

@@ -8,19 +8,12 @@
  * on any record decoding gave; and a decoded record, encoded again from its
  * fields, decodes to the same fields.
  */
+#include "fuzz/fuzz.h"
 #include "eventstore/record.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void must(int cond)
-{
-    if (!cond)
-        abort();
-}
 
 static void inside(const void *p, size_t n, const uint8_t *base, size_t size)
 {

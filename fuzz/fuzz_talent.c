@@ -19,6 +19,7 @@
  *     talent:* changes it (creating one included: for the user it names),
  *     and nothing changes it once it is archived.
  */
+#include "fuzz/fuzz.h"
 #include "common/codec.h"
 #include "domain/dom.h"
 #include "domain/registry.h"
@@ -29,20 +30,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define OWNER "0193a5b0-0000-7000-8000-000000000001"
 #define OTHER "0193a5b0-0000-7000-8000-000000000002"
 #define ADMIN "0193a5b0-0000-7000-8000-000000000003"
 #define TALENT "0193a5b0-0000-7000-8000-0000000000aa"
 #define NOW 1764000000000000000LL
 #define MAX_COMMANDS 24
-
-static void must(int cond)
-{
-    if (!cond)
-        abort();
-}
 
 static uint64_t no_stream(void *self, const char *stream)
 {

@@ -112,6 +112,28 @@ EVENTS = [  # (index in dom_talent.events, profile 0-3, data)
 ]
 
 
+HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+IDENTITY_EVENTS = [  # (index in dom_identity.events, stream 0-3: two users, a role, a client)
+    (0, 0, {"user_id": "0193a5b0-0000-7000-8000-0000000000a1", "email": "ada@example.com",
+            "display_name": "Ada", "password_hash": HASH, "roles": ["user"]}),
+    (7, 0, {"session_id": "aa" * 16, "refresh_hash": "bb" * 16, "expires_at": 1764000900000000000}),
+    (8, 0, {"session_id": "aa" * 16, "refresh_hash": "cc" * 16}),
+    (3, 0, {"token_hash": "dd" * 16, "expires_at": 1764000900000000000}),
+    (4, 0, {"password_hash": HASH, "token_hash": "dd" * 16}),
+    (2, 0, {"password_hash": HASH}),
+    (1, 0, {"display_name": "Ada L", "email": "ada2@example.com"}),
+    (17, 2, {"role": "recruiter", "permissions": ["talent:read", "job:write"]}),
+    (10, 0, {"role": "recruiter"}),
+    (19, 2, {"permission": "job:read"}),
+    (21, 3, {"client_id": "billing", "permissions": ["talent:read"], "secret_hash": "ee" * 16}),
+    (12, 0, {"reason": "left"}),
+    (13, 0, {}),
+    (9, 0, {"session_id": "aa" * 16, "reason": "logout"}),
+    (0, 1, {"user_id": "0193a5b0-0000-7000-8000-0000000000a2", "email": "root@example.com",
+            "display_name": "Root", "password_hash": HASH, "roles": ["user", "admin"]}),
+]
+
+
 def record(position, stream_version, data):
     fields = [
         ("id", "01a21aec-e1c8-7002-99ef-9ae1b166dda0"),
@@ -185,11 +207,16 @@ def main():
             blob = json.dumps(body).encode()
             blob_seq += bytes([i, who]) + struct.pack(">H", len(blob)) + blob
         write("fuzz_identity", name, blob_seq)
-    frames = b""
+    frames = b"\x00"  # the talent model
     for n, (t, who, body) in enumerate(EVENTS):
         blob = pack(body)
         frames += bytes([t, who]) + struct.pack(">H", len(blob)) + blob
         write("fuzz_projector", "upto-%02d" % n, frames)
+    frames = b"\x01"  # the identity model
+    for n, (t, who, body) in enumerate(IDENTITY_EVENTS):
+        blob = pack(body)
+        frames += bytes([t, who]) + struct.pack(">H", len(blob)) + blob
+        write("fuzz_projector", "identity-%02d" % n, frames)
     # Another user, then the owner after archiving: both refused.
     for name, steps in {"other-user": [(0, 0, COMMANDS[0][1]), (2, 1, COMMANDS[2][1]), (6, 1, COMMANDS[6][1])],
                         "archived": [(0, 0, COMMANDS[0][1]), (10, 0, COMMANDS[10][1]), (2, 0, COMMANDS[2][1]),
