@@ -145,8 +145,6 @@ static void same_state(const dom_aggregate *agg, const void *a, const void *b)
     free(y);
 }
 
-/* Commits what decide emitted: the target's events are folded into its
- * state as made and, in a second state, as stored; others are stored. */
 static void keep(kept *k, const char *v)
 {
     if (v && strlen(v) < sizeof k->v[0])
@@ -205,6 +203,8 @@ static void follow_user(world *w, stream *s, const dom_command *c, const json_t 
     }
 }
 
+/* Commits what decide emitted: the target's events are folded into its
+ * state as made and, in a second state, as stored; others are stored. */
 static void commit(world *w, const dom_command *c, const json_t *body, const char *target,
                    void *state, uint64_t version, const dom_ctx *ctx)
 {
