@@ -238,6 +238,18 @@ static void commit(world *w, const dom_command *c, const json_t *body, const cha
     c->aggregate->destroy(mirror);
 }
 
+/* A context as the runtime sets one up for each step (resolve, prepare,
+ * decide) of a command. */
+static void ctx_start(dom_ctx *ctx, world *w, const dom_actor *actor, const dom_env *env)
+{
+    dom_ctx_init(ctx);
+    ctx->domain = "identity";
+    ctx->actor = actor;
+    ctx->now = NOW + (int64_t)w->ids * 1000000000;
+    ctx->env = env;
+    ctx->dev_mode = true;
+}
+
 static void run_one(world *w, const dom_command *c, const dom_actor *actor, json_t *body)
 {
     use_kept(body, "refresh_token", &w->refresh);
@@ -256,12 +268,7 @@ static void run_one(world *w, const dom_command *c, const dom_actor *actor, json
     dom_env env = env_proto;
     env.self = w;
     dom_ctx ctx;
-    dom_ctx_init(&ctx);
-    ctx.domain = "identity";
-    ctx.actor = actor;
-    ctx.now = NOW + (int64_t)w->ids * 1000000000;
-    ctx.env = &env;
-    ctx.dev_mode = true;
+    ctx_start(&ctx, w, actor, &env);
 
     char id[ID_MAX + 1] = "", target[300];
     if (c->id_field) {
@@ -275,12 +282,7 @@ static void run_one(world *w, const dom_command *c, const dom_actor *actor, json
         if (c->resolve(body, &ctx, id, sizeof id) != GUILD_OK)
             goto done;
         dom_ctx_release(&ctx);
-        dom_ctx_init(&ctx);
-        ctx.domain = "identity";
-        ctx.actor = actor;
-        ctx.now = NOW + (int64_t)w->ids * 1000000000;
-        ctx.env = &env;
-        ctx.dev_mode = true;
+        ctx_start(&ctx, w, actor, &env);
     } else {
         goto done;
     }
@@ -292,37 +294,26 @@ static void run_one(world *w, const dom_command *c, const dom_actor *actor, json
     uint64_t version;
     must(env_load(w, c->aggregate, target, &state, &version) == GUILD_OK);
     ctx.version = version;
+    json_t *prep = NULL;
     if (c->prepare) {
         if (c->prepare(state, body, &ctx) != GUILD_OK) {
             must(json_array_size(ctx.events) == 0);
             c->aggregate->destroy(state);
             goto done;
         }
-        json_t *prep = json_incref(ctx.prep);
+        prep = json_incref(ctx.prep);
         dom_ctx_release(&ctx);
-        dom_ctx_init(&ctx);
-        ctx.domain = "identity";
-        ctx.actor = actor;
-        ctx.now = NOW + (int64_t)w->ids * 1000000000;
-        ctx.env = &env;
-        ctx.dev_mode = true;
+        ctx_start(&ctx, w, actor, &env);
         ctx.aggregate_id = id;
         ctx.stream = target;
         ctx.version = version;
         ctx.prepared = prep;
-        guild_status s = c->decide(state, body, &ctx);
-        if (s == GUILD_OK)
-            commit(w, c, body, target, state, version, &ctx);
-        else
-            must(json_array_size(ctx.events) == 0);
-        json_decref(prep);
-    } else {
-        guild_status s = c->decide(state, body, &ctx);
-        if (s == GUILD_OK)
-            commit(w, c, body, target, state, version, &ctx);
-        else
-            must(json_array_size(ctx.events) == 0);
     }
+    if (c->decide(state, body, &ctx) == GUILD_OK)
+        commit(w, c, body, target, state, version, &ctx);
+    else
+        must(json_array_size(ctx.events) == 0);
+    json_decref(prep);
     keep(&w->refresh, json_string_value(json_object_get(ctx.reply, "refresh_token")));
     keep(&w->reset, json_string_value(json_object_get(ctx.reply, "dev_reset_token")));
     keep(&w->client_secret, json_string_value(json_object_get(ctx.reply, "client_secret")));
@@ -350,8 +341,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     w->spent_refresh = json_object();
     w->spent_reset = json_object();
     w->ended = json_object();
-    for (int k = 0; k < MAX_COMMANDS && size >= 4; k++) {
-        const dom_command *c = &dom_identity.commands[data[0] % n_commands];
+    fuzz_frame f;
+    for (int k = 0; k < MAX_COMMANDS && fuzz_next_frame(&data, &size, &f); k++) {
         dom_actor actors[] = {
             {.user_id = "", .session_id = ""},
             {.user_id = w->first_user, .session_id = ""},
@@ -360,17 +351,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              .permissions = admin_perms},
             {.user_id = "", .session_id = "", .service = true, .permissions = star_perms},
         };
-        const dom_actor *actor = &actors[data[1] % 4];
-        size_t len = (size_t)data[2] << 8 | data[3];
-        data += 4, size -= 4;
-        if (len > size)
-            len = size;
         json_t *body = NULL;
-        guild_format fmt = guild_format_detect(NULL, data, len);
-        if (guild_codec_decode(data, len, fmt, &body, NULL) == GUILD_OK && json_is_object(body))
-            run_one(w, c, actor, body);
+        guild_format fmt = guild_format_detect(NULL, f.body, f.len);
+        if (guild_codec_decode(f.body, f.len, fmt, &body, NULL) == GUILD_OK && json_is_object(body))
+            run_one(w, &dom_identity.commands[f.a % n_commands], &actors[f.b % 4], body);
         json_decref(body);
-        data += len, size -= len;
     }
     /* Every stream replays under its aggregate: the one whose prefix it
      * has, the user's when none of the others' (a user's prefix is ""). */

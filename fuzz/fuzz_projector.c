@@ -201,18 +201,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t position = 0, versions[4] = {0};
     size_t n = 0;
     static const uint8_t zeros[ES_HASH_LEN];
-    while (n < MAX_EVENTS && size >= 4) {
-        size_t t = data[0] % (types + 1), who = data[1] % 4;
-        size_t len = (size_t)data[2] << 8 | data[3];
-        data += 4, size -= 4;
-        if (len > size)
-            len = size;
+    fuzz_frame f;
+    while (n < MAX_EVENTS && fuzz_next_frame(&data, &size, &f)) {
+        size_t t = f.a % (types + 1), who = f.b % 4;
         char stream[128], id[40];
         snprintf(stream, sizeof stream, "%s-%s", mc->domain->name, mc->ids[who]);
         snprintf(id, sizeof id, "0193a5b0-0000-7000-9000-%012llx",
                  (unsigned long long)(position + 1));
         size_t marked_len = 0;
-        char *marked = mark_secrets(mc, data, len, &marked_len);
+        char *marked = mark_secrets(mc, f.body, f.len, &marked_len);
         es_record_in in = {.id = id,
                            .type = t < types ? mc->domain->events[t].type : "no_such_event",
                            .domain = mc->domain->name,
@@ -225,10 +222,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            .version = versions[who] + 1,
                            .position = position + 1,
                            .time = NOW + (int64_t)position,
-                           .data = marked ? (const void *)marked : data,
-                           .data_len = marked ? marked_len : len,
+                           .data = marked ? (const void *)marked : f.body,
+                           .data_len = marked ? marked_len : f.len,
                            .prev = zeros};
-        data += len, size -= len;
         uint8_t hash[ES_HASH_LEN];
         msgpack_sbuffer_init(&bufs[n]);
         es_record_encode(&bufs[n], &in, hash);

@@ -166,19 +166,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         n_commands++;
 
     profile p = {.state = talent_profile_agg.create(), .mirror = talent_profile_agg.create()};
-    for (int k = 0; k < MAX_COMMANDS && size >= 4; k++) {
-        const dom_command *c = &dom_talent.commands[data[0] % n_commands];
-        const dom_actor *actor = &actors[data[1] % 4];
-        size_t len = (size_t)data[2] << 8 | data[3];
-        data += 4, size -= 4;
-        if (len > size)
-            len = size;
+    fuzz_frame f;
+    for (int k = 0; k < MAX_COMMANDS && fuzz_next_frame(&data, &size, &f); k++) {
         json_t *body = NULL;
-        guild_format fmt = guild_format_detect(NULL, data, len);
-        if (guild_codec_decode(data, len, fmt, &body, NULL) == GUILD_OK && json_is_object(body))
-            run_one(&p, c, actor, body);
+        guild_format fmt = guild_format_detect(NULL, f.body, f.len);
+        if (guild_codec_decode(f.body, f.len, fmt, &body, NULL) == GUILD_OK && json_is_object(body))
+            run_one(&p, &dom_talent.commands[f.a % n_commands], &actors[f.b % 4], body);
         json_decref(body);
-        data += len, size -= len;
     }
     char *bytes;
     size_t len;
