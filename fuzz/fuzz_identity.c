@@ -120,31 +120,6 @@ static guild_status env_sign(void *self, const json_t *claims, char **token)
     return *token ? GUILD_OK : GUILD_INTERNAL;
 }
 
-/* An event as the log keeps it: its data through msgpack and back. */
-static json_t *stored(const char *type, const json_t *data)
-{
-    char *bytes;
-    size_t len;
-    must(guild_codec_encode(data, GUILD_FMT_MSGPACK, &bytes, &len) == GUILD_OK);
-    json_t *back;
-    must(guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &back, NULL) == GUILD_OK);
-    free(bytes);
-    return json_pack("[s, o]", type, back);
-}
-
-static void same_state(const dom_aggregate *agg, const void *a, const void *b)
-{
-    if (!agg->snapshot)
-        return;
-    char *x, *y;
-    size_t nx, ny;
-    must(agg->snapshot(a, &x, &nx) == GUILD_OK);
-    must(agg->snapshot(b, &y, &ny) == GUILD_OK);
-    must(nx == ny && memcmp(x, y, nx) == 0);
-    free(x);
-    free(y);
-}
-
 static void keep(kept *k, const char *v)
 {
     if (v && strlen(v) < sizeof k->v[0])
@@ -222,7 +197,7 @@ static void commit(world *w, const dom_command *c, const json_t *body, const cha
         stream *s = find(w, other ? other : target, 1);
         if (!s)
             continue; /* the world is full: the event is dropped, as is the check */
-        json_t *rec = stored(type, d);
+        json_t *rec = json_pack("[s, o]", type, fuzz_stored(d));
         if (!other || strcmp(other, target) == 0) {
             version++;
             dom_event_meta meta = {
@@ -234,7 +209,7 @@ static void commit(world *w, const dom_command *c, const json_t *body, const cha
         }
         json_array_append_new(s->events, rec);
     }
-    same_state(c->aggregate, state, mirror);
+    fuzz_same_state(c->aggregate, state, mirror);
     c->aggregate->destroy(mirror);
 }
 
@@ -351,9 +326,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              .permissions = admin_perms},
             {.user_id = "", .session_id = "", .service = true, .permissions = star_perms},
         };
-        json_t *body = NULL;
-        guild_format fmt = guild_format_detect(NULL, f.body, f.len);
-        if (guild_codec_decode(f.body, f.len, fmt, &body, NULL) == GUILD_OK && json_is_object(body))
+        json_t *body = fuzz_frame_object(&f);
+        if (body)
             run_one(w, &dom_identity.commands[f.a % n_commands], &actors[f.b % 4], body);
         json_decref(body);
     }

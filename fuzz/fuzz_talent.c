@@ -61,22 +61,6 @@ typedef struct profile {
     bool archived;
 } profile;
 
-static void snapshot(const void *state, char **bytes, size_t *len)
-{
-    must(talent_profile_agg.snapshot(state, bytes, len) == GUILD_OK);
-}
-
-static void same_snapshot(const void *a, const void *b)
-{
-    char *x, *y;
-    size_t nx, ny;
-    snapshot(a, &x, &nx);
-    snapshot(b, &y, &ny);
-    must(nx == ny && memcmp(x, y, nx) == 0);
-    free(x);
-    free(y);
-}
-
 /* Who may change the profile, and when. */
 static void check_rights(profile *p, const dom_ctx *ctx, const char *type, const json_t *d)
 {
@@ -111,17 +95,11 @@ static void apply(profile *p, const dom_ctx *ctx)
         dom_event_meta meta = {
             .id = "e", .actor = "a", .version = p->version, .time = NOW + (int64_t)p->version};
         must(talent_profile_agg.evolve(p->state, type, d, &meta) == GUILD_OK);
-
-        char *bytes;
-        size_t len;
-        must(guild_codec_encode(d, GUILD_FMT_MSGPACK, &bytes, &len) == GUILD_OK);
-        json_t *stored;
-        must(guild_codec_decode(bytes, len, GUILD_FMT_MSGPACK, &stored, NULL) == GUILD_OK);
+        json_t *stored = fuzz_stored(d);
         must(talent_profile_agg.evolve(p->mirror, type, stored, &meta) == GUILD_OK);
         json_decref(stored);
-        free(bytes);
     }
-    same_snapshot(p->state, p->mirror);
+    fuzz_same_state(&talent_profile_agg, p->state, p->mirror);
 }
 
 static void run_one(profile *p, const dom_command *c, const dom_actor *actor, json_t *body)
@@ -168,18 +146,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     profile p = {.state = talent_profile_agg.create(), .mirror = talent_profile_agg.create()};
     fuzz_frame f;
     for (int k = 0; k < MAX_COMMANDS && fuzz_next_frame(&data, &size, &f); k++) {
-        json_t *body = NULL;
-        guild_format fmt = guild_format_detect(NULL, f.body, f.len);
-        if (guild_codec_decode(f.body, f.len, fmt, &body, NULL) == GUILD_OK && json_is_object(body))
+        json_t *body = fuzz_frame_object(&f);
+        if (body)
             run_one(&p, &dom_talent.commands[f.a % n_commands], &actors[f.b % 4], body);
         json_decref(body);
     }
     char *bytes;
     size_t len;
-    snapshot(p.state, &bytes, &len);
+    must(talent_profile_agg.snapshot(p.state, &bytes, &len) == GUILD_OK);
     void *restored = talent_profile_agg.restore(bytes, len);
     must(restored != NULL);
-    same_snapshot(p.state, restored);
+    fuzz_same_state(&talent_profile_agg, p.state, restored);
     talent_profile_agg.destroy(restored);
     free(bytes);
     talent_profile_agg.destroy(p.state);
