@@ -87,7 +87,6 @@ static char g_dir[64];
 static void teardown(void)
 {
     prj_store_close(g_store);
-    g_store = NULL;
     DIR *d = opendir(g_dir);
     for (struct dirent *e; d && (e = readdir(d));) {
         char path[384];
@@ -108,10 +107,6 @@ static void setup(const model_case *mc)
     must(mkdtemp(g_dir) != NULL);
     guild_error err;
     must(prj_store_open(g_dir, mc->model, &g_store, &err) == GUILD_OK);
-    static bool registered;
-    if (!registered)
-        atexit(teardown);
-    registered = true;
 }
 
 static void no_secret(const model_case *mc, const json_t *answer)
@@ -188,8 +183,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const model_case *mc = &g_cases[data[0] & 1];
     data++, size--;
-    if (g_store)
-        teardown();
     setup(mc);
     size_t types = 0;
     while (mc->domain->events[types].type)
@@ -249,5 +242,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (size_t i = 0; i < n; i++)
         msgpack_sbuffer_destroy(&bufs[i]);
+    teardown();
     return 0;
 }
