@@ -361,6 +361,13 @@ static void print_errors(const cmdb_outcome *o)
         printf("; first: %s", o->res.first_error);
 }
 
+/* The store writer's busy share of a command phase's runs, in percent
+ * (window_ns > 0). */
+static double writer_busy(const phase *ph)
+{
+    return 100.0 * (double)ph->writer_ns / (double)ph->window_ns;
+}
+
 /* "12,345 req/s  p50 410 us  p99 1.10 ms  max 3.2 ms" and the extras. */
 static void print_outcome(const phase *ph)
 {
@@ -381,7 +388,7 @@ static void print_outcome(const phase *ph)
         if (ph->batches)
             printf("  %.1f cmd/commit", (double)ph->appends / (double)ph->batches);
         if (ph->window_ns)
-            printf("  writer %.0f%% busy", 100.0 * (double)ph->writer_ns / (double)ph->window_ns);
+            printf("  writer %.0f%% busy", writer_busy(ph));
         printf("  relay lag %llu at end",
                (unsigned long long)(ph->acked_at_end > ph->stream_at_end
                                         ? ph->acked_at_end - ph->stream_at_end
@@ -437,8 +444,7 @@ static void print_summary(const bench_ctx *b)
                  (unsigned long long)(r->errors + (client ? ph->o.timeouts : 0)));
         char busy[16] = "-";
         if (ph->kind == P_COMMANDS && ph->window_ns)
-            snprintf(busy, sizeof busy, "%.0f%%",
-                     100.0 * (double)ph->writer_ns / (double)ph->window_ns);
+            snprintf(busy, sizeof busy, "%.0f%%", writer_busy(ph));
         snprintf(sv, sizeof sv, "-");
         if (ph->srv_requests)
             bench_fmt_ns(ph->srv_ns / ph->srv_requests, sv, sizeof sv);
