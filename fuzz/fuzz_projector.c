@@ -6,10 +6,12 @@
  * The input's first byte chooses the model (even: talent, odd: identity).
  * Then comes a series of frames: a byte choosing the event type (from the
  * domain's table, or one it does not know), a byte choosing one of four
- * streams (identity's: two users, a role and a client), two bytes of length and that many bytes of
- * event data. Each frame becomes an event record at the next log position, and the whole input is
- * applied as one batch to a fresh model (so that an input that fails fails again on its own), in a
- * temporary directory under /dev/shm where there is one.
+ * streams (identity's: two users, a role and a client), two bytes of
+ * length and that many bytes of event data. Each frame becomes an event
+ * record at the next log position, and the whole input is applied as one
+ * batch to a model of its own (so that an input that fails fails again
+ * alone), in a temporary directory under /dev/shm where there is one,
+ * removed when the input is done.
  *
  * For identity, every string field of an event's data whose name ends in
  * "hash" (password, refresh, reset and client secret digests) is set to a
