@@ -54,7 +54,7 @@ bench: build
 	$(BUILD)/guild bench store
 	$(BUILD)/guild bench project --no-lag
 
-# guild beside PostgreSQL and NATS JetStream on one workload (bench/peers/):
+# guild beside PostgreSQL, NATS JetStream and a bare NATS echo on one workload (bench/peers/):
 # installs the peers' packages if missing, builds, runs. ARGS='--quick' for a smoke run.
 bench-peers: build
 	@bash bench/peers/deps.sh

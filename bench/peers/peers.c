@@ -2,7 +2,8 @@
  * peers.c — `guild-peers`, run by `make bench-peers`: the same append and
  * read workload against PostgreSQL (as Message DB and Marten use it), NATS
  * JetStream used directly, guild's commands over NATS and guild's event
- * store in-process on this machine, each started in a fresh directory,
+ * store in-process on this machine, beside a bare NATS echo (the ceiling of
+ * anything behind NATS request/reply), each started in a fresh directory,
  * taking turns in slices of each writer count, stopped at the end; then one
  * table and the goals.
  *
@@ -39,7 +40,7 @@
 
 volatile sig_atomic_t cmdb_interrupted;
 
-enum { P_POSTGRES, P_JETSTREAM, P_COMMANDS, P_STORE, N_PEERS };
+enum { P_POSTGRES, P_JETSTREAM, P_COMMANDS, P_STORE, P_ECHO, N_PEERS };
 
 static const struct {
     const char *key, *name, *title;
@@ -60,6 +61,10 @@ static const struct {
     {"store", "guild store",
      "guild's event store in-process: es_append_wait from K threads, durable in LMDB",
      &pw_store_ops},
+    {"echo", "NATS echo",
+     "bare NATS request/reply to a responder in this process that answers each request with "
+     "its body",
+     &pw_echo_ops},
 };
 
 /* ---- options ----------------------------------------------------------------------- */
@@ -80,7 +85,7 @@ static void usage(FILE *f)
             "  --streams N         streams the appends choose from (default 10,000)\n"
             "  --long N            events of the stream that is read whole (default 10,000)\n"
             "  --writers LIST      writer counts, e.g. 1,16,64,256 (the default)\n"
-            "  --peers LIST        of postgres,jetstream,commands,store (default all)\n"
+            "  --peers LIST        of postgres,jetstream,commands,store,echo (default all)\n"
             "  --pg-connections N  most PostgreSQL connections; more writers pipeline (64)\n"
             "  --buffered          NATS clients buffer writes (cnats's flusher) instead of\n"
             "                      sending each message at once\n"
@@ -145,7 +150,8 @@ static int parse_peers(const char *v, options *o)
             if (strcmp(tok, peer_defs[i].key) == 0)
                 found = i;
         if (found < 0) {
-            fprintf(stderr, "guild-peers: unknown peer %s (postgres, jetstream, commands, store)\n",
+            fprintf(stderr,
+                    "guild-peers: unknown peer %s (postgres, jetstream, commands, store, echo)\n",
                     tok);
             return -1;
         }
@@ -369,8 +375,9 @@ static void print_appends(const options *o, const pw_peer *peers)
            "  latency from sending an append to its acknowledgement. CPU per append, in us,\n"
            "  over every append of the phase: server: the peer's processes (postgres and its\n"
            "  backends; nats-server; guild serve talent and nats-server); bench: this process\n"
-           "  (the writers, and guild's store when in-process); machine: every process, others'\n"
-           "  work included. guild cmd / peer: guild's commands/s over that peer's appends/s.\n",
+           "  (the writers; guild's store when in-process; the echo's responder); machine: every\n"
+           "  process, others' work included. guild cmd / peer: guild's commands/s over that\n"
+           "  peer's appends/s (the echo's: its requests answered).\n",
            c->seconds, c->warmup);
     if (disturbed)
         printf("  *: other work on this machine took more than %.0f%% of its CPUs during that\n"
@@ -403,6 +410,8 @@ static void print_reads(const options *o, const pw_peer *peers)
                    peers[j].name);
             continue;
         }
+        if (j == P_ECHO)
+            continue; /* stores nothing */
         printf("  %-15s stream %-38s log %s\n", peers[j].name,
                fmt_read(&peers[j].read_stream, a, sizeof a),
                fmt_read(&peers[j].read_log, b, sizeof b));
@@ -418,7 +427,7 @@ static void print_checks(const options *o, const pw_peer *peers)
     printf("\nevery acknowledged append is in the store\n");
     for (int j = 0; j < N_PEERS; j++) {
         const pw_peer *p = &peers[j];
-        if (!o->run[j] || j == P_COMMANDS)
+        if (!o->run[j] || j == P_COMMANDS || j == P_ECHO)
             continue;
         if (!p->checked) {
             printf("  %-15s NOT CHECKED%s%s\n", p->name, p->failed[0] ? ": " : "", p->failed);
@@ -472,6 +481,36 @@ static int goal(const options *o, const pw_peer *peers, int peer, unsigned i, do
     return ok ? 0 : 1;
 }
 
+/* Machine CPU seconds per append of a phase, or -1 unknown. */
+static double machine_per(const pw_phase *ph)
+{
+    return ph->ran && ph->cpu >= 0 && ph->total ? ph->cpu / (double)ph->total : -1;
+}
+
+/* What the echo says of the goals at writer row i: the rate 5x PostgreSQL
+ * needs against the echo's, and machine CPU per request beside what 0.6x
+ * JetStream would allow a command at JetStream's own CPU use. */
+static void print_ceiling(const options *o, const pw_peer *peers, unsigned i)
+{
+    const pw_phase *echo = &peers[P_ECHO].ph[i], *cmd = &peers[P_COMMANDS].ph[i];
+    const pw_phase *pg = &peers[P_POSTGRES].ph[i], *js = &peers[P_JETSTREAM].ph[i];
+    char a[32], b[32];
+    if (!echo->ran || rate(echo) <= 0)
+        return;
+    unsigned k = o->cfg.writers[i];
+    if (pg->ran && rate(pg) > 0)
+        printf("  %7u  %.0fx PostgreSQL is %s/s: %.2fx what the echo made (%s/s)\n", k, GOAL_PG,
+               bench_fmt_count(GOAL_PG * rate(pg), a, sizeof a), GOAL_PG * rate(pg) / rate(echo),
+               bench_fmt_count(rate(echo), b, sizeof b));
+    double e = machine_per(echo), j = machine_per(js), g = machine_per(cmd);
+    if (e < 0 || j < 0 || g < 0)
+        return;
+    printf("  %7u  machine CPU per request: echo %.0f us, JetStream append %.0f us, guild command "
+           "%.0f us;\n"
+           "  %7s  %.1fx JetStream at JetStream's CPU use would allow a command %.0f us\n",
+           k, e * 1e6, j * 1e6, g * 1e6, "", GOAL_JS, j / GOAL_JS * 1e6);
+}
+
 static int print_goals(const options *o, const pw_peer *peers)
 {
     int missed = 0, shown = 0;
@@ -488,6 +527,13 @@ static int print_goals(const options *o, const pw_peer *peers)
     }
     if (shown == 0)
         printf("  (the goals are at 64 and 256 writers: none ran)\n");
+    if (shown == 0 || !o->run[P_ECHO])
+        return missed;
+    printf("\n  against the NATS echo (request/reply alone): a guild command is the echo's round\n"
+           "  trip plus a durable commit and the relay's JetStream publish\n");
+    for (unsigned i = 0; i < o->cfg.n_writers; i++)
+        if (o->cfg.writers[i] == 64 || o->cfg.writers[i] == 256)
+            print_ceiling(o, peers, i);
     return missed;
 }
 
@@ -553,7 +599,7 @@ static void run_peers(const options *o, pw_peer *peers)
         if (!up[j])
             continue;
         peer_defs[j].ops->finish(ctx[j], &peers[j]);
-        if (j != P_COMMANDS)
+        if (j != P_COMMANDS && j != P_ECHO)
             pw_print_reads(&peers[j]);
         peers[j].ran = true;
     }

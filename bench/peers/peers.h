@@ -11,6 +11,8 @@
  *   - peer_js.c: NATS JetStream used directly as the event store
  *   - peer_guild.c: guild's commands over NATS (a nats-server and guild
  *     services started through cmd_bench.h) and guild's store in-process
+ *   - peer_echo.c: a bare NATS request/reply echo, the ceiling of any
+ *     service behind NATS on this machine
  *
  * The workload, the same for every peer
  *   `n_streams` streams get one event each and one long stream gets
@@ -266,7 +268,8 @@ typedef struct pw_peer_ops {
     void (*stop)(void *ctx, pw_peer *p);
 } pw_peer_ops;
 
-extern const pw_peer_ops pw_postgres_ops, pw_jetstream_ops, pw_commands_ops, pw_store_ops;
+extern const pw_peer_ops pw_postgres_ops, pw_jetstream_ops, pw_commands_ops, pw_store_ops,
+    pw_echo_ops;
 
 /* A phase of guild's commands after which the relay caught up soon enough:
  * JetStream had every acknowledged event within 250 ms of the last reply. */

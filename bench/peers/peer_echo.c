@@ -1,0 +1,145 @@
+/*
+ * peer_echo.c — the NATS echo: not an event store, but the ceiling of any
+ * service behind NATS request/reply on this machine. A nats-server of its
+ * own (no JetStream) and a responder in this process that answers each
+ * request with its body and stores nothing; K requests in flight carrying
+ * the bytes and headers of guild's commands (cmd_bench.h's CMDB_ECHO, the
+ * baseline of `guild bench commands`).
+ *
+ * A guild command makes this round trip and, besides, a durable commit and
+ * the relay's JetStream publish; so guild's commands cannot pass the echo's
+ * rate, and their machine CPU per command cannot go below the echo's plus
+ * what a JetStream append costs.
+ *
+ * Map
+ *   - nats-server
+ *   - the peer (pw_echo_ops)
+ */
+#include "cmd_bench.h"
+#include "peers.h"
+
+#include "common/alloc.h"
+#include "common/clock.h"
+
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ECHO_READY_WAIT_MS 20000
+
+typedef struct echo_peer {
+    pw_proc nats;
+    char url[64];
+    cmdb_client *cl;
+} echo_peer;
+
+/* Starts nats-server and waits until a client connects. */
+static int server_start(const pw_config *cfg, echo_peer *ep, pw_peer *p)
+{
+    char port[16];
+    int pn = pw_free_port();
+    snprintf(port, sizeof port, "%d", pn);
+    snprintf(ep->url, sizeof ep->url, "nats://127.0.0.1:%d", pn);
+    snprintf(ep->nats.name, sizeof ep->nats.name, "nats-server");
+    snprintf(ep->nats.log, sizeof ep->nats.log, "%s/echo-nats.log", cfg->root);
+    const char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port, "-l", ep->nats.log, NULL};
+    uint64_t t0 = guild_mono_ns();
+    if (pw_spawn(&ep->nats, argv) != 0) {
+        pw_peer_fail(p, "cannot start nats-server");
+        return -1;
+    }
+    natsStatus s = NATS_ERR;
+    while (guild_mono_ns() - t0 < (uint64_t)ECHO_READY_WAIT_MS * 1000000 && !cmdb_interrupted) {
+        natsConnection *nc = NULL;
+        if ((s = natsConnection_ConnectTo(&nc, ep->url)) == NATS_OK) {
+            natsConnection_Destroy(nc);
+            break;
+        }
+        bench_sleep(0.05);
+    }
+    if (s != NATS_OK || cmdb_client_create(ep->url, true, cfg->asap, &ep->cl) != 0) {
+        pw_peer_fail(p, "nats-server did not come up");
+        pw_show_log(ep->nats.log);
+        return -1;
+    }
+    printf("[echo] nats-server ready on %s (pid %d) in %.2f s\n", ep->url, (int)ep->nats.pid,
+           (double)(guild_mono_ns() - t0) / 1e9);
+    return 0;
+}
+
+/* ---- the peer ------------------------------------------------------------------- */
+
+static int echo_start(const pw_config *cfg, pw_peer *p, void **ctx)
+{
+    echo_peer *ep = guild_xcalloc(1, sizeof *ep);
+    *ctx = ep;
+    return server_start(cfg, ep, p);
+}
+
+static int echo_begin(void *ctx, unsigned k, pw_phase *ph)
+{
+    (void)ctx;
+    (void)k;
+    (void)ph;
+    return 0;
+}
+
+static void echo_end(void *ctx, unsigned k)
+{
+    (void)ctx;
+    (void)k;
+}
+
+/* One slice: k requests in flight to the responder. */
+static void echo_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, double seconds)
+{
+    echo_peer *ep = ctx;
+    cmdb_spec spec = {.kind = CMDB_ECHO, .in_flight = k, .warmup = warmup, .seconds = seconds};
+    cmdb_outcome o;
+    cmdb_outcome_init(&o);
+    pw_cpu_mark m;
+    pw_cpu_mark_take(&m, ep->nats.pid, false);
+    cmdb_client_run(ep->cl, &spec, &o, NULL, NULL);
+    pw_cpu_mark_end(&m, ep->nats.pid, false, ph);
+    ph->total += o.replies;
+    ph->res.ops += o.res.ops;
+    ph->res.seconds += o.res.seconds;
+    ph->res.errors += o.res.errors + o.timeouts;
+    if (o.res.first_error[0])
+        bench_result_error(&ph->res, "%s", o.res.first_error);
+    if (o.timeouts)
+        bench_result_error(&ph->res, "%" PRIu64 " timeouts", o.timeouts);
+    bench_hist_merge(&ph->res.lat, &o.res.lat);
+    ph->ran = true;
+    cmdb_outcome_release(&o);
+}
+
+static void echo_finish(void *ctx, pw_peer *p)
+{
+    (void)ctx;
+    (void)p; /* nothing is stored: no reads, no count */
+}
+
+static void echo_stop(void *ctx, pw_peer *p)
+{
+    echo_peer *ep = ctx;
+    if (!ep)
+        return;
+    cmdb_client_destroy(ep->cl);
+    if (ep->nats.pid > 0)
+        pw_stop(&ep->nats);
+    free(ep);
+    pw_peer_note(p, "not an event store: the most any service behind NATS request/reply can "
+                    "answer here, with guild's command bytes and headers");
+}
+
+const pw_peer_ops pw_echo_ops = {
+    .start = echo_start,
+    .begin = echo_begin,
+    .end = echo_end,
+    .slice = echo_slice,
+    .finish = echo_finish,
+    .stop = echo_stop,
+};
