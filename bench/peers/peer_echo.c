@@ -1,15 +1,14 @@
 /*
- * peer_echo.c — the NATS echo: not an event store, but the ceiling of any
- * service behind NATS request/reply on this machine. A nats-server of its
- * own (no JetStream) and a responder in this process that answers each
- * request with its body and stores nothing; K requests in flight carrying
- * the bytes and headers of guild's commands (cmd_bench.h's CMDB_ECHO, the
- * baseline of `guild bench commands`).
+ * peer_echo.c — the NATS echo: not an event store, but NATS request/reply
+ * alone. A nats-server of its own (no JetStream) and a responder in this
+ * process, on a connection of its own, that answers each request with its
+ * body and stores nothing; K requests in flight with the bodies of guild's
+ * commands, their Guild-Command-Id and, when the commands peer has logged
+ * in, their Authorization header (cmd_bench.h's CMDB_ECHO, the baseline of
+ * `guild bench commands`).
  *
  * A guild command makes this round trip and, besides, a durable commit and
- * the relay's JetStream publish; so guild's commands cannot pass the echo's
- * rate, and their machine CPU per command cannot go below the echo's plus
- * what a JetStream append costs.
+ * the relay's JetStream publish: the echo prices the round trip.
  *
  * Map
  *   - nats-server
@@ -33,6 +32,7 @@ typedef struct echo_peer {
     pw_proc nats;
     char url[64];
     cmdb_client *cl;
+    char bearer[PW_BEARER_MAX]; /* the client borrows it */
 } echo_peer;
 
 /* Starts nats-server and waits until a client connects. */
@@ -59,9 +59,13 @@ static int server_start(const pw_config *cfg, echo_peer *ep, pw_peer *p)
         }
         bench_sleep(0.05);
     }
-    if (s != NATS_OK || cmdb_client_create(ep->url, true, cfg->asap, &ep->cl) != 0) {
-        pw_peer_fail(p, "nats-server did not come up");
+    if (s != NATS_OK) {
+        pw_peer_fail(p, "nats-server did not come up: %s", natsStatus_GetText(s));
         pw_show_log(ep->nats.log);
+        return -1;
+    }
+    if (cmdb_client_create(ep->url, true, cfg->asap, &ep->cl) != 0) {
+        pw_peer_fail(p, "cannot start the echo's client and responder");
         return -1;
     }
     printf("[echo] nats-server ready on %s (pid %d) in %.2f s\n", ep->url, (int)ep->nats.pid,
@@ -75,7 +79,13 @@ static int echo_start(const pw_config *cfg, pw_peer *p, void **ctx)
 {
     echo_peer *ep = guild_xcalloc(1, sizeof *ep);
     *ctx = ep;
-    return server_start(cfg, ep, p);
+    if (server_start(cfg, ep, p) != 0)
+        return -1;
+    if (pw_bearer[0]) {
+        snprintf(ep->bearer, sizeof ep->bearer, "%s", pw_bearer);
+        cmdb_client_target(ep->cl, ep->bearer, NULL, 0);
+    }
+    return 0;
 }
 
 static int echo_begin(void *ctx, unsigned k, pw_phase *ph)
@@ -130,9 +140,10 @@ static void echo_stop(void *ctx, pw_peer *p)
     cmdb_client_destroy(ep->cl);
     if (ep->nats.pid > 0)
         pw_stop(&ep->nats);
+    pw_peer_note(p, "not an event store: NATS request/reply alone, with guild's command bodies%s",
+                 ep->bearer[0] ? " and bearer tokens"
+                               : " (no bearer token: the commands peer did not run)");
     free(ep);
-    pw_peer_note(p, "not an event store: the most any service behind NATS request/reply can "
-                    "answer here, with guild's command bytes and headers");
 }
 
 const pw_peer_ops pw_echo_ops = {

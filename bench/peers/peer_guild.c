@@ -371,6 +371,7 @@ static int cmd_start(const pw_config *cfg, pw_peer *p, void **ctx)
     }
     cmdb_client_target(cp->cl, c->token, c->talent_ids, c->n_talents);
     cmdb_client_expect_versions(cp->cl, 1); /* a new profile is at version 1 */
+    snprintf(pw_bearer, sizeof pw_bearer, "%s", c->token);
     return 0;
 }
 

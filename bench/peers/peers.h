@@ -182,6 +182,12 @@ int pw_event_json(const char *name, uint64_t seq, char *buf, size_t size);
 /* The same fields as a msgpack map (guild). Returns its length. */
 size_t pw_event_msgpack(const char *name, uint64_t seq, uint8_t *buf, size_t size);
 
+/* The Authorization header guild's commands carry ("Bearer <access
+ * token>"), set when the commands peer has logged in; empty before, or when
+ * that peer does not run. The echo sends the same. Main thread only. */
+#define PW_BEARER_MAX 4096
+extern char pw_bearer[PW_BEARER_MAX];
+
 /* ---- processes -------------------------------------------------------------------- */
 
 /* Set by SIGINT and SIGTERM (declared in cmd_bench.h too). */
