@@ -8,9 +8,12 @@
 #include "bus/conn.h"
 #include "common/codec.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define TIMEOUT_MAX_MS 3600000 /* --timeout: at most an hour */
 
 typedef struct request {
     const char *subject;
@@ -86,6 +89,21 @@ static int send_request(const cmd_common *c, const request *rq)
     return rc;
 }
 
+/* A whole decimal number from 0 to max, without sign or spaces. */
+static bool decimal(const char *v, unsigned long long max, unsigned long long *out)
+{
+    unsigned long long n = 0;
+    if (!*v)
+        return false;
+    for (const char *p = v; *p; p++) {
+        if (*p < '0' || *p > '9' || n > (max - (unsigned long long)(*p - '0')) / 10)
+            return false;
+        n = n * 10 + (unsigned long long)(*p - '0');
+    }
+    *out = n;
+    return true;
+}
+
 static int usage(bool query)
 {
     if (query)
@@ -105,6 +123,8 @@ int cmd_request(int argc, char **argv, bool query)
     if (argc < 3)
         return usage(query);
     request rq = {.body = "{}", .timeout_ms = 10000};
+    unsigned long long n;
+    const char *timeout = NULL;
     char subject[256];
     snprintf(subject, sizeof subject, "guild.%s.%s.%s", query ? "qry" : "cmd", argv[1], argv[2]);
     rq.subject = subject;
@@ -122,7 +142,7 @@ int cmd_request(int argc, char **argv, bool query)
         else if (strcmp(a, "--correlation") == 0 && v)
             rq.correlation = v, i++;
         else if (strcmp(a, "--timeout") == 0 && v)
-            rq.timeout_ms = atoi(v), i++;
+            rq.timeout_ms = (int)(decimal(v, TIMEOUT_MAX_MS, &n) ? n : 0), timeout = v, i++;
         else if (strcmp(a, "--msgpack") == 0)
             rq.msgpack = true;
         else if (strcmp(a, "-v") == 0)
@@ -131,6 +151,16 @@ int cmd_request(int argc, char **argv, bool query)
             rq.body = a;
         else
             return usage(query);
+    }
+    /* refused here rather than sent: a malformed option gets no reply */
+    if (rq.expect && !decimal(rq.expect, UINT64_MAX, &n)) {
+        fprintf(stderr, "guild: --expect %s is not a version (0, 1, 2, ...)\n", rq.expect);
+        return usage(query);
+    }
+    if (rq.timeout_ms <= 0) {
+        fprintf(stderr, "guild: --timeout %s is not milliseconds (1 to %d)\n", timeout,
+                TIMEOUT_MAX_MS);
+        return usage(query);
     }
     if (!rq.token)
         rq.token = getenv("GUILD_TOKEN");

@@ -261,15 +261,20 @@ static char *const *clean_env(void)
 
 /* Starts `guild up --data <g_data> <args...>` (args NULL-terminated) with its
  * stdout and stderr in <g_dir>/<name>.out and .err. */
-static void up_start(up_run *u, const char *name, const char *const *args)
+/* Starts `guild <lead...> <args...>` (each list NULL-terminated), its
+ * output in <name>.out and <name>.err. */
+static void guild_start(up_run *u, const char *name, const char *const *lead,
+                        const char *const *args)
 {
     const char *bin = getenv("GUILD_GUILD_BIN");
     ck_assert_msg(bin && *bin, "GUILD_GUILD_BIN must be set (ctest sets it)");
     memset(u, 0, sizeof *u);
     snprintf(u->out_path, sizeof u->out_path, "%s/%s.out", g_dir, name);
     snprintf(u->err_path, sizeof u->err_path, "%s/%s.err", g_dir, name);
-    const char *argv[16] = {bin, "up", "--data", g_data};
-    int argc = 4;
+    const char *argv[24] = {bin};
+    int argc = 1;
+    for (int i = 0; lead[i]; i++)
+        argv[argc++] = lead[i];
     for (int i = 0; args[i]; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
@@ -283,6 +288,11 @@ static void up_start(up_run *u, const char *name, const char *const *args)
     close(err);
     u->pid = pid;
     tst_child_track(pid);
+}
+
+static void up_start(up_run *u, const char *name, const char *const *args)
+{
+    guild_start(u, name, (const char *const[]){"up", "--data", g_data, NULL}, args);
 }
 
 /* Reaps guild up if it has exited; true if it has. */
@@ -619,6 +629,39 @@ static void up_interrupt(const pid_t *pids, int n, int port, int within_ms)
     ck_assert_msg(access(path, F_OK) != 0, "%s still names the stopped server", path);
 }
 
+/* ---- guild cmd's options ------------------------------------------------------------ */
+
+/* A malformed --expect or --timeout is refused before anything is sent:
+ * exit status 2, the option named, and no attempt to reach NATS (the URL
+ * given has no server). */
+START_TEST(test_guild_cmd_refuses_a_malformed_option)
+{
+    static const char *const bad[][3] = {
+        {"--expect", "abc", "--expect abc is not a version"},
+        {"--expect", "-1", "--expect -1 is not a version"},
+        {"--expect", "18446744073709551616", "--expect 18446744073709551616 is not a version"},
+        {"--timeout", "abc", "--timeout abc is not milliseconds"},
+        {"--timeout", "0", "--timeout 0 is not milliseconds"},
+        {"--timeout", "3600001", "--timeout 3600001 is not milliseconds"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "cmd-%zu", i);
+        guild_start(&g_up, name,
+                    (const char *const[]){"cmd", "--nats", "nats://127.0.0.1:9", "talent",
+                                          "set_rate", "{}", NULL},
+                    (const char *const[]){bad[i][0], bad[i][1], NULL});
+        ck_assert_output(&g_up, up_wait(&g_up, REFUSE_TIMEOUT_MS),
+                         "guild cmd with a bad option did not exit within 5 s");
+        ck_assert_output(&g_up, up_exit_code(&g_up) == 2, "guild cmd did not exit with status 2");
+        char *err = text_of(g_up.err_path);
+        ck_assert_msg(strstr(err, bad[i][2]), "stderr lacks \"%s\":\n%s", bad[i][2], err);
+        ck_assert_msg(!strstr(err, "NATS"), "guild cmd tried NATS:\n%s", err);
+        free(err);
+    }
+}
+END_TEST
+
 START_TEST(test_up_serves_commands_until_interrupted)
 {
     int port;
@@ -793,6 +836,7 @@ static Suite *up_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_a_port_in_use_is_refused_before_anything_starts);
     tcase_add_test(tc, test_a_port_that_is_not_a_number_is_refused);
+    tcase_add_test(tc, test_guild_cmd_refuses_a_malformed_option);
     tcase_add_test(tc, test_a_nats_server_that_exits_on_start_is_reported);
     tcase_add_test(tc, test_up_serves_commands_until_interrupted);
     tcase_add_test(tc, test_a_killed_service_is_restarted);
