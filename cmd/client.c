@@ -153,7 +153,7 @@ int cmd_request(int argc, char **argv, bool query)
             return usage(query);
     }
     /* refused here rather than sent: a malformed option gets no reply */
-    if (rq.expect && !decimal(rq.expect, UINT64_MAX, &n)) {
+    if (rq.expect && !decimal(rq.expect, UINT64_MAX - 1, &n)) { /* UINT64_MAX: "any" */
         fprintf(stderr, "guild: --expect %s is not a version (0, 1, 2, ...)\n", rq.expect);
         return usage(query);
     }

@@ -639,7 +639,7 @@ START_TEST(test_guild_cmd_refuses_a_malformed_option)
     static const char *const bad[][3] = {
         {"--expect", "abc", "--expect abc is not a version"},
         {"--expect", "-1", "--expect -1 is not a version"},
-        {"--expect", "18446744073709551616", "--expect 18446744073709551616 is not a version"},
+        {"--expect", "18446744073709551615", "--expect 18446744073709551615 is not a version"},
         {"--timeout", "abc", "--timeout abc is not milliseconds"},
         {"--timeout", "0", "--timeout 0 is not milliseconds"},
         {"--timeout", "3600001", "--timeout 3600001 is not milliseconds"},
