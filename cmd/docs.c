@@ -9,6 +9,7 @@
 #include "domain/dom.h"
 #include "projections/prj.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -152,10 +153,15 @@ static void write_domain(FILE *out, const dom_domain *d)
                 q->name, d->name, q->name, d->name, q->summary ? q->summary : "");
         field_table(out, q->fields);
     }
+    char stream[64];
+    size_t n = 0;
+    for (const char *c = d->name; *c && n + 1 < sizeof stream; c++)
+        stream[n++] = (char)toupper((unsigned char)*c);
+    stream[n] = '\0';
     fprintf(out,
             "### Events\n\nPublished on `guild.evt.%s.<type>.<aggregate id>` in the "
-            "JetStream stream `GUILD_%c%s`.\n\n",
-            d->name, d->name[0] - 32, d->name + 1);
+            "JetStream stream `GUILD_%s`.\n\n",
+            d->name, stream);
     for (const dom_event_doc *e = d->events; e && e->type; e++) {
         fprintf(out, "#### `%s` (schema %u)\n\n%s\n\n", e->type, e->schema ? e->schema : 1,
                 e->summary ? e->summary : "");

@@ -1,5 +1,6 @@
 /* test_docs.c — docs/api.md is exactly what `guild docs api` prints from the
  * schema tables, so the API reference cannot drift from the validator. */
+#include "bus/relay.h"
 #include "tests/support/check_util.h"
 
 #include <check.h>
@@ -26,6 +27,13 @@ START_TEST(test_api_md_matches_the_schema_tables)
     size_t flen = strlen(committed);
     fclose(f);
     ck_assert_msg(glen > 1000, "the generated API page is suspiciously short");
+    /* each domain's events are said to be in the stream its relay fills */
+    static const char *const streams[] = {"IDENTITY", "TALENT", NULL};
+    for (int i = 0; streams[i]; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "JetStream stream `" BUS_RELAY_STREAM_PREFIX "%s`", streams[i]);
+        ck_assert_msg(strstr(generated, want), "the API page does not name \"%s\"", want);
+    }
     ck_assert_msg(glen == flen && memcmp(generated, committed, glen) == 0,
                   "docs/api.md differs from the schema tables: run "
                   "`build/guild docs api > docs/api.md`");
