@@ -121,6 +121,7 @@ static int any_free_port(void)
 
 #define NATS_START_TRIES 5 /* ports tried when guild up picks the port */
 #define NATS_READY_MS 10000
+#define UP_MAX_PAYLOAD (2 * 1024 * 1024) /* max_payload of the nats-server started here */
 
 typedef enum { NATS_READY, NATS_EXITED, NATS_SLOW } nats_start;
 
@@ -400,15 +401,27 @@ int cmd_up(int argc, char **argv)
     mkdir_p(c.data);
     char url[128];
     if (!external) {
-        char dir[1024], log[1100], portbuf[16];
+        char dir[1024], log[1100], conf[1100], portbuf[16];
         snprintf(dir, sizeof dir, "%s/nats", c.data);
         mkdir(dir, 0755);
         snprintf(log, sizeof log, "%s/nats-server.log", dir);
+        /* nats-server carries 1 MiB by default, exactly guild's body limit:
+         * a bigger body would be refused by the broker or the client library
+         * instead of getting guild's invalid_request. Room for headers too. */
+        snprintf(conf, sizeof conf, "%s/nats-server.conf", dir);
+        FILE *cf = fopen(conf, "w");
+        if (!cf ||
+            fprintf(cf, "# written by guild up at each start\nmax_payload: %d\n", UP_MAX_PAYLOAD) <
+                0 ||
+            fclose(cf) != 0) {
+            say("cannot write %s: %s", conf, strerror(errno));
+            return 1;
+        }
         nats_child = add_child("nats-server");
         for (int tries = 1;; tries++) {
             snprintf(portbuf, sizeof portbuf, "%d", port);
-            const char *args[] = {"nats-server", "-js",   "-sd", dir, "-a", "127.0.0.1",
-                                  "-p",          portbuf, "-l",  log, NULL};
+            const char *args[] = {"nats-server", "-c", conf,    "-js", "-sd", dir, "-a",
+                                  "127.0.0.1",   "-p", portbuf, "-l",  log,   NULL};
             args_clear(nats_child);
             for (int i = 0; args[i]; i++)
                 arg(nats_child, args[i]);

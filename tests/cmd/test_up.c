@@ -705,6 +705,25 @@ START_TEST(test_up_serves_commands_until_interrupted)
     char profile[64];
     signed_up_with_profile("alice@example.com", &alice, profile);
 
+    /* The broker carries a body over guild's 1 MiB limit to the service,
+     * which refuses it with invalid_request (nats-server's own default
+     * would have the client library refuse it instead). */
+    size_t big = 1024 * 1024 + 1;
+    char *body = malloc(big);
+    ck_assert_ptr_nonnull(body);
+    memset(body, ' ', big);
+    body[0] = '{';
+    body[big - 1] = '}';
+    tst_call call = {.token = alice.access_token};
+    tst_reply r;
+    tst_guild_request(g_nc, "guild.cmd.talent.add_skill", body, big, &call, &r);
+    ck_assert_msg(r.nats == NATS_OK, "no reply to a body of 1 MiB + 1: %s",
+                  natsStatus_GetText(r.nats));
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(tst_reply_code(&r), "invalid_request");
+    tst_reply_release(&r);
+    free(body);
+
     up_interrupt(pids, n, port, STOP_TIMEOUT_MS);
 }
 END_TEST
