@@ -189,7 +189,12 @@ int cmd_docs(int argc, char **argv)
     for (int s = GUILD_INVALID_REQUEST; s <= GUILD_INTERNAL; s++)
         fprintf(out, "| `%s` | %d |\n", guild_status_code((guild_status)s),
                 guild_status_http((guild_status)s));
-    fprintf(out, "\nUnknown fields are refused with `validation_failed`.\n\n");
+    fprintf(out, "\nUnknown fields are refused with `validation_failed`, an unknown command with "
+                 "`invalid_request`. A query subject that no service subscribes to (an unknown "
+                 "query, or one whose read model is not running) gets no guild reply: NATS answers "
+                 "the request at once with its own no-responders status (503), which the clients "
+                 "report as such (`guild qry` prints `No responders available for request` and "
+                 "exits with status 2).\n\n");
     for (const dom_domain *const *d = dom_domains(); *d; d++)
         write_domain(out, *d);
     return 0;
