@@ -443,6 +443,24 @@ START_TEST(test_deleted_record_is_reported_at_its_position)
 }
 END_TEST
 
+/* The last record gone: the log now ends before the index checkpoint,
+ * which is found before any record is read, and the text says so rather
+ * than "0 events before it check out". */
+START_TEST(test_deleted_last_record_is_reported_after_the_new_end)
+{
+    log_delete(EVENTS);
+    char *out = NULL;
+    ck_assert_int_eq(run(&out, "verify talent --pubkey %s", g_pubkey), 1);
+    char want[128];
+    snprintf(want, sizeof want, "talent: chain BROKEN at position %d: the log ends at %d", EVENTS,
+             EVENTS - 1);
+    ck_assert_msg(strstr(out, want), "no \"%s\" in:\n%s", want, out);
+    ck_assert_msg(strstr(out, "(the records before it were not checked)"), "%s", out);
+    ck_assert_msg(!strstr(out, "events before it check out"), "%s", out);
+    free(out);
+}
+END_TEST
+
 START_TEST(test_reordered_records_are_reported_at_the_first)
 {
     log_swap(TARGET - 1, TARGET);
@@ -1015,6 +1033,7 @@ static Suite *events_suite(void)
          {test_clean_store_verifies_with_the_pinned_key,
           test_flipped_byte_is_reported_at_its_position,
           test_deleted_record_is_reported_at_its_position,
+          test_deleted_last_record_is_reported_after_the_new_end,
           test_reordered_records_are_reported_at_the_first,
           test_rechained_rewrite_is_caught_by_the_signed_checkpoint,
           test_a_forger_signing_with_another_key_is_refused,
