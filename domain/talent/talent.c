@@ -468,7 +468,8 @@ static const dom_command talent_commands[] = {
      ON_PROFILE,
      .decide = decide_reserve_capacity},
     {.name = "release_capacity",
-     .summary = "Releases a reservation; releasing an unknown one succeeds",
+     .summary = "Releases a reservation, also on an archived profile (a saga's compensation); "
+                "releasing an unknown one succeeds",
      .fields = release_capacity_fields,
      ON_PROFILE,
      .decide = decide_release_capacity},
