@@ -750,11 +750,6 @@ static void verdict_text(const verdict *v)
     if (c->intact)
         printf("%s: chain intact — %llu events checked up to position %llu in %.2f s\n", v->domain,
                (unsigned long long)c->checked, (unsigned long long)c->last_position, v->seconds);
-    else if (c->checked == 0 && c->break_position > 1) /* found before any record was read */
-        printf("%s: chain BROKEN at position %llu%s%s: %s (the records before it were not "
-               "checked)\n",
-               v->domain, (unsigned long long)c->break_position, c->stream[0] ? ", stream " : "",
-               c->stream, c->what);
     else
         printf("%s: chain BROKEN at position %llu%s%s: %s (%llu events before it check out)\n",
                v->domain, (unsigned long long)c->break_position, c->stream[0] ? ", stream " : "",

@@ -443,21 +443,34 @@ START_TEST(test_deleted_record_is_reported_at_its_position)
 }
 END_TEST
 
-/* The last record gone: the log now ends before the index checkpoint,
- * which is found before any record is read, and the text says so rather
- * than "0 events before it check out". */
+/* The last record gone: the log now ends before the index checkpoint. The
+ * records it still has are walked first and check out; the break is just
+ * after the new end. */
 START_TEST(test_deleted_last_record_is_reported_after_the_new_end)
 {
     log_delete(EVENTS);
     char *out = NULL;
     ck_assert_int_eq(run(&out, "verify talent --pubkey %s", g_pubkey), 1);
-    char want[128];
-    snprintf(want, sizeof want, "talent: chain BROKEN at position %d: the log ends at %d", EVENTS,
-             EVENTS - 1);
+    char want[160];
+    snprintf(want, sizeof want,
+             "talent: chain BROKEN at position %d: the log ends at %d before the checkpoint at %d "
+             "(%d events before it check out)",
+             EVENTS, EVENTS - 1, EVENTS, EVENTS - 1);
     ck_assert_msg(strstr(out, want), "no \"%s\" in:\n%s", want, out);
-    ck_assert_msg(strstr(out, "(the records before it were not checked)"), "%s", out);
-    ck_assert_msg(!strstr(out, "events before it check out"), "%s", out);
     free(out);
+}
+END_TEST
+
+/* The last record gone and an earlier one changed: the earlier break is
+ * the one named, as verify promises the first. */
+START_TEST(test_a_changed_record_before_a_cut_end_is_named_first)
+{
+    flip_marker();
+    log_delete(EVENTS);
+    json_t *j = run_json(1, "verify talent --json --pubkey %s", g_pubkey);
+    ck_assert(!at_bool(j, "chain_intact"));
+    ck_assert_int_eq(at_int(j, "break.position"), TARGET);
+    json_decref(j);
 }
 END_TEST
 
@@ -1027,13 +1040,14 @@ static Suite *events_suite(void)
     Suite *s = suite_create("cmd/events");
     struct {
         const char *name;
-        const TTest *tests[10];
+        const TTest *tests[12];
     } cases[] = {
         {"verify",
          {test_clean_store_verifies_with_the_pinned_key,
           test_flipped_byte_is_reported_at_its_position,
           test_deleted_record_is_reported_at_its_position,
           test_deleted_last_record_is_reported_after_the_new_end,
+          test_a_changed_record_before_a_cut_end_is_named_first,
           test_reordered_records_are_reported_at_the_first,
           test_rechained_rewrite_is_caught_by_the_signed_checkpoint,
           test_a_forger_signing_with_another_key_is_refused,
