@@ -39,6 +39,7 @@ typedef struct child {
     unsigned restarts;
     uint64_t started_ns;
     uint64_t restart_ns; /* when to start it again; 0: not waiting to */
+    char conf[1100];     /* nats-server: its configuration, written before each start */
 } child;
 
 /* What guild up starts after nats-server, in order: `guild <verb> <what>`. */
@@ -168,8 +169,26 @@ static nats_start nats_wait_ready(pid_t pid, const char *log, long from, int *st
     return NATS_SLOW;
 }
 
+/* nats-server carries 1 MiB by default, exactly guild's body limit: a
+ * bigger body would be refused by the broker or the client library instead
+ * of getting guild's invalid_request. 2 MiB leaves room for headers.
+ * Written before each start, so a restart finds it even if it was removed. */
+static bool write_nats_conf(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return false;
+    bool ok =
+        fprintf(f, "# written by guild up at each start\nmax_payload: %d\n", UP_MAX_PAYLOAD) >= 0;
+    if (fclose(f) != 0)
+        ok = false;
+    return ok;
+}
+
 static bool spawn(child *c)
 {
+    if (c->conf[0] && !write_nats_conf(c->conf))
+        return false; /* errno says why */
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
@@ -401,33 +420,23 @@ int cmd_up(int argc, char **argv)
     mkdir_p(c.data);
     char url[128];
     if (!external) {
-        char dir[1024], log[1100], conf[1100], portbuf[16];
+        char dir[1024], log[1100], portbuf[16];
         snprintf(dir, sizeof dir, "%s/nats", c.data);
         mkdir(dir, 0755);
         snprintf(log, sizeof log, "%s/nats-server.log", dir);
-        /* nats-server carries 1 MiB by default, exactly guild's body limit:
-         * a bigger body would be refused by the broker or the client library
-         * instead of getting guild's invalid_request. Room for headers too. */
-        snprintf(conf, sizeof conf, "%s/nats-server.conf", dir);
-        FILE *cf = fopen(conf, "w");
-        if (!cf ||
-            fprintf(cf, "# written by guild up at each start\nmax_payload: %d\n", UP_MAX_PAYLOAD) <
-                0 ||
-            fclose(cf) != 0) {
-            say("cannot write %s: %s", conf, strerror(errno));
-            return 1;
-        }
         nats_child = add_child("nats-server");
+        snprintf(nats_child->conf, sizeof nats_child->conf, "%s/nats-server.conf", dir);
         for (int tries = 1;; tries++) {
             snprintf(portbuf, sizeof portbuf, "%d", port);
-            const char *args[] = {"nats-server", "-c", conf,    "-js", "-sd", dir, "-a",
-                                  "127.0.0.1",   "-p", portbuf, "-l",  log,   NULL};
+            const char *args[] = {"nats-server", "-c", nats_child->conf, "-js", "-sd", dir, "-a",
+                                  "127.0.0.1",   "-p", portbuf,          "-l",  log,   NULL};
             args_clear(nats_child);
             for (int i = 0; args[i]; i++)
                 arg(nats_child, args[i]);
             long from = file_size(log);
             if (!spawn(nats_child)) {
-                say("cannot start nats-server: %s", strerror(errno));
+                say("cannot start nats-server (configuration %s): %s", nats_child->conf,
+                    strerror(errno));
                 return 1;
             }
             int st = 0;
