@@ -753,6 +753,17 @@ static void relay_free(bus_relay *r)
     free(r);
 }
 
+void bus_relay_stream_name(const char *domain, char *out, size_t size)
+{
+    size_t at = strlen(BUS_RELAY_STREAM_PREFIX);
+    if (at >= size)
+        at = size - 1;
+    memcpy(out, BUS_RELAY_STREAM_PREFIX, at);
+    for (const char *p = domain; *p && at + 1 < size; p++)
+        out[at++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+    out[at] = '\0';
+}
+
 static guild_status relay_new(natsConnection *nc, es_store *st, const char *domain,
                               const bus_relay_options *opt, bus_relay **out, guild_error *err)
 {
@@ -761,11 +772,7 @@ static guild_status relay_new(natsConnection *nc, es_store *st, const char *doma
     r->st = st;
     options_fill(&r->opt, opt);
     snprintf(r->domain, sizeof r->domain, "%s", domain);
-    size_t at =
-        (size_t)snprintf(r->stream_name, sizeof r->stream_name, "%s", BUS_RELAY_STREAM_PREFIX);
-    for (const char *p = domain; *p; p++)
-        r->stream_name[at++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
-    r->stream_name[at] = '\0';
+    bus_relay_stream_name(domain, r->stream_name, sizeof r->stream_name);
     snprintf(r->subjects, sizeof r->subjects, "%s%s.>", BUS_RELAY_SUBJECT_PREFIX, domain);
 
     pthread_condattr_t ca;

@@ -97,6 +97,10 @@
 #define BUS_RELAY_LINGER_US 5000
 #define BUS_RELAY_LINGER_MAX_US 1000000
 
+/* The JetStream stream of `domain`'s events: BUS_RELAY_STREAM_PREFIX and
+ * the domain upper-cased ("GUILD_TALENT"), cut to fit `size` (at least 1). */
+void bus_relay_stream_name(const char *domain, char *out, size_t size);
+
 typedef struct bus_relay bus_relay;
 
 /* Tuning; a zero field takes its default. */

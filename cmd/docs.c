@@ -5,11 +5,12 @@
  */
 #include "cmd.h"
 
+#include "bus/relay.h"
+
 #include "common/status.h"
 #include "domain/dom.h"
 #include "projections/prj.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -154,13 +155,10 @@ static void write_domain(FILE *out, const dom_domain *d)
         field_table(out, q->fields);
     }
     char stream[64];
-    size_t n = 0;
-    for (const char *c = d->name; *c && n + 1 < sizeof stream; c++)
-        stream[n++] = (char)toupper((unsigned char)*c);
-    stream[n] = '\0';
+    bus_relay_stream_name(d->name, stream, sizeof stream);
     fprintf(out,
             "### Events\n\nPublished on `guild.evt.%s.<type>.<aggregate id>` in the "
-            "JetStream stream `GUILD_%s`.\n\n",
+            "JetStream stream `%s`.\n\n",
             d->name, stream);
     for (const dom_event_doc *e = d->events; e && e->type; e++) {
         fprintf(out, "#### `%s` (schema %u)\n\n%s\n\n", e->type, e->schema ? e->schema : 1,
