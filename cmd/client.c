@@ -152,7 +152,8 @@ int cmd_request(int argc, char **argv, bool query)
         else
             return usage(query);
     }
-    /* refused here rather than sent: a malformed option gets no reply */
+    /* refused here, before anything is sent (exit status 2, as for any
+     * malformed option), rather than left to the service's invalid_request */
     if (rq.expect && !decimal(rq.expect, UINT64_MAX - 1, &n)) { /* UINT64_MAX: "any" */
         fprintf(stderr, "guild: --expect %s is not a version (0, 1, 2, ...)\n", rq.expect);
         return usage(query);

@@ -474,7 +474,7 @@ static const dom_command talent_commands[] = {
      ON_PROFILE,
      .decide = decide_release_capacity},
     {.name = "archive_profile",
-     .summary = "Archives a profile: no command changes it afterwards",
+     .summary = "Archives a profile: no command changes it afterwards but release_capacity",
      .fields = archive_profile_fields,
      ON_PROFILE,
      .decide = decide_archive_profile},

@@ -259,10 +259,8 @@ static char *const *clean_env(void)
     return env;
 }
 
-/* Starts `guild up --data <g_data> <args...>` (args NULL-terminated) with its
+/* Starts `guild <lead...> <args...>` (each list NULL-terminated) with its
  * stdout and stderr in <g_dir>/<name>.out and .err. */
-/* Starts `guild <lead...> <args...>` (each list NULL-terminated), its
- * output in <name>.out and <name>.err. */
 static void guild_start(up_run *u, const char *name, const char *const *lead,
                         const char *const *args)
 {
@@ -290,6 +288,7 @@ static void guild_start(up_run *u, const char *name, const char *const *lead,
     tst_child_track(pid);
 }
 
+/* Starts `guild up --data <g_data> <args...>`, as guild_start. */
 static void up_start(up_run *u, const char *name, const char *const *args)
 {
     guild_start(u, name, (const char *const[]){"up", "--data", g_data, NULL}, args);
@@ -659,6 +658,19 @@ START_TEST(test_guild_cmd_refuses_a_malformed_option)
         ck_assert_msg(!strstr(err, "NATS"), "guild cmd tried NATS:\n%s", err);
         free(err);
     }
+    /* The largest values are taken: the client goes on to NATS, which is
+     * not there. */
+    guild_start(
+        &g_up, "cmd-max",
+        (const char *const[]){"cmd", "--nats", "nats://127.0.0.1:9", "talent", "set_rate", "{}",
+                              NULL},
+        (const char *const[]){"--expect", "18446744073709551614", "--timeout", "3600000", NULL});
+    ck_assert_output(&g_up, up_wait(&g_up, REFUSE_TIMEOUT_MS),
+                     "guild cmd with the largest option values did not exit within 5 s");
+    char *err = text_of(g_up.err_path);
+    ck_assert_msg(strstr(err, "cannot reach NATS at nats://127.0.0.1:9"),
+                  "the largest values were not taken:\n%s", err);
+    free(err);
 }
 END_TEST
 
