@@ -20,7 +20,6 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 
-#include <inttypes.h>
 #include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,20 +87,6 @@ static int echo_start(const pw_config *cfg, pw_peer *p, void **ctx)
     return 0;
 }
 
-static int echo_begin(void *ctx, unsigned k, pw_phase *ph)
-{
-    (void)ctx;
-    (void)k;
-    (void)ph;
-    return 0;
-}
-
-static void echo_end(void *ctx, unsigned k)
-{
-    (void)ctx;
-    (void)k;
-}
-
 /* One slice: k requests in flight to the responder. */
 static void echo_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, double seconds)
 {
@@ -113,16 +98,7 @@ static void echo_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, doubl
     pw_cpu_mark_take(&m, ep->nats.pid, false);
     cmdb_client_run(ep->cl, &spec, &o, NULL, NULL);
     pw_cpu_mark_end(&m, ep->nats.pid, false, ph);
-    ph->total += o.replies;
-    ph->res.ops += o.res.ops;
-    ph->res.seconds += o.res.seconds;
-    ph->res.errors += o.res.errors + o.timeouts;
-    if (o.res.first_error[0])
-        bench_result_error(&ph->res, "%s", o.res.first_error);
-    if (o.timeouts)
-        bench_result_error(&ph->res, "%" PRIu64 " timeouts", o.timeouts);
-    bench_hist_merge(&ph->res.lat, &o.res.lat);
-    ph->ran = true;
+    pw_phase_add_outcome(ph, &o, 0);
     cmdb_outcome_release(&o);
 }
 
@@ -148,8 +124,8 @@ static void echo_stop(void *ctx, pw_peer *p)
 
 const pw_peer_ops pw_echo_ops = {
     .start = echo_start,
-    .begin = echo_begin,
-    .end = echo_end,
+    .begin = pw_no_begin,
+    .end = pw_no_end,
     .slice = echo_slice,
     .finish = echo_finish,
     .stop = echo_stop,

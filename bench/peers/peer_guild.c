@@ -218,20 +218,6 @@ static int store_start(const pw_config *cfg, pw_peer *p, void **ctx)
     return 0;
 }
 
-static int no_begin(void *ctx, unsigned k, pw_phase *ph)
-{
-    (void)ctx;
-    (void)k;
-    (void)ph;
-    return 0;
-}
-
-static void no_end(void *ctx, unsigned k)
-{
-    (void)ctx;
-    (void)k;
-}
-
 /* k threads, each appending one event at a time. */
 static void store_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, double seconds)
 {
@@ -279,8 +265,8 @@ static void store_stop(void *ctx, pw_peer *p)
 
 const pw_peer_ops pw_store_ops = {
     .start = store_start,
-    .begin = no_begin,
-    .end = no_end,
+    .begin = pw_no_begin,
+    .end = pw_no_end,
     .slice = store_slice,
     .finish = store_finish,
     .stop = store_stop,
@@ -428,18 +414,7 @@ static void cmd_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, double
     uint64_t lag = w.acked_at_end > w.stream_at_end ? w.acked_at_end - w.stream_at_end : 0;
     if (lag > ph->lag_end)
         ph->lag_end = lag;
-    uint64_t conflicts = code_count(&o, "conflict");
-    ph->total += o.replies;
-    ph->conflicts += conflicts;
-    ph->res.ops += o.res.ops;
-    ph->res.seconds += o.res.seconds;
-    ph->res.errors += o.res.errors - conflicts + o.timeouts;
-    if (o.res.first_error[0])
-        bench_result_error(&ph->res, "%s", o.res.first_error);
-    if (o.timeouts)
-        bench_result_error(&ph->res, "%" PRIu64 " timeouts", o.timeouts);
-    bench_hist_merge(&ph->res.lat, &o.res.lat);
-    ph->ran = true;
+    pw_phase_add_outcome(ph, &o, code_count(&o, "conflict"));
     cmdb_outcome_release(&o);
 }
 
@@ -467,12 +442,27 @@ static void cmd_stop(void *ctx, pw_peer *p)
 
 const pw_peer_ops pw_commands_ops = {
     .start = cmd_start,
-    .begin = no_begin,
-    .end = no_end,
+    .begin = pw_no_begin,
+    .end = pw_no_end,
     .slice = cmd_slice,
     .finish = cmd_finish,
     .stop = cmd_stop,
 };
+
+void pw_phase_add_outcome(pw_phase *ph, const cmdb_outcome *o, uint64_t conflicts)
+{
+    ph->total += o->replies;
+    ph->conflicts += conflicts;
+    ph->res.ops += o->res.ops;
+    ph->res.seconds += o->res.seconds;
+    ph->res.errors += o->res.errors - conflicts + o->timeouts;
+    if (o->res.first_error[0])
+        bench_result_error(&ph->res, "%s", o->res.first_error);
+    if (o->timeouts)
+        bench_result_error(&ph->res, "%" PRIu64 " timeouts", o->timeouts);
+    bench_hist_merge(&ph->res.lat, &o->res.lat);
+    ph->ran = true;
+}
 
 bool pw_relay_kept_up(const pw_phase *ph)
 {

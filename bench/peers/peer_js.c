@@ -366,20 +366,6 @@ static int js_start(const pw_config *cfg, pw_peer *p, void **ctx)
     return 0;
 }
 
-static int js_begin(void *ctx, unsigned k, pw_phase *ph)
-{
-    (void)ctx;
-    (void)k;
-    (void)ph;
-    return 0;
-}
-
-static void js_end(void *ctx, unsigned k)
-{
-    (void)ctx;
-    (void)k;
-}
-
 /* k appends go out; each acknowledgement sends the next (on_ack). */
 static void js_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, double seconds)
 {
@@ -427,8 +413,8 @@ static void js_stop(void *ctx, pw_peer *p)
 
 const pw_peer_ops pw_jetstream_ops = {
     .start = js_start,
-    .begin = js_begin,
-    .end = js_end,
+    .begin = pw_no_begin,
+    .end = pw_no_end,
     .slice = js_slice,
     .finish = js_finish,
     .stop = js_stop,

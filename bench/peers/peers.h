@@ -274,6 +274,16 @@ typedef struct pw_peer_ops {
     void (*stop)(void *ctx, pw_peer *p);
 } pw_peer_ops;
 
+/* begin and end for a peer with nothing to do around a writer count. */
+int pw_no_begin(void *ctx, unsigned k, pw_phase *ph);
+void pw_no_end(void *ctx, unsigned k);
+
+/* Adds a run of cmd_bench.h's pipelined client to ph: replies, the window's
+ * appends, latencies, errors and timeouts (`conflicts` of the errors are
+ * counted as conflicts instead); marks ph as run. */
+struct cmdb_outcome;
+void pw_phase_add_outcome(pw_phase *ph, const struct cmdb_outcome *o, uint64_t conflicts);
+
 extern const pw_peer_ops pw_postgres_ops, pw_jetstream_ops, pw_commands_ops, pw_store_ops,
     pw_echo_ops;
 

@@ -75,6 +75,20 @@ void pw_peer_fail(pw_peer *p, const char *fmt, ...)
     fprintf(stderr, "guild-peers: %s: %s\n", p->name, p->failed);
 }
 
+int pw_no_begin(void *ctx, unsigned k, pw_phase *ph)
+{
+    (void)ctx;
+    (void)k;
+    (void)ph;
+    return 0;
+}
+
+void pw_no_end(void *ctx, unsigned k)
+{
+    (void)ctx;
+    (void)k;
+}
+
 /* ---- the streams -------------------------------------------------------------- */
 
 static uint64_t rng_next(uint64_t *s)
