@@ -64,7 +64,12 @@ static int send_request(const cmd_common *c, const request *rq)
     natsMsg_Destroy(m);
     free(bytes);
     int rc = 2;
-    if (s != NATS_OK) {
+    if (s == NATS_NO_RESPONDERS) {
+        fprintf(stderr,
+                "guild: no reply on %s: %s (nothing listens there: an unknown domain or query, "
+                "or its service is not running)\n",
+                rq->subject, natsStatus_GetText(s));
+    } else if (s != NATS_OK) {
         fprintf(stderr, "guild: no reply on %s: %s\n", rq->subject, natsStatus_GetText(s));
     } else {
         const char *data = natsMsg_GetData(reply);

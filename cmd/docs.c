@@ -191,8 +191,9 @@ int cmd_docs(int argc, char **argv)
                  "`invalid_request`. A query subject that no service subscribes to (an unknown "
                  "query, or one whose read model is not running) gets no guild reply: NATS answers "
                  "the request at once with its own no-responders status (503), which the clients "
-                 "report as such (`guild qry` prints `No responders available for request` and "
-                 "exits with status 2).\n\n");
+                 "report as such: `guild qry` prints `No responders available for request (nothing "
+                 "listens there: an unknown domain or query, or its service is not running)` and "
+                 "exits with status 2.\n\n");
     for (const dom_domain *const *d = dom_domains(); *d; d++)
         write_domain(out, *d);
     return 0;

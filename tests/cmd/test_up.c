@@ -736,6 +736,21 @@ START_TEST(test_up_serves_commands_until_interrupted)
     tst_reply_release(&r);
     free(body);
 
+    /* A query nothing serves: NATS says so at once, and guild qry says
+     * what that means, with exit status 2. */
+    up_run q;
+    guild_start(&q, "qry-unknown",
+                (const char *const[]){"qry", "--nats", url, "talent", "frobnicate", NULL},
+                (const char *const[]){NULL});
+    ck_assert_output(&q, up_wait(&q, REFUSE_TIMEOUT_MS), "guild qry did not exit within 5 s");
+    ck_assert_output(&q, up_exit_code(&q) == 2, "guild qry did not exit with status 2");
+    char *err = text_of(q.err_path);
+    ck_assert_msg(strstr(err, "no reply on guild.qry.talent.frobnicate: No responders available "
+                              "for request (nothing listens there: an unknown domain or query, "
+                              "or its service is not running)"),
+                  "%s", err);
+    free(err);
+
     up_interrupt(pids, n, port, STOP_TIMEOUT_MS);
 }
 END_TEST
