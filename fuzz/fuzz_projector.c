@@ -24,6 +24,9 @@
  *     one's JSON straight from the row (get_profile, get_user) is byte for
  *     byte the JSON of its tree;
  *   - no identity answer holds the marker: secrets never reach the model.
+ *     An input that holds the marker's text itself is not checked for it:
+ *     libFuzzer learns the strings a target compares with, and once wrote
+ *     it into an e-mail address, which an answer rightly shows.
  */
 #include "fuzz/fuzz.h"
 #include "common/codec.h"
@@ -111,9 +114,20 @@ static void setup(const model_case *mc)
     must(prj_store_open(g_dir, mc->model, &g_store, &err) == GUILD_OK);
 }
 
+static bool g_planted; /* the input itself holds the marker's text */
+
+static bool holds(const uint8_t *data, size_t size, const char *text)
+{
+    size_t n = strlen(text);
+    for (size_t i = 0; i + n <= size; i++)
+        if (memcmp(data + i, text, n) == 0)
+            return true;
+    return false;
+}
+
 static void no_secret(const model_case *mc, const json_t *answer)
 {
-    if (!mc->secrets || !answer)
+    if (!mc->secrets || !answer || g_planted)
         return;
     char *text = json_dumps(answer, JSON_COMPACT | JSON_ENCODE_ANY);
     must(text != NULL && !strstr(text, MARKER));
@@ -185,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const model_case *mc = &g_cases[data[0] & 1];
     data++, size--;
+    g_planted = holds(data, size, MARKER);
     setup(mc);
     size_t types = 0;
     while (mc->domain->events[types].type)
