@@ -94,21 +94,6 @@ static int send_request(const cmd_common *c, const request *rq)
     return rc;
 }
 
-/* A whole decimal number from 0 to max, without sign or spaces. */
-static bool decimal(const char *v, unsigned long long max, unsigned long long *out)
-{
-    unsigned long long n = 0;
-    if (!*v)
-        return false;
-    for (const char *p = v; *p; p++) {
-        if (*p < '0' || *p > '9' || n > (max - (unsigned long long)(*p - '0')) / 10)
-            return false;
-        n = n * 10 + (unsigned long long)(*p - '0');
-    }
-    *out = n;
-    return true;
-}
-
 static int usage(bool query)
 {
     if (query)
@@ -128,8 +113,7 @@ int cmd_request(int argc, char **argv, bool query)
     if (argc < 3)
         return usage(query);
     request rq = {.body = "{}", .timeout_ms = 10000};
-    unsigned long long n;
-    const char *timeout = NULL;
+    uint64_t n;
     char subject[256];
     snprintf(subject, sizeof subject, "guild.%s.%s.%s", query ? "qry" : "cmd", argv[1], argv[2]);
     rq.subject = subject;
@@ -140,15 +124,26 @@ int cmd_request(int argc, char **argv, bool query)
             rq.token = v, i++;
         else if (strcmp(a, "--id") == 0 && v)
             rq.command_id = v, i++;
-        else if (strcmp(a, "--expect") == 0 && v)
+        else if (strcmp(a, "--expect") == 0 && v) {
+            /* refused here, before anything is sent (exit status 2, as for
+             * any malformed option); UINT64_MAX is the store's "any" */
+            if (!cmd_parse_u64(v, &n) || n == UINT64_MAX) {
+                fprintf(stderr, "guild: --expect %s is not a version (0, 1, 2, ...)\n", v);
+                return usage(query);
+            }
             rq.expect = v, i++;
-        else if (strcmp(a, "--consistency") == 0 && v)
+        } else if (strcmp(a, "--consistency") == 0 && v)
             rq.consistency = v, i++;
         else if (strcmp(a, "--correlation") == 0 && v)
             rq.correlation = v, i++;
-        else if (strcmp(a, "--timeout") == 0 && v)
-            rq.timeout_ms = (int)(decimal(v, TIMEOUT_MAX_MS, &n) ? n : 0), timeout = v, i++;
-        else if (strcmp(a, "--msgpack") == 0)
+        else if (strcmp(a, "--timeout") == 0 && v) {
+            if (!cmd_parse_u64(v, &n) || n == 0 || n > TIMEOUT_MAX_MS) {
+                fprintf(stderr, "guild: --timeout %s is not milliseconds (1 to %d)\n", v,
+                        TIMEOUT_MAX_MS);
+                return usage(query);
+            }
+            rq.timeout_ms = (int)n, i++;
+        } else if (strcmp(a, "--msgpack") == 0)
             rq.msgpack = true;
         else if (strcmp(a, "-v") == 0)
             rq.verbose = true;
@@ -156,17 +151,6 @@ int cmd_request(int argc, char **argv, bool query)
             rq.body = a;
         else
             return usage(query);
-    }
-    /* refused here, before anything is sent (exit status 2, as for any
-     * malformed option), rather than left to the service's invalid_request */
-    if (rq.expect && !decimal(rq.expect, UINT64_MAX - 1, &n)) { /* UINT64_MAX: "any" */
-        fprintf(stderr, "guild: --expect %s is not a version (0, 1, 2, ...)\n", rq.expect);
-        return usage(query);
-    }
-    if (rq.timeout_ms <= 0) {
-        fprintf(stderr, "guild: --timeout %s is not milliseconds (1 to %d)\n", timeout,
-                TIMEOUT_MAX_MS);
-        return usage(query);
     }
     if (!rq.token)
         rq.token = getenv("GUILD_TOKEN");

@@ -8,6 +8,7 @@
 #include "eventstore/es.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Options every subcommand understands. */
 typedef struct cmd_common {
@@ -20,6 +21,10 @@ typedef struct cmd_common {
 /* Takes the common options out of argv (compacting it); returns the new
  * argc, or -1 after printing why an option is wrong. */
 int cmd_common_parse(cmd_common *c, int argc, char **argv);
+
+/* A whole string of decimal digits that fits in 64 bits (no sign, no
+ * spaces). */
+bool cmd_parse_u64(const char *s, uint64_t *out);
 
 /* Value of "--name VALUE" in argv, or NULL. */
 const char *cmd_opt(int argc, char **argv, const char *name);

@@ -1,11 +1,27 @@
 /* common.c — options shared by the subcommands. */
 #include "cmd.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_NATS "nats://127.0.0.1:4222"
+
+bool cmd_parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t n = 0;
+    if (!s || !*s)
+        return false;
+    for (; *s; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (d > 9 || n > (UINT64_MAX - d) / 10)
+            return false;
+        n = n * 10 + d;
+    }
+    *out = n;
+    return true;
+}
 
 const char *cmd_opt(int argc, char **argv, const char *name)
 {

@@ -34,7 +34,6 @@
 #include "eventstore/es.h"
 #include "projections/projector.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <lmdb.h>
@@ -75,17 +74,6 @@ bool ev_opts_ok(int argc, char **argv, int first, const char *const *with_value,
             return false;
         }
     }
-    return true;
-}
-
-bool ev_parse_u64(const char *s, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
-    if (!s || !*s || *end || errno || s[0] == '-')
-        return false;
-    *out = v;
     return true;
 }
 
@@ -180,7 +168,7 @@ void ev_print_json_line(json_t *j)
 static bool parse_time(const char *s, int64_t *out)
 {
     uint64_t ns;
-    if (ev_parse_u64(s, &ns) && ns <= INT64_MAX) {
+    if (cmd_parse_u64(s, &ns) && ns <= INT64_MAX) {
         *out = (int64_t)ns;
         return true;
     }
@@ -430,8 +418,8 @@ static int tail(const cmd_common *c, const char *domain, int argc, char **argv)
                *iv = cmd_opt(argc, argv, "--interval");
     if (!ev_opts_ok(argc, argv, 3, with_value, flags) || !filter_parse(&f, argc, argv))
         return 2;
-    if ((fp && !ev_parse_u64(fp, &from)) || (lim && !ev_parse_u64(lim, &limit)) ||
-        (iv && (!ev_parse_u64(iv, &interval) || interval == 0))) {
+    if ((fp && !cmd_parse_u64(fp, &from)) || (lim && !cmd_parse_u64(lim, &limit)) ||
+        (iv && (!cmd_parse_u64(iv, &interval) || interval == 0))) {
         fprintf(stderr, "guild events tail: --from-position, --limit and --interval take "
                         "positive integers\n");
         return 2;
@@ -576,7 +564,7 @@ static bool anchor_parse(anchor *a, const char *s)
     memcpy(pos, s, (size_t)(colon - s));
     pos[colon - s] = '\0';
     a->given = true;
-    return ev_parse_u64(pos, &a->position) && a->position > 0 && strlen(colon + 1) == 64 &&
+    return cmd_parse_u64(pos, &a->position) && a->position > 0 && strlen(colon + 1) == 64 &&
            sodium_hex2bin(a->hash, ES_HASH_LEN, colon + 1, 64, NULL, &n, NULL) == 0 &&
            n == ES_HASH_LEN;
 }

@@ -19,9 +19,6 @@
 bool ev_opts_ok(int argc, char **argv, int first, const char *const *with_value,
                 const char *const *flags);
 
-/* A decimal u64, whole string. */
-bool ev_parse_u64(const char *s, uint64_t *out);
-
 /* Progress of long work on stderr, when it is a terminal: ev_show_progress
  * (ctx: an ev_progress) rewrites one line; ev_progress_end clears it. */
 typedef struct ev_progress {

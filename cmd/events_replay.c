@@ -333,7 +333,7 @@ int ev_replay(const cmd_common *c, const char *domain, int argc, char **argv)
     const char *into = cmd_opt(argc, argv, "--into"), *md = cmd_opt(argc, argv, "--max-diffs");
     uint64_t max = MAX_DIFFS;
     bool as_json = cmd_flag(argc, argv, "--json");
-    if (!into || (md && !ev_parse_u64(md, &max))) {
+    if (!into || (md && !cmd_parse_u64(md, &max))) {
         fprintf(stderr,
                 "usage: guild events replay <domain> --into DIR [--max-diffs N] [--json]\n");
         return 2;
