@@ -31,7 +31,6 @@ typedef struct echo_peer {
     pw_proc nats;
     char url[64];
     cmdb_client *cl;
-    char bearer[PW_BEARER_MAX]; /* the client borrows it */
 } echo_peer;
 
 /* Starts nats-server and waits until a client connects. */
@@ -80,10 +79,8 @@ static int echo_start(const pw_config *cfg, pw_peer *p, void **ctx)
     *ctx = ep;
     if (server_start(cfg, ep, p) != 0)
         return -1;
-    if (pw_bearer[0]) {
-        snprintf(ep->bearer, sizeof ep->bearer, "%s", pw_bearer);
-        cmdb_client_target(ep->cl, ep->bearer, NULL, 0);
-    }
+    if (pw_bearer[0]) /* the client borrows it: it lives as long as the program */
+        cmdb_client_target(ep->cl, pw_bearer, NULL, 0);
     return 0;
 }
 
@@ -117,8 +114,8 @@ static void echo_stop(void *ctx, pw_peer *p)
     if (ep->nats.pid > 0)
         pw_stop(&ep->nats);
     pw_peer_note(p, "not an event store: NATS request/reply alone, with guild's command bodies%s",
-                 ep->bearer[0] ? " and bearer tokens"
-                               : " (no bearer token: the commands peer did not run)");
+                 pw_bearer[0] ? " and bearer tokens"
+                              : " (no bearer token: the commands peer did not run)");
     free(ep);
 }
 

@@ -46,26 +46,27 @@ enum { P_POSTGRES, P_JETSTREAM, P_COMMANDS, P_STORE, P_ECHO, N_PEERS };
 static const struct {
     const char *key, *name, *title;
     const pw_peer_ops *ops;
+    bool reads; /* reads back what it stored and counts it (its reads and check are shown) */
 } peer_defs[N_PEERS] = {
     {"postgres", "PostgreSQL",
      "PostgreSQL (Debian's server, defaults, synchronous_commit on): messages table and "
      "plpgsql write function, as Message DB and Marten",
-     &pw_postgres_ops},
+     &pw_postgres_ops, true},
     {"jetstream", "JetStream",
      "NATS JetStream used directly: subject es.<stream>, Nats-Expected-Last-Subject-Sequence, "
      "file storage",
-     &pw_jetstream_ops},
+     &pw_jetstream_ops, true},
     {"commands", "guild commands",
      "guild's commands over NATS request/reply to `guild serve talent`: durable in LMDB, relayed "
      "to JetStream",
-     &pw_commands_ops},
+     &pw_commands_ops, false},
     {"store", "guild store",
      "guild's event store in-process: es_append_wait from K threads, durable in LMDB",
-     &pw_store_ops},
+     &pw_store_ops, true},
     {"echo", "NATS echo",
      "bare NATS request/reply to a responder in this process that answers each request with "
      "its body",
-     &pw_echo_ops},
+     &pw_echo_ops, false},
 };
 
 /* ---- options ----------------------------------------------------------------------- */
@@ -411,8 +412,8 @@ static void print_reads(const options *o, const pw_peer *peers)
                    peers[j].name);
             continue;
         }
-        if (j == P_ECHO)
-            continue; /* stores nothing */
+        if (!peer_defs[j].reads)
+            continue;
         printf("  %-15s stream %-38s log %s\n", peers[j].name,
                fmt_read(&peers[j].read_stream, a, sizeof a),
                fmt_read(&peers[j].read_log, b, sizeof b));
@@ -428,7 +429,7 @@ static void print_checks(const options *o, const pw_peer *peers)
     printf("\nevery acknowledged append is in the store\n");
     for (int j = 0; j < N_PEERS; j++) {
         const pw_peer *p = &peers[j];
-        if (!o->run[j] || j == P_COMMANDS || j == P_ECHO)
+        if (!o->run[j] || !peer_defs[j].reads)
             continue;
         if (!p->checked) {
             printf("  %-15s NOT CHECKED%s%s\n", p->name, p->failed[0] ? ": " : "", p->failed);
@@ -602,7 +603,7 @@ static void run_peers(const options *o, pw_peer *peers)
         if (!up[j])
             continue;
         peer_defs[j].ops->finish(ctx[j], &peers[j]);
-        if (j != P_COMMANDS && j != P_ECHO)
+        if (peer_defs[j].reads)
             pw_print_reads(&peers[j]);
         peers[j].ran = true;
     }
@@ -680,7 +681,10 @@ int main(int argc, char **argv)
                "in all)\n",
                sysconf(_SC_NPROCESSORS_ONLN), load0, load1, (double)(guild_mono_ns() - t0) / 1e9);
         print_appends(&o, peers);
-        if (o.run[P_POSTGRES] || o.run[P_JETSTREAM] || o.run[P_COMMANDS] || o.run[P_STORE]) {
+        bool stored = o.run[P_COMMANDS]; /* its lines in both sections */
+        for (int j = 0; j < N_PEERS; j++)
+            stored |= o.run[j] && peer_defs[j].reads;
+        if (stored) {
             print_reads(&o, peers);
             print_checks(&o, peers);
         }
