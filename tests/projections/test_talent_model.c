@@ -1577,8 +1577,8 @@ START_TEST(search_filters_by_skills_location_rate_and_hours)
     ck_assert_str_eq(ids_of(&w, json_pack("{s:s}", "location", "Pari")), "");
     ck_assert_str_eq(ids_of(&w, json_pack("{s:s, s:i}", "currency", "EUR", "max_rate", 5000)), "b");
     ck_assert_str_eq(ids_of(&w, json_pack("{s:s}", "currency", "EUR")), "a b");
-    /* Indexes with no key in range: an empty id list (sorted as such). */
-    /* Ordered by rate or hours, and past the last id: an empty list. */
+    /* Ordered by rate or hours, with a cursor past the last id: an empty id
+     * list, sorted as such. */
     ck_assert_str_eq(ids_of(&w, json_pack("{s:s, s:s}", "currency", "EUR", "cursor", "~")), "");
     ck_assert_str_eq(ids_of(&w, json_pack("{s:i, s:s}", "min_hours", 1, "cursor", "~")), "");
     ck_assert_str_eq(ids_of(&w, json_pack("{s:i}", "min_hours", 6)), "a c");
