@@ -855,8 +855,13 @@ int cmd_events(int argc, char **argv)
     if (strcmp(verb, "ls") == 0) {
         if (!ev_opts_ok(argc, argv, 3, limit_opt, none))
             return 2;
-        const char *limit = cmd_opt(argc, argv, "--limit");
-        return list(&c, domain, limit ? (size_t)strtoull(limit, NULL, 10) : SIZE_MAX);
+        const char *lim = cmd_opt(argc, argv, "--limit");
+        uint64_t limit = SIZE_MAX;
+        if (lim && (!cmd_parse_u64(lim, &limit) || limit == 0 || limit > SIZE_MAX)) {
+            fprintf(stderr, "guild events ls: --limit takes a positive integer\n");
+            return 2;
+        }
+        return list(&c, domain, (size_t)limit);
     }
     fprintf(stderr, "guild events: unknown subcommand %s\n", verb);
     return usage();

@@ -769,6 +769,28 @@ START_TEST(test_show_prints_a_stream_decoded)
 }
 END_TEST
 
+START_TEST(test_ls_lists_streams_and_checks_its_limit)
+{
+    char *out = NULL;
+    ck_assert_int_eq(run(&out, "ls talent"), 0);
+    ck_assert_msg(strstr(out, "talent-T0") && strstr(out, "talent-T1") && strstr(out, "talent-T2"),
+                  "ls: %s", out);
+    ck_assert_msg(strstr(out, " 4\n"), "ls: every stream has 4 events: %s", out);
+    free(out);
+    ck_assert_int_eq(run(&out, "ls talent --limit 2"), 0);
+    ck_assert_msg(strstr(out, "talent-T0") && strstr(out, "talent-T1") && !strstr(out, "talent-T2"),
+                  "ls --limit 2: %s", out);
+    free(out);
+    /* A malformed limit is refused, not read as 0 (which listed nothing). */
+    static const char *const bad[] = {"abc", "0", "-1", "+2", " 2", "2x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(run(&out, "ls talent --limit '%s'", bad[i]), 2);
+        ck_assert_msg(out[0] == 0, "ls --limit '%s' printed: %s", bad[i], out);
+        free(out);
+    }
+}
+END_TEST
+
 START_TEST(test_tail_follows_new_events)
 {
     char cmd[4096];
@@ -1058,8 +1080,8 @@ static Suite *events_suite(void)
           test_a_snapshot_ahead_of_its_stream_or_unreadable_is_reported, NULL}},
         {"read",
          {test_export_round_trips_every_field, test_export_filters,
-          test_show_prints_a_stream_decoded, test_tail_follows_new_events,
-          test_key_prints_the_public_key_to_pin, NULL}},
+          test_show_prints_a_stream_decoded, test_ls_lists_streams_and_checks_its_limit,
+          test_tail_follows_new_events, test_key_prints_the_public_key_to_pin, NULL}},
         {"replay",
          {test_replay_of_an_unchanged_store_matches_the_live_model,
           test_replay_compares_at_the_live_models_position,
