@@ -51,13 +51,9 @@ guild_format guild_format_detect(const char *content_type, const void *body, siz
         if (media_type_is(content_type, "application/msgpack"))
             return GUILD_FMT_MSGPACK;
     }
-    const unsigned char *p = body;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')
-            continue;
-        return p[i] == '{' ? GUILD_FMT_JSON : GUILD_FMT_MSGPACK;
-    }
-    return GUILD_FMT_MSGPACK;
+    /* CONTRACT.md: the first byte decides, so a blank before the brace
+     * makes a msgpack body (and an invalid one). */
+    return len && *(const unsigned char *)body == '{' ? GUILD_FMT_JSON : GUILD_FMT_MSGPACK;
 }
 
 /* ---- string checks --------------------------------------------------------- */

@@ -221,6 +221,14 @@ START_TEST(test_undecodable_body_is_invalid_request)
     ck_assert_str_eq(r.content_type, "application/msgpack");
     tst_reply_release(&r);
 
+    /* The first byte decides, not the first non-blank one: a blank before
+     * the brace makes a msgpack body that is not a map. */
+    const char *indented = " {\"talent_id\": \"x\"}";
+    send_raw("guild.cmd.talent.add_skill", indented, strlen(indented), "", &r);
+    assert_error(&r, 400, "invalid_request", NULL);
+    ck_assert_str_eq(r.content_type, "application/msgpack");
+    tst_reply_release(&r);
+
     /* A JSON body declared as JSON with bytes after the value. */
     const char *trailing = "{\"talent_id\": \"x\"} {}";
     send_raw("guild.cmd.talent.add_skill", trailing, strlen(trailing), "application/json", &r);
