@@ -7,6 +7,10 @@
  *     guild_codec_decode accepts, and guild_codec_json_from_msgpack writes
  *     byte for byte the JSON that decoding then encoding gives (or refuses,
  *     leaving its buffer as it was);
+ *   - JSON: guild_codec_decode accepts exactly what json_loadb accepts
+ *     within the depth limit, and makes the same values with keys in the
+ *     same order, whether its fast path for plain bodies read the input or
+ *     jansson did;
  *   - JSON and msgpack: a decoded value encodes, in either format, to bytes
  *     that decode to an equal value;
  *   - each command's validator answers OK, validation_failed or
@@ -53,6 +57,50 @@ static void msgpack_paths_agree(const uint8_t *data, size_t size, const json_t *
     free(direct.data);
 }
 
+static int depth_of(const json_t *v)
+{
+    int deepest = 0;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            int d = depth_of(json_array_get(v, i));
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    if (!json_is_object(v))
+        return 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)v, key, val)
+    {
+        int d = depth_of(val);
+        deepest = d > deepest ? d : deepest;
+    }
+    return deepest + 1;
+}
+
+static void json_paths_agree(const uint8_t *data, size_t size, const json_t *decoded)
+{
+    json_error_t je;
+    json_t *want =
+        size ? json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)
+             : NULL;
+    if (want && depth_of(want) > GUILD_CODEC_MAX_DEPTH) {
+        json_decref(want);
+        want = NULL;
+    }
+    must((decoded != NULL) == (want != NULL));
+    if (want) {
+        must(json_equal(decoded, want));
+        char *d = json_dumps(decoded, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+        must(d && w && strcmp(d, w) == 0);
+        free(d);
+        free(w);
+        json_decref(want);
+    }
+}
+
 static void validate_everywhere(const json_t *body)
 {
     for (const dom_domain *const *d = dom_domains(); *d; d++)
@@ -72,6 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             v = NULL;
         if (fmt == GUILD_FMT_MSGPACK)
             msgpack_paths_agree(data, size, v);
+        else
+            json_paths_agree(data, size, v);
         if (!v)
             continue;
         round_trip(v, GUILD_FMT_JSON);

@@ -606,6 +606,72 @@ START_TEST(json_refuses_invalid_utf8_and_nul)
 }
 END_TEST
 
+/* Plain bodies take a fast path that builds jansson values itself; every
+ * body, plain or not, must decode to what json_loadb makes of it, keys in
+ * the same order, or be refused when jansson refuses it. */
+START_TEST(json_bodies_decode_as_jansson_reads_them)
+{
+    static const char *const bodies[] = {
+        "{}",
+        "{\"a\":-0}",
+        "{\"a\":0,\"b\":-12,\"c\":[1,-2,[],{}],\"d\":{}}",
+        "{\"n\":123456789012345678,\"m\":-123456789012345678}",
+        "{\"n\":1234567890123456789}",
+        "{\"n\":77777700000000000000000000000000000000004099}",
+        "{\"n\":-9223372036854775808}",
+        "{\"z\":1,\"a\":2,\"m\":3}",
+        " \n{ \"a\" : true , \"b\" : false ,\r\n\"c\" : null }\t ",
+        "{\"a\":[true,false,null,\"x\"]}",
+        "{\"\":\"\",\"k\":\" ~!#$%&'()*+,-./:;<=>?@[]^_`{|}\"}",
+        "{\"a\":[{\"b\":[{\"c\":\"d\"}]}]}",
+        "{\"a\":1.5,\"b\":1e3,\"c\":-2E-2}",
+        "{\"a\":\"x\\\"y\\u00e9\\n\"}",
+        "{\"a\":\"\xc3\xa9\",\"b\":\"\x7f\"}",
+        "[1,2]",
+        "\"text\"",
+        "{\"a\":01}",
+        "{\"a\":-}",
+        "{\"a\":--1}",
+        "{\"a\":1.}",
+        "{\"a\":tru}",
+        "{\"a\":truex}",
+        "{\"a\":nul}",
+        "{\"a\":1,}",
+        "{\"a\":[1,]}",
+        "{,}",
+        "{\"a\" 1}",
+        "{\"a\":1}}",
+        "{\"a\":1} x",
+        "{\"a\":1,\"a\":1}",
+        "{\"a\":{\"b\":1,\"b\":2}}",
+        "{\"a\":\"tab\there\"}",
+        "{\"a\":\"open}",
+        "{\"a\":[1,2}",
+        "{\"a\":1",
+        "{a:1}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        const char *b = bodies[i];
+        json_error_t je;
+        json_t *want = json_loadb(b, strlen(b), JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+        json_t *got = NULL;
+        guild_status s = guild_codec_decode(b, strlen(b), GUILD_FMT_JSON, &got, NULL);
+        ck_assert_msg((s == GUILD_OK) == (want != NULL), "%s: decode %s, jansson %s", b,
+                      s == GUILD_OK ? "accepts" : "refuses", want ? "accepts" : "refuses");
+        if (!want)
+            continue;
+        char *g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+        ck_assert_msg(json_equal(got, want) && strcmp(g, w) == 0, "%s: decoded %s, jansson %s", b,
+                      g, w);
+        free(g);
+        free(w);
+        json_decref(got);
+        json_decref(want);
+    }
+}
+END_TEST
+
 START_TEST(json_refuses_out_of_range_integers)
 {
     assert_json_refused("{\"a\":9223372036854775808}", "");
@@ -924,6 +990,7 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, json_refuses_duplicate_keys);
     tcase_add_test(tc, json_refuses_invalid_utf8_and_nul);
     tcase_add_test(tc, json_refuses_out_of_range_integers);
+    tcase_add_test(tc, json_bodies_decode_as_jansson_reads_them);
     tcase_add_test(tc, json_accepts_32_levels_and_refuses_33);
     suite_add_tcase(s, tc);
 
