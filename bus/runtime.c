@@ -249,7 +249,8 @@ static bool success_bytes(bus_runtime *rt, const es_result *res, const char *id,
     guild_buf_str(b, ",\"data\":");
     if (!data)
         guild_buf_str(b, "{}");
-    else if (json_dump_callback(data, out_dump, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+    else if (json_dump_callback(data, out_dump, b,
+                                JSON_COMPACT | JSON_ENCODE_ANY | guild_json_reals(data)) != 0)
         return false;
     guild_buf_put(b, "}", 1);
     return true;

@@ -80,7 +80,8 @@ static int send_request(const cmd_common *c, const request *rq)
             if (rq->verbose)
                 fprintf(stderr, "Guild-Status: %s\n",
                         bus_header(reply, BUS_H_STATUS) ? bus_header(reply, BUS_H_STATUS) : "?");
-            char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            char *text =
+                json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER | guild_json_reals(out));
             printf("%s\n", text);
             free(text);
             rc = json_is_true(json_object_get(out, "ok")) ? 0 : 1;

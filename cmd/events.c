@@ -49,7 +49,8 @@
 #define PAGE 4096            /* records per read transaction */
 #define PROGRESS_EVERY 65536 /* records between progress lines */
 #define TAIL_INTERVAL_MS 200 /* default poll interval of tail */
-#define JSON_LINE (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
+/* Reals keep every digit (guild_json_reals): an export is read back. */
+#define JSON_LINE (JSON_COMPACT | JSON_PRESERVE_ORDER)
 
 /* ---- plumbing ------------------------------------------------------------------ */
 
@@ -158,7 +159,7 @@ static json_t *record_json(const es_record *r)
 
 void ev_print_json_line(json_t *j)
 {
-    char *text = json_dumps(j, JSON_LINE);
+    char *text = json_dumps(j, JSON_LINE | guild_json_reals(j));
     if (text)
         puts(text);
     free(text);
@@ -293,7 +294,8 @@ static void print_human(const es_record *r)
 {
     char when[40];
     json_t *j = record_json(r);
-    char *data = json_dumps(json_object_get(j, "data"), JSON_LINE | JSON_ENCODE_ANY);
+    json_t *d = json_object_get(j, "data");
+    char *data = json_dumps(d, JSON_LINE | JSON_ENCODE_ANY | guild_json_reals(d));
     printf("#%llu  %.*s (schema %u)  position %llu  %s\n", (unsigned long long)r->version,
            (int)r->type.n, r->type.p, r->schema, (unsigned long long)r->position,
            guild_time_format(r->time, when, sizeof when));

@@ -896,11 +896,65 @@ static int codec_buf_dump(const char *p, size_t n, void *data)
     return codec_buf_write(data, p, n);
 }
 
+/* ---- reals in JSON text ------------------------------------------------------ */
+
+/* The fewest significant digits, 15, 16 or 17, that print d so that it
+ * reads back exactly. Any double with a decimal form of 15 digits or fewer
+ * prints as that form at 15 ("%.15g" drops the trailing zeros). */
+static int real_digits(double d)
+{
+    char buf[40];
+    for (int p = 15; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, d);
+        if (strtod(buf, NULL) == d)
+            return p;
+    }
+    return 17;
+}
+
+/* The digits v's reals need together: the most any one needs, 0 for none. */
+static int tree_digits(const json_t *v)
+{
+    int most = 0;
+    size_t i;
+    const char *key;
+    json_t *x;
+    switch (json_typeof(v)) {
+    case JSON_REAL:
+        return real_digits(json_real_value(v));
+    case JSON_ARRAY:
+        json_array_foreach(v, i, x)
+        {
+            int d = tree_digits(x);
+            most = d > most ? d : most;
+        }
+        return most;
+    case JSON_OBJECT:
+        /* jansson's iteration takes a non-const object; it does not modify it. */
+        json_object_foreach((json_t *)v, key, x)
+        {
+            int d = tree_digits(x);
+            most = d > most ? d : most;
+        }
+        return most;
+    default:
+        return 0;
+    }
+}
+
+size_t guild_json_reals(const json_t *v)
+{
+    int p = v ? tree_digits(v) : 0;
+    return p ? JSON_REAL_PRECISION(p) : 0;
+}
+
 /* One pass into a growing buffer (json_dumpb would need two: one to size). */
 static guild_status encode_json(const json_t *v, char **out, size_t *len)
 {
     guild_buf b = {NULL, 0, 0};
-    if (json_dump_callback(v, codec_buf_dump, &b, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || !b.len) {
+    if (json_dump_callback(v, codec_buf_dump, &b,
+                           JSON_COMPACT | JSON_ENCODE_ANY | guild_json_reals(v)) != 0 ||
+        !b.len) {
         free(b.data);
         return GUILD_INTERNAL;
     }
@@ -929,12 +983,13 @@ guild_status guild_codec_encode(const json_t *v, guild_format fmt, char **out, s
 
 /* ---- msgpack straight to JSON -------------------------------------------------- */
 
-/* A real as jansson dumps it (its precision 17): "%.17g", ".0" added when
- * that reads as an integer, the exponent without '+' or leading zeros. */
-static void json_real_text(guild_buf *b, double d)
+/* A real as jansson dumps it at a precision of `digits`: "%.*g", ".0"
+ * added when that reads as an integer, the exponent without '+' or leading
+ * zeros. */
+static void json_real_text(guild_buf *b, double d, int digits)
 {
     char buf[64];
-    int n = snprintf(buf, sizeof buf - 2, "%.17g", d);
+    int n = snprintf(buf, sizeof buf - 2, "%.*g", digits, d);
     if (n < 0 || (size_t)n >= sizeof buf - 2)
         n = 0;
     size_t len = (size_t)n;
@@ -957,8 +1012,32 @@ static void json_real_text(guild_buf *b, double d)
     guild_buf_put(b, buf, len);
 }
 
-/* Writes o, which mp_check accepted, as jansson would dump mp_to_json(o). */
-static void mp_emit_json(const msgpack_object *o, guild_buf *b)
+/* tree_digits for an unpacked msgpack value. */
+static int mp_digits(const msgpack_object *o)
+{
+    int most = 0, d;
+    switch (o->type) {
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return real_digits(o->via.f64);
+    case MSGPACK_OBJECT_ARRAY:
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            if ((d = mp_digits(&o->via.array.ptr[i])) > most)
+                most = d;
+        return most;
+    case MSGPACK_OBJECT_MAP:
+        for (uint32_t i = 0; i < o->via.map.size; i++)
+            if ((d = mp_digits(&o->via.map.ptr[i].val)) > most)
+                most = d;
+        return most;
+    default:
+        return 0;
+    }
+}
+
+/* Writes o, which mp_check accepted, as jansson would dump mp_to_json(o)
+ * with the precision `digits` (mp_digits of the whole document). */
+static void mp_emit_json(const msgpack_object *o, guild_buf *b, int digits)
 {
     char num[GUILD_U64_DEC_MAX + 1];
     switch (o->type) {
@@ -977,7 +1056,7 @@ static void mp_emit_json(const msgpack_object *o, guild_buf *b)
         return;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
-        json_real_text(b, o->via.f64);
+        json_real_text(b, o->via.f64, digits);
         return;
     case MSGPACK_OBJECT_STR:
         guild_buf_json_str(b, o->via.str.ptr, o->via.str.size);
@@ -987,7 +1066,7 @@ static void mp_emit_json(const msgpack_object *o, guild_buf *b)
         for (uint32_t i = 0; i < o->via.array.size; i++) {
             if (i)
                 guild_buf_put(b, ",", 1);
-            mp_emit_json(&o->via.array.ptr[i], b);
+            mp_emit_json(&o->via.array.ptr[i], b, digits);
         }
         guild_buf_put(b, "]", 1);
         return;
@@ -999,7 +1078,7 @@ static void mp_emit_json(const msgpack_object *o, guild_buf *b)
                 guild_buf_put(b, ",", 1);
             guild_buf_json_str(b, k->ptr, k->size);
             guild_buf_put(b, ":", 1);
-            mp_emit_json(&o->via.map.ptr[i].val, b);
+            mp_emit_json(&o->via.map.ptr[i].val, b, digits);
         }
         guild_buf_put(b, "}", 1);
         return;
@@ -1016,7 +1095,7 @@ guild_status guild_codec_json_from_msgpack(const void *body, size_t len, guild_b
     msgpack_object obj;
     guild_status st = unpack_checked(body, len, z, &obj, err);
     if (st == GUILD_OK)
-        mp_emit_json(&obj, out);
+        mp_emit_json(&obj, out, mp_digits(&obj));
     if (z)
         msgpack_zone_clear(z);
     return st;

@@ -66,6 +66,15 @@ guild_status guild_codec_check_msgpack(const void *body, size_t len, guild_error
  * (made with jansson's *_nocheck calls). */
 guild_status guild_codec_encode(const json_t *v, guild_format fmt, char **out, size_t *len);
 
+/* The JSON_REAL_PRECISION flag every JSON dump of v (borrowed; may be
+ * NULL) takes, 0 when v holds no real. A document's reals print with 15,
+ * 16 or 17 significant digits: the fewest that give every one of them back
+ * exactly (jansson's dump takes one precision per document). So 0.51
+ * prints as 0.51, not as 0.51000000000000001, unless a real beside it needs
+ * 17 digits. guild_codec_encode and guild_codec_json_from_msgpack follow
+ * the same rule. */
+size_t guild_json_reals(const json_t *v);
+
 /* Packs v (borrowed; NULL packs nil) into pk, as guild_codec_encode does.
  * Errors of pk's write callback are not reported: give it a writer that
  * cannot fail short of aborting (msgpack_sbuffer returns -1 when out of

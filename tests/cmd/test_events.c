@@ -744,6 +744,47 @@ START_TEST(test_export_filters)
 }
 END_TEST
 
+/* An export is read back: a real keeps every digit, and prints no more
+ * digits than it needs. */
+START_TEST(test_export_keeps_reals_exact)
+{
+    char *world = g_data;
+    g_data = tst_dir_new("reals");
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/talent", g_data);
+    mkdir(dir, 0755);
+    snprintf(dir, sizeof dir, "%s/talent/events", g_data);
+    mkdir(dir, 0755);
+    es_store *st = NULL;
+    ck_assert_status(tst_store_open(dir, "talent", 0, &st), GUILD_OK);
+    tst_map m;
+    tst_map_init(&m, 2);
+    tst_map_real(&m, "third", 1.0 / 3.0);
+    tst_map_real(&m, "score", 0.51);
+    es_event_in ev = {
+        .type = "scored", .schema = 1, .data = tst_map_data(&m), .data_len = tst_map_len(&m)};
+    es_append a = {.stream = "talent-R",
+                   .expected_version = ES_ANY_VERSION,
+                   .time_ns = T0,
+                   .events = &ev,
+                   .n_events = 1};
+    es_result r;
+    ck_assert_status(es_append_wait(st, &a, &r), GUILD_OK);
+    es_result_release(&r);
+    tst_map_release(&m);
+    es_store_close(st);
+
+    char *out = NULL;
+    ck_assert_int_eq(run(&out, "export talent"), 0);
+    ck_assert_msg(strstr(out, "\"data\":{\"third\":0.3333333333333333,\"score\":0.51}"),
+                  "export: %s", out);
+    free(out);
+    tst_dir_remove(g_data);
+    free(g_data);
+    g_data = world;
+}
+END_TEST
+
 START_TEST(test_show_prints_a_stream_decoded)
 {
     char *out = NULL;
@@ -1079,7 +1120,7 @@ static Suite *events_suite(void)
           test_a_snapshot_unlike_its_events_is_reported,
           test_a_snapshot_ahead_of_its_stream_or_unreadable_is_reported, NULL}},
         {"read",
-         {test_export_round_trips_every_field, test_export_filters,
+         {test_export_round_trips_every_field, test_export_filters, test_export_keeps_reals_exact,
           test_show_prints_a_stream_decoded, test_ls_lists_streams_and_checks_its_limit,
           test_tail_follows_new_events, test_key_prints_the_public_key_to_pin, NULL}},
         {"replay",

@@ -9,6 +9,7 @@
 
 #include "tests/support/check_util.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -672,6 +673,58 @@ START_TEST(json_bodies_decode_as_jansson_reads_them)
 }
 END_TEST
 
+/* A document's reals print with 15, 16 or 17 digits, the fewest that give
+ * each back exactly, by both JSON paths. */
+static void assert_json_text(const json_t *v, const char *want)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_status(guild_codec_encode(v, GUILD_FMT_JSON, &text, &len), GUILD_OK);
+    ck_assert_str_eq(text, want);
+    free(text);
+    char *mp = NULL;
+    ck_assert_status(guild_codec_encode(v, GUILD_FMT_MSGPACK, &mp, &len), GUILD_OK);
+    guild_buf b = {0};
+    ck_assert_status(guild_codec_json_from_msgpack(mp, len, &b, NULL), GUILD_OK);
+    ck_assert_uint_eq(b.len, strlen(want));
+    ck_assert(memcmp(b.data, want, b.len) == 0);
+    free(b.data);
+    free(mp);
+}
+
+START_TEST(reals_print_with_the_fewest_digits_that_read_back)
+{
+    json_t *v = json_pack("{s:f}", "score", 0.51);
+    assert_json_text(v, "{\"score\":0.51}");
+    json_decref(v);
+    v = json_pack("{s:f, s:f, s:f, s:[f]}", "a", 1.0, "b", -2.5e-10, "c", 1e300, "d", 1.0 / 3.0);
+    assert_json_text(v, "{\"a\":1.0,\"b\":-2.5e-10,\"c\":1e300,\"d\":[0.3333333333333333]}");
+    json_decref(v);
+    /* 0.1 + 0.2 needs 17 digits, so 0.1 beside it takes 17 too. */
+    v = json_pack("{s:f, s:f}", "a", 0.1, "b", 0.1 + 0.2);
+    assert_json_text(v, "{\"a\":0.10000000000000001,\"b\":0.30000000000000004}");
+    json_decref(v);
+    v = json_pack("{s:i, s:s}", "n", 1, "s", "x");
+    ck_assert_uint_eq(guild_json_reals(v), 0);
+    json_decref(v);
+
+    const double exact[] = {1.0 / 3.0, 0.1 + 0.2, nextafter(0.51, 1.0), 5e-324,
+                            DBL_MAX,   DBL_MIN,   -123456789.125,       9007199254740993.0};
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
+        json_t *one = json_pack("{s:f}", "x", exact[i]);
+        char *text = NULL;
+        size_t len = 0;
+        ck_assert_status(guild_codec_encode(one, GUILD_FMT_JSON, &text, &len), GUILD_OK);
+        json_t *back = NULL;
+        ck_assert_status(guild_codec_decode(text, len, GUILD_FMT_JSON, &back, NULL), GUILD_OK);
+        ck_assert_msg(json_real_value(json_object_get(back, "x")) == exact[i], "%s", text);
+        free(text);
+        json_decref(back);
+        json_decref(one);
+    }
+}
+END_TEST
+
 START_TEST(json_refuses_out_of_range_integers)
 {
     assert_json_refused("{\"a\":9223372036854775808}", "");
@@ -1003,6 +1056,7 @@ static Suite *codec_suite(void)
     tc = tcase_create("json_text");
     tcase_add_test(tc, json_text_from_msgpack_equals_the_trees);
     tcase_add_test(tc, json_text_from_msgpack_float32_and_integer_forms);
+    tcase_add_test(tc, reals_print_with_the_fewest_digits_that_read_back);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -31,6 +31,12 @@ void tst_map_int(tst_map *m, const char *key, int64_t value)
     msgpack_pack_int64(&m->pk, value);
 }
 
+void tst_map_real(tst_map *m, const char *key, double value)
+{
+    pack_key(m, key);
+    msgpack_pack_double(&m->pk, value);
+}
+
 void tst_map_bin(tst_map *m, const char *key, const void *p, size_t n)
 {
     pack_key(m, key);

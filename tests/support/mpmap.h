@@ -28,6 +28,7 @@ void tst_map_init(tst_map *m, uint32_t entries);
 void tst_map_str(tst_map *m, const char *key, const char *value);
 void tst_map_int(tst_map *m, const char *key, int64_t value);
 void tst_map_bin(tst_map *m, const char *key, const void *p, size_t n);
+void tst_map_real(tst_map *m, const char *key, double value);
 const void *tst_map_data(const tst_map *m);
 size_t tst_map_len(const tst_map *m);
 void tst_map_release(tst_map *m);
