@@ -521,6 +521,16 @@ static json_t *fast_number(fast_in *in)
     return json_integer(negative ? -v : v);
 }
 
+/* After a member or an element: 1 past the closing bracket, 0 past a
+ * comma, -1 at anything else. */
+static int fast_after(fast_in *in, char close)
+{
+    fast_blank(in);
+    if (!fast_at(in, close) && !fast_at(in, ','))
+        return -1;
+    return *in->p++ == close;
+}
+
 static json_t *fast_value(fast_in *in, int depth);
 
 static json_t *fast_object(fast_in *in, int depth)
@@ -549,14 +559,11 @@ static json_t *fast_object(fast_in *in, int depth)
         }
         if (json_object_setn_new_nocheck(obj, key, n, v))
             break;
-        fast_blank(in);
-        if (fast_at(in, '}')) {
-            in->p++;
+        int end = fast_after(in, '}');
+        if (end > 0)
             return obj;
-        }
-        if (!fast_at(in, ','))
+        if (end < 0)
             break;
-        in->p++;
         fast_blank(in);
     }
     json_decref(obj);
@@ -575,14 +582,11 @@ static json_t *fast_array(fast_in *in, int depth)
         json_t *v = fast_value(in, depth);
         if (!v || json_array_append_new(arr, v))
             break;
-        fast_blank(in);
-        if (fast_at(in, ']')) {
-            in->p++;
+        int end = fast_after(in, ']');
+        if (end > 0)
             return arr;
-        }
-        if (!fast_at(in, ','))
+        if (end < 0)
             break;
-        in->p++;
     }
     json_decref(arr);
     return NULL;

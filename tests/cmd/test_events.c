@@ -117,16 +117,23 @@ static void sign(es_store *st)
     bus_checkpoint_key_clear(&k);
 }
 
+/* A new talent event store under data (its directory into events_dir). */
+static es_store *talent_store(const char *data, char *events_dir, size_t size)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/talent", data);
+    mkdir(dir, 0755);
+    snprintf(events_dir, size, "%s/talent/events", data);
+    mkdir(events_dir, 0755);
+    es_store *st = NULL;
+    ck_assert_status(tst_store_open(events_dir, "talent", 0, &st), GUILD_OK);
+    return st;
+}
+
 static void world_setup(void)
 {
     g_data = tst_dir_new("data");
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s/talent", g_data);
-    mkdir(dir, 0755);
-    snprintf(g_events_dir, sizeof g_events_dir, "%s/talent/events", g_data);
-    mkdir(g_events_dir, 0755);
-    es_store *st = NULL;
-    ck_assert_status(tst_store_open(g_events_dir, "talent", 0, &st), GUILD_OK);
+    es_store *st = talent_store(g_data, g_events_dir, sizeof g_events_dir);
     for (int i = 0; i < EVENTS; i++) {
         append_event(st, i);
         if (i + 1 == SIGNED_MID || i + 1 == EVENTS)
@@ -748,15 +755,9 @@ END_TEST
  * digits than it needs. */
 START_TEST(test_export_keeps_reals_exact)
 {
-    char *world = g_data;
+    char *world = g_data, dir[600];
     g_data = tst_dir_new("reals");
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s/talent", g_data);
-    mkdir(dir, 0755);
-    snprintf(dir, sizeof dir, "%s/talent/events", g_data);
-    mkdir(dir, 0755);
-    es_store *st = NULL;
-    ck_assert_status(tst_store_open(dir, "talent", 0, &st), GUILD_OK);
+    es_store *st = talent_store(g_data, dir, sizeof dir);
     tst_map m;
     tst_map_init(&m, 2);
     tst_map_real(&m, "third", 1.0 / 3.0);
