@@ -67,6 +67,18 @@ static void append_one(es_store *st, int i, const char *type, const tst_map *m)
     es_result_release(&r);
 }
 
+/* One event of map m on stream, at any version, now, with no provenance. */
+static void append_plain(es_store *st, const char *stream, const char *type, const tst_map *m)
+{
+    es_event_in ev = {
+        .type = type, .schema = 1, .data = tst_map_data(m), .data_len = tst_map_len(m)};
+    es_append a = {
+        .stream = stream, .expected_version = ES_ANY_VERSION, .events = &ev, .n_events = 1};
+    es_result r;
+    ck_assert_status(es_append_wait(st, &a, &r), GUILD_OK);
+    es_result_release(&r);
+}
+
 /* Event i (0-based) of the history: position i + 1, on talent-T<i % 3>. */
 static void append_event(es_store *st, int i)
 {
@@ -762,16 +774,7 @@ START_TEST(test_export_keeps_reals_exact)
     tst_map_init(&m, 2);
     tst_map_real(&m, "third", 1.0 / 3.0);
     tst_map_real(&m, "score", 0.51);
-    es_event_in ev = {
-        .type = "scored", .schema = 1, .data = tst_map_data(&m), .data_len = tst_map_len(&m)};
-    es_append a = {.stream = "talent-R",
-                   .expected_version = ES_ANY_VERSION,
-                   .time_ns = T0,
-                   .events = &ev,
-                   .n_events = 1};
-    es_result r;
-    ck_assert_status(es_append_wait(st, &a, &r), GUILD_OK);
-    es_result_release(&r);
+    append_plain(st, "talent-R", "scored", &m);
     tst_map_release(&m);
     es_store_close(st);
 
@@ -848,15 +851,7 @@ START_TEST(test_tail_follows_new_events)
         tst_map m;
         tst_map_init(&m, 1);
         tst_map_int(&m, "n", i);
-        es_event_in ev = {
-            .type = "note_added", .data = tst_map_data(&m), .data_len = tst_map_len(&m)};
-        es_append a = {.stream = "talent-T0",
-                       .expected_version = ES_ANY_VERSION,
-                       .events = &ev,
-                       .n_events = 1};
-        es_result r;
-        ck_assert_status(es_append_wait(st, &a, &r), GUILD_OK);
-        es_result_release(&r);
+        append_plain(st, "talent-T0", "note_added", &m);
         tst_map_release(&m);
         /* Each line arrives after its event committed, while tail runs. */
         ck_assert_ptr_nonnull(fgets(line, sizeof line, p));
