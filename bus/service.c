@@ -17,6 +17,7 @@
 
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/codec.h"
 #include "common/log.h"
 
 #include <pthread.h>
@@ -409,7 +410,7 @@ static void reply_with(bus_service *svc, natsConnection *nc, natsMsg *msg,
     const char *reply = natsMsg_GetReply(msg);
     if (reply != NULL && *reply != '\0' && !atomic_load(&svc->quiet)) {
         json_t *doc = build(svc);
-        char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+        char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | guild_json_reals(doc)) : NULL;
         natsStatus s = text != NULL ? natsConnection_Publish(nc, reply, text, (int)strlen(text))
                                     : NATS_NO_MEMORY;
         if (s != NATS_OK)

@@ -902,53 +902,74 @@ static int codec_buf_dump(const char *p, size_t n, void *data)
 
 /* ---- reals in JSON text ------------------------------------------------------ */
 
-/* The fewest significant digits, 15, 16 or 17, that print d so that it
- * reads back exactly. Any double with a decimal form of 15 digits or fewer
- * prints as that form at 15 ("%.15g" drops the trailing zeros). */
-static int real_digits(double d)
+/* Precisions as bits: bit p set when printing at p significant digits
+ * reads a real back exactly. 17 always does; 15 prints any double with a
+ * decimal form of 15 digits or fewer as that form ("%.15g" drops trailing
+ * zeros). One that reads back at 15 may not at 16 (some powers of two,
+ * 2^149 among them), so a document takes the fewest digits that suit every
+ * one of its reals, not the most any one of them needs. */
+#define REAL_ANY ((1u << 15) | (1u << 16) | (1u << 17))
+#define REAL_SEEN 1u /* the document holds a real */
+
+static unsigned real_fits(double d)
 {
     char buf[40];
+    unsigned fits = REAL_SEEN | 1u << 17;
     for (int p = 15; p < 17; p++) {
         snprintf(buf, sizeof buf, "%.*g", p, d);
         if (strtod(buf, NULL) == d)
-            return p;
+            fits |= 1u << p;
     }
-    return 17;
+    return fits;
 }
 
-/* The digits v's reals need together: the most any one needs, 0 for none. */
-static int tree_digits(const json_t *v)
+/* What suits two parts of a document suits both. */
+static unsigned fits_join(unsigned a, unsigned b)
 {
-    int most = 0;
+    return (a & b & REAL_ANY) | ((a | b) & REAL_SEEN);
+}
+
+/* The fewest digits in fits, 0 when the document holds no real. */
+static int fits_digits(unsigned fits)
+{
+    if (!(fits & REAL_SEEN))
+        return 0;
+    for (int p = 15;; p++)
+        if (fits & (1u << p))
+            return p;
+}
+
+/* The precisions that suit every real in v, and whether it holds one. */
+static unsigned tree_fits(const json_t *v)
+{
+    unsigned fits = REAL_ANY;
     size_t i;
     const char *key;
     json_t *x;
     switch (json_typeof(v)) {
     case JSON_REAL:
-        return real_digits(json_real_value(v));
+        return real_fits(json_real_value(v));
     case JSON_ARRAY:
         json_array_foreach(v, i, x)
         {
-            int d = tree_digits(x);
-            most = d > most ? d : most;
+            fits = fits_join(fits, tree_fits(x));
         }
-        return most;
+        return fits;
     case JSON_OBJECT:
         /* jansson's iteration takes a non-const object; it does not modify it. */
         json_object_foreach((json_t *)v, key, x)
         {
-            int d = tree_digits(x);
-            most = d > most ? d : most;
+            fits = fits_join(fits, tree_fits(x));
         }
-        return most;
+        return fits;
     default:
-        return 0;
+        return fits;
     }
 }
 
 size_t guild_json_reals(const json_t *v)
 {
-    int p = v ? tree_digits(v) : 0;
+    int p = v ? fits_digits(tree_fits(v)) : 0;
     return p ? JSON_REAL_PRECISION(p) : 0;
 }
 
@@ -1016,31 +1037,29 @@ static void json_real_text(guild_buf *b, double d, int digits)
     guild_buf_put(b, buf, len);
 }
 
-/* tree_digits for an unpacked msgpack value. */
-static int mp_digits(const msgpack_object *o)
+/* tree_fits for an unpacked msgpack value. */
+static unsigned mp_fits(const msgpack_object *o)
 {
-    int most = 0, d;
+    unsigned fits = REAL_ANY;
     switch (o->type) {
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
-        return real_digits(o->via.f64);
+        return real_fits(o->via.f64);
     case MSGPACK_OBJECT_ARRAY:
         for (uint32_t i = 0; i < o->via.array.size; i++)
-            if ((d = mp_digits(&o->via.array.ptr[i])) > most)
-                most = d;
-        return most;
+            fits = fits_join(fits, mp_fits(&o->via.array.ptr[i]));
+        return fits;
     case MSGPACK_OBJECT_MAP:
         for (uint32_t i = 0; i < o->via.map.size; i++)
-            if ((d = mp_digits(&o->via.map.ptr[i].val)) > most)
-                most = d;
-        return most;
+            fits = fits_join(fits, mp_fits(&o->via.map.ptr[i].val));
+        return fits;
     default:
-        return 0;
+        return fits;
     }
 }
 
 /* Writes o, which mp_check accepted, as jansson would dump mp_to_json(o)
- * with the precision `digits` (mp_digits of the whole document). */
+ * with the precision `digits` (for the whole document, from mp_fits). */
 static void mp_emit_json(const msgpack_object *o, guild_buf *b, int digits)
 {
     char num[GUILD_U64_DEC_MAX + 1];
@@ -1099,7 +1118,7 @@ guild_status guild_codec_json_from_msgpack(const void *body, size_t len, guild_b
     msgpack_object obj;
     guild_status st = unpack_checked(body, len, z, &obj, err);
     if (st == GUILD_OK)
-        mp_emit_json(&obj, out, mp_digits(&obj));
+        mp_emit_json(&obj, out, fits_digits(mp_fits(&obj)));
     if (z)
         msgpack_zone_clear(z);
     return st;

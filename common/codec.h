@@ -37,8 +37,8 @@ typedef enum { GUILD_FMT_JSON, GUILD_FMT_MSGPACK } guild_format;
 /* The encoding of a body. content_type (borrowed, may be NULL) is matched
  * case-insensitively on its media type, parameters ignored:
  * "application/json" and "application/msgpack" decide. Without a header, or
- * with any other, a body whose first byte other than JSON whitespace is '{'
- * is JSON and anything else msgpack. */
+ * with any other, a body whose first byte is '{' is JSON and anything else
+ * msgpack (CONTRACT.md: a blank before the brace makes it msgpack). */
 guild_format guild_format_detect(const char *content_type, const void *body, size_t len);
 
 /* Decodes one value from body (borrowed; len bytes, need not be
@@ -68,8 +68,8 @@ guild_status guild_codec_encode(const json_t *v, guild_format fmt, char **out, s
 
 /* The JSON_REAL_PRECISION flag every JSON dump of v (borrowed; may be
  * NULL) takes, 0 when v holds no real. A document's reals print with 15,
- * 16 or 17 significant digits: the fewest that give every one of them back
- * exactly (jansson's dump takes one precision per document). So 0.51
+ * 16 or 17 significant digits: the fewest at which every one of them reads
+ * back exactly (jansson's dump takes one precision per document). So 0.51
  * prints as 0.51, not as 0.51000000000000001, unless a real beside it needs
  * 17 digits. guild_codec_encode and guild_codec_json_from_msgpack follow
  * the same rule. */

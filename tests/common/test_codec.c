@@ -708,19 +708,28 @@ START_TEST(reals_print_with_the_fewest_digits_that_read_back)
     ck_assert_uint_eq(guild_json_reals(v), 0);
     json_decref(v);
 
-    const double exact[] = {1.0 / 3.0, 0.1 + 0.2, nextafter(0.51, 1.0), 5e-324,
-                            DBL_MAX,   DBL_MIN,   -123456789.125,       9007199254740993.0};
-    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
-        json_t *one = json_pack("{s:f}", "x", exact[i]);
+    /* 2^149 reads back at 15 digits and not at 16, 1/3 at 16 and not at
+     * 15: together they take 17. */
+    v = json_pack("{s:f, s:f}", "a", 0x1p149, "b", 1.0 / 3.0);
+    assert_json_text(v, "{\"a\":7.1362384635297994e44,\"b\":0.33333333333333331}");
+    json_decref(v);
+
+    /* Every pair reads back exactly, whatever each needs alone. */
+    const double exact[] = {0.51,    1.0 / 3.0, 0.1 + 0.2, nextafter(0.51, 1.0),
+                            5e-324,  DBL_MAX,   DBL_MIN,   -123456789.125,
+                            0x1p149, 0x1p-645,  0x1p740,   -0x1p966};
+    const size_t n = sizeof exact / sizeof *exact;
+    for (size_t i = 0; i < n * n; i++) {
+        json_t *two = json_pack("[f, f]", exact[i / n], exact[i % n]);
         char *text = NULL;
         size_t len = 0;
-        ck_assert_status(guild_codec_encode(one, GUILD_FMT_JSON, &text, &len), GUILD_OK);
+        ck_assert_status(guild_codec_encode(two, GUILD_FMT_JSON, &text, &len), GUILD_OK);
         json_t *back = NULL;
         ck_assert_status(guild_codec_decode(text, len, GUILD_FMT_JSON, &back, NULL), GUILD_OK);
-        ck_assert_msg(json_real_value(json_object_get(back, "x")) == exact[i], "%s", text);
+        ck_assert_msg(json_equal(back, two), "%s", text);
         free(text);
         json_decref(back);
-        json_decref(one);
+        json_decref(two);
     }
 }
 END_TEST
@@ -749,13 +758,19 @@ START_TEST(json_accepts_32_levels_and_refuses_33)
     text[2 * n] = '\0';
     assert_json_refused(text, "nested deeper than 32 levels");
 
-    /* Objects count too. */
+    /* Objects count too, and an object body of 32 levels is read by the
+     * fast path for plain bodies: it must take it, and refuse 33. */
     char obj[40 * 6 + 1] = "";
-    for (int i = 0; i < GUILD_CODEC_MAX_DEPTH; i++)
+    for (int i = 0; i < GUILD_CODEC_MAX_DEPTH - 1; i++)
         strcat(obj, "{\"k\":");
     strcat(obj, "{}");
-    for (int i = 0; i < GUILD_CODEC_MAX_DEPTH; i++)
+    for (int i = 0; i < GUILD_CODEC_MAX_DEPTH - 1; i++)
         strcat(obj, "}");
+    v = decode_ok(obj, strlen(obj), GUILD_FMT_JSON);
+    json_decref(v);
+    memmove(obj + 5, obj, strlen(obj) + 1);
+    memcpy(obj, "{\"k\":", 5);
+    strcat(obj, "}");
     assert_json_refused(obj, "nested deeper than 32 levels");
 }
 END_TEST
