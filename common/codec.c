@@ -902,74 +902,69 @@ static int codec_buf_dump(const char *p, size_t n, void *data)
 
 /* ---- reals in JSON text ------------------------------------------------------ */
 
-/* Precisions as bits: bit p set when printing at p significant digits
- * reads a real back exactly. 17 always does; 15 prints any double with a
- * decimal form of 15 digits or fewer as that form ("%.15g" drops trailing
- * zeros). One that reads back at 15 may not at 16 (some powers of two,
- * 2^149 among them), so a document takes the fewest digits that suit every
- * one of its reals, not the most any one of them needs. */
-#define REAL_ANY ((1u << 15) | (1u << 16) | (1u << 17))
-#define REAL_SEEN 1u /* the document holds a real */
+/* A document's reals print with 15, 16 or 17 significant digits: the
+ * fewest at which every one of them reads back exactly. 17 always does; 15
+ * prints any double with a decimal form of 15 digits or fewer as that form
+ * ("%.15g" drops trailing zeros). A real that reads back at 15 need not at
+ * 16 (some powers of two, 2^149 among them), so each precision is tried on
+ * the whole document, 15 first: mostly one snprintf and strtod a real. */
+typedef struct reals_walk {
+    int digits; /* the precision tried */
+    bool seen;  /* the document holds a real */
+} reals_walk;
 
-static unsigned real_fits(double d)
+static bool real_reads_back(double d, reals_walk *w)
 {
     char buf[40];
-    unsigned fits = REAL_SEEN | 1u << 17;
-    for (int p = 15; p < 17; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, d);
-        if (strtod(buf, NULL) == d)
-            fits |= 1u << p;
-    }
-    return fits;
+    w->seen = true;
+    snprintf(buf, sizeof buf, "%.*g", w->digits, d);
+    return strtod(buf, NULL) == d;
 }
 
-/* What suits two parts of a document suits both. */
-static unsigned fits_join(unsigned a, unsigned b)
+/* Whether every real in the document doc reads back at w->digits. */
+typedef bool reads_back_fn(const void *doc, reals_walk *w);
+
+static int reals_digits(reads_back_fn *reads_back, const void *doc)
 {
-    return (a & b & REAL_ANY) | ((a | b) & REAL_SEEN);
+    reals_walk w = {15, false};
+    if (reads_back(doc, &w))
+        return w.seen ? 15 : 0;
+    w.digits = 16;
+    return reads_back(doc, &w) ? 16 : 17;
 }
 
-/* The fewest digits in fits, 0 when the document holds no real. */
-static int fits_digits(unsigned fits)
+static bool tree_reads_back(const void *doc, reals_walk *w)
 {
-    if (!(fits & REAL_SEEN))
-        return 0;
-    for (int p = 15;; p++)
-        if (fits & (1u << p))
-            return p;
-}
-
-/* The precisions that suit every real in v, and whether it holds one. */
-static unsigned tree_fits(const json_t *v)
-{
-    unsigned fits = REAL_ANY;
+    const json_t *v = doc;
     size_t i;
     const char *key;
     json_t *x;
     switch (json_typeof(v)) {
     case JSON_REAL:
-        return real_fits(json_real_value(v));
+        return real_reads_back(json_real_value(v), w);
     case JSON_ARRAY:
         json_array_foreach(v, i, x)
         {
-            fits = fits_join(fits, tree_fits(x));
+            if (!tree_reads_back(x, w))
+                return false;
         }
-        return fits;
+        return true;
     case JSON_OBJECT:
         /* jansson's iteration takes a non-const object; it does not modify it. */
         json_object_foreach((json_t *)v, key, x)
         {
-            fits = fits_join(fits, tree_fits(x));
+            if (!tree_reads_back(x, w))
+                return false;
         }
-        return fits;
+        return true;
     default:
-        return fits;
+        return true;
     }
 }
 
 size_t guild_json_reals(const json_t *v)
 {
-    int p = v ? fits_digits(tree_fits(v)) : 0;
+    int p = v ? reals_digits(tree_reads_back, v) : 0;
     return p ? JSON_REAL_PRECISION(p) : 0;
 }
 
@@ -1037,29 +1032,31 @@ static void json_real_text(guild_buf *b, double d, int digits)
     guild_buf_put(b, buf, len);
 }
 
-/* tree_fits for an unpacked msgpack value. */
-static unsigned mp_fits(const msgpack_object *o)
+/* tree_reads_back for an unpacked msgpack value. */
+static bool mp_reads_back(const void *doc, reals_walk *w)
 {
-    unsigned fits = REAL_ANY;
+    const msgpack_object *o = doc;
     switch (o->type) {
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
-        return real_fits(o->via.f64);
+        return real_reads_back(o->via.f64, w);
     case MSGPACK_OBJECT_ARRAY:
         for (uint32_t i = 0; i < o->via.array.size; i++)
-            fits = fits_join(fits, mp_fits(&o->via.array.ptr[i]));
-        return fits;
+            if (!mp_reads_back(&o->via.array.ptr[i], w))
+                return false;
+        return true;
     case MSGPACK_OBJECT_MAP:
         for (uint32_t i = 0; i < o->via.map.size; i++)
-            fits = fits_join(fits, mp_fits(&o->via.map.ptr[i].val));
-        return fits;
+            if (!mp_reads_back(&o->via.map.ptr[i].val, w))
+                return false;
+        return true;
     default:
-        return fits;
+        return true;
     }
 }
 
 /* Writes o, which mp_check accepted, as jansson would dump mp_to_json(o)
- * with the precision `digits` (for the whole document, from mp_fits). */
+ * with the precision `digits` (the whole document's, reals_digits). */
 static void mp_emit_json(const msgpack_object *o, guild_buf *b, int digits)
 {
     char num[GUILD_U64_DEC_MAX + 1];
@@ -1118,7 +1115,7 @@ guild_status guild_codec_json_from_msgpack(const void *body, size_t len, guild_b
     msgpack_object obj;
     guild_status st = unpack_checked(body, len, z, &obj, err);
     if (st == GUILD_OK)
-        mp_emit_json(&obj, out, fits_digits(mp_fits(&obj)));
+        mp_emit_json(&obj, out, reals_digits(mp_reads_back, &obj));
     if (z)
         msgpack_zone_clear(z);
     return st;
