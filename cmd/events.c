@@ -422,8 +422,8 @@ static int tail(const cmd_common *c, const char *domain, int argc, char **argv)
         return 2;
     if ((fp && !cmd_parse_u64(fp, &from)) || (lim && !cmd_parse_u64(lim, &limit)) ||
         (iv && (!cmd_parse_u64(iv, &interval) || interval == 0))) {
-        fprintf(stderr, "guild events tail: --from-position, --limit and --interval take "
-                        "positive integers\n");
+        fprintf(stderr, "guild events tail: --from-position and --limit take whole numbers "
+                        "(0: from the start, no limit), --interval a positive one\n");
         return 2;
     }
     es_store *st = cmd_open_log(c, domain, "guild events");
