@@ -615,10 +615,6 @@ guild_status es_verify(es_store *st, es_verify_report *rep, es_progress_fn progr
     }
     uint64_t total = chain.next_position - 1;
     rep->last_position = total;
-    /* A log that ends before its index checkpoint (its last records gone)
-     * breaks just after its end; the records it still has are walked
-     * first, so that an earlier break is the one named. */
-    uint64_t short_of = lw.checkpoint > total ? lw.checkpoint : 0;
     w.total = total;
     w.tags = guild_xcalloc(total + 2, sizeof *w.tags);
     lw.want = guild_xcalloc(total + 2, sizeof *lw.want);
@@ -649,9 +645,12 @@ guild_status es_verify(es_store *st, es_verify_report *rep, es_progress_fn progr
     if (rep->intact && lw.expect - 1 < total)
         report_break(rep, lw.expect, NULL, "the log ends early at %llu of %llu",
                      (unsigned long long)lw.expect - 1, (unsigned long long)total);
-    if (rep->intact && short_of)
+    /* A log that ends before its index checkpoint (its last records gone)
+     * breaks just after its end, once the records it still has are walked,
+     * so that an earlier break is the one named. */
+    if (rep->intact && lw.checkpoint > total)
         report_break(rep, total + 1, NULL, "the log ends at %llu before the checkpoint at %llu",
-                     (unsigned long long)total, (unsigned long long)short_of);
+                     (unsigned long long)total, (unsigned long long)lw.checkpoint);
     /* Where the log walk stopped, nothing after it is compared. */
     uint64_t walked = rep->intact ? total : rep->break_position - 1;
     compare_tags(st, lw.txn, &w, lw.want, walked, rep);
