@@ -99,12 +99,6 @@ static void echo_slice(void *ctx, unsigned k, pw_phase *ph, double warmup, doubl
     cmdb_outcome_release(&o);
 }
 
-static void echo_finish(void *ctx, pw_peer *p)
-{
-    (void)ctx;
-    (void)p; /* nothing is stored: no reads, no count */
-}
-
 static void echo_stop(void *ctx, pw_peer *p)
 {
     echo_peer *ep = ctx;
@@ -123,7 +117,6 @@ const pw_peer_ops pw_echo_ops = {
     .start = echo_start,
     .begin = pw_no_begin,
     .end = pw_no_end,
-    .slice = echo_slice,
-    .finish = echo_finish,
+    .slice = echo_slice, /* nothing is stored: no finish, no reads, no count */
     .stop = echo_stop,
 };

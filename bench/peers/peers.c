@@ -46,28 +46,34 @@ enum { P_POSTGRES, P_JETSTREAM, P_COMMANDS, P_STORE, P_ECHO, N_PEERS };
 static const struct {
     const char *key, *name, *title;
     const pw_peer_ops *ops;
-    bool reads; /* reads back what it stored and counts it (its reads and check are shown) */
 } peer_defs[N_PEERS] = {
     {"postgres", "PostgreSQL",
      "PostgreSQL (Debian's server, defaults, synchronous_commit on): messages table and "
      "plpgsql write function, as Message DB and Marten",
-     &pw_postgres_ops, true},
+     &pw_postgres_ops},
     {"jetstream", "JetStream",
      "NATS JetStream used directly: subject es.<stream>, Nats-Expected-Last-Subject-Sequence, "
      "file storage",
-     &pw_jetstream_ops, true},
+     &pw_jetstream_ops},
     {"commands", "guild commands",
      "guild's commands over NATS request/reply to `guild serve talent`: durable in LMDB, relayed "
      "to JetStream",
-     &pw_commands_ops, false},
+     &pw_commands_ops},
     {"store", "guild store",
      "guild's event store in-process: es_append_wait from K threads, durable in LMDB",
-     &pw_store_ops, true},
+     &pw_store_ops},
     {"echo", "NATS echo",
      "bare NATS request/reply to a responder in this process that answers each request with "
      "its body",
-     &pw_echo_ops, false},
+     &pw_echo_ops},
 };
+
+/* Whether peer j reads back what it stored and counts it (its reads and
+ * check are shown): whether it has a finish. */
+static bool reads_back(int j)
+{
+    return peer_defs[j].ops->finish != NULL;
+}
 
 /* ---- options ----------------------------------------------------------------------- */
 
@@ -412,7 +418,7 @@ static void print_reads(const options *o, const pw_peer *peers)
                    peers[j].name);
             continue;
         }
-        if (!peer_defs[j].reads)
+        if (!reads_back(j))
             continue;
         printf("  %-15s stream %-38s log %s\n", peers[j].name,
                fmt_read(&peers[j].read_stream, a, sizeof a),
@@ -429,7 +435,7 @@ static void print_checks(const options *o, const pw_peer *peers)
     printf("\nevery acknowledged append is in the store\n");
     for (int j = 0; j < N_PEERS; j++) {
         const pw_peer *p = &peers[j];
-        if (!o->run[j] || !peer_defs[j].reads)
+        if (!o->run[j] || !reads_back(j))
             continue;
         if (!p->checked) {
             printf("  %-15s NOT CHECKED%s%s\n", p->name, p->failed[0] ? ": " : "", p->failed);
@@ -602,9 +608,10 @@ static void run_peers(const options *o, pw_peer *peers)
     for (int j = 0; j < N_PEERS && !cmdb_interrupted; j++) {
         if (!up[j])
             continue;
-        peer_defs[j].ops->finish(ctx[j], &peers[j]);
-        if (peer_defs[j].reads)
+        if (reads_back(j)) {
+            peer_defs[j].ops->finish(ctx[j], &peers[j]);
             pw_print_reads(&peers[j]);
+        }
         peers[j].ran = true;
     }
     for (int j = 0; j < N_PEERS; j++)
@@ -683,7 +690,7 @@ int main(int argc, char **argv)
         print_appends(&o, peers);
         bool stored = o.run[P_COMMANDS]; /* its lines in both sections */
         for (int j = 0; j < N_PEERS; j++)
-            stored |= o.run[j] && peer_defs[j].reads;
+            stored |= o.run[j] && reads_back(j);
         if (stored) {
             print_reads(&o, peers);
             print_checks(&o, peers);

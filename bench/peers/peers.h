@@ -268,7 +268,8 @@ typedef struct pw_peer_ops {
     void (*end)(void *ctx, unsigned k);
     /* One slice: a warm-up, then `seconds` measured, added to *ph. */
     void (*slice)(void *ctx, unsigned k, pw_phase *ph, double warmup, double seconds);
-    /* The reads and the count check, into *p. */
+    /* The reads and the count check, into *p; NULL for a peer that keeps
+     * nothing to read back (its reads and check are not shown). */
     void (*finish)(void *ctx, pw_peer *p);
     /* Stops the server and frees ctx (NULL allowed); adds notes to *p. */
     void (*stop)(void *ctx, pw_peer *p);
