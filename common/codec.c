@@ -533,63 +533,45 @@ static int fast_after(fast_in *in, char close)
 
 static json_t *fast_value(fast_in *in, int depth);
 
-static json_t *fast_object(fast_in *in, int depth)
+/* An object's members into obj, from its first key to past its '}'. */
+static bool fast_members(fast_in *in, json_t *obj, int depth)
 {
-    json_t *obj = json_object();
-    fast_blank(in);
-    if (fast_at(in, '}')) {
-        in->p++;
-        return obj;
-    }
     for (;;) {
         const char *key;
         size_t n;
+        fast_blank(in);
         if (!fast_at(in, '"') || !fast_str(in, &key, &n))
-            break;
+            return false;
         fast_blank(in);
         if (!fast_at(in, ':'))
-            break;
+            return false;
         in->p++;
         json_t *v = fast_value(in, depth);
         if (!v)
-            break;
+            return false;
         if (json_object_getn(obj, key, n)) { /* jansson names the repeated key */
             json_decref(v);
-            break;
+            return false;
         }
         if (json_object_setn_new_nocheck(obj, key, n, v))
-            break;
+            return false;
         int end = fast_after(in, '}');
-        if (end > 0)
-            return obj;
-        if (end < 0)
-            break;
-        fast_blank(in);
+        if (end != 0)
+            return end > 0;
     }
-    json_decref(obj);
-    return NULL;
 }
 
-static json_t *fast_array(fast_in *in, int depth)
+/* An array's elements into arr, from its first to past its ']'. */
+static bool fast_elements(fast_in *in, json_t *arr, int depth)
 {
-    json_t *arr = json_array();
-    fast_blank(in);
-    if (fast_at(in, ']')) {
-        in->p++;
-        return arr;
-    }
     for (;;) {
         json_t *v = fast_value(in, depth);
         if (!v || json_array_append_new(arr, v))
-            break;
+            return false;
         int end = fast_after(in, ']');
-        if (end > 0)
-            return arr;
-        if (end < 0)
-            break;
+        if (end != 0)
+            return end > 0;
     }
-    json_decref(arr);
-    return NULL;
 }
 
 /* A value after optional blanks, enclosed by `depth` containers. */
@@ -602,10 +584,21 @@ static json_t *fast_value(fast_in *in, int depth)
     size_t n;
     switch (*in->p) {
     case '{':
-    case '[':
+    case '[': {
         if (depth + 1 > GUILD_CODEC_MAX_DEPTH)
             return NULL;
-        return *in->p++ == '{' ? fast_object(in, depth + 1) : fast_array(in, depth + 1);
+        bool object = *in->p++ == '{';
+        json_t *c = object ? json_object() : json_array();
+        fast_blank(in);
+        if (fast_at(in, object ? '}' : ']')) {
+            in->p++;
+            return c;
+        }
+        if (object ? fast_members(in, c, depth + 1) : fast_elements(in, c, depth + 1))
+            return c;
+        json_decref(c);
+        return NULL;
+    }
     case '"':
         return fast_str(in, &s, &n) ? json_stringn_nocheck(s, n) : NULL;
     case 't':
