@@ -18,14 +18,11 @@
 #include "peers.h"
 
 #include "common/alloc.h"
-#include "common/clock.h"
 
 #include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define ECHO_READY_WAIT_MS 20000
 
 typedef struct echo_peer {
     pw_proc nats;
@@ -43,31 +40,12 @@ static int server_start(const pw_config *cfg, echo_peer *ep, pw_peer *p)
     snprintf(ep->nats.name, sizeof ep->nats.name, "nats-server");
     snprintf(ep->nats.log, sizeof ep->nats.log, "%s/echo-nats.log", cfg->root);
     const char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port, "-l", ep->nats.log, NULL};
-    uint64_t t0 = guild_mono_ns();
-    if (pw_spawn(&ep->nats, argv) != 0) {
-        pw_peer_fail(p, "cannot start nats-server");
+    if (pw_nats_start(&ep->nats, argv, ep->url, "echo", p) != 0)
         return -1;
-    }
-    natsStatus s = NATS_ERR;
-    while (guild_mono_ns() - t0 < (uint64_t)ECHO_READY_WAIT_MS * 1000000 && !cmdb_interrupted) {
-        natsConnection *nc = NULL;
-        if ((s = natsConnection_ConnectTo(&nc, ep->url)) == NATS_OK) {
-            natsConnection_Destroy(nc);
-            break;
-        }
-        bench_sleep(0.05);
-    }
-    if (s != NATS_OK) {
-        pw_peer_fail(p, "nats-server did not come up: %s", natsStatus_GetText(s));
-        pw_show_log(ep->nats.log);
-        return -1;
-    }
     if (cmdb_client_create(ep->url, true, cfg->asap, &ep->cl) != 0) {
         pw_peer_fail(p, "cannot start the echo's client and responder");
         return -1;
     }
-    printf("[echo] nats-server ready on %s (pid %d) in %.2f s\n", ep->url, (int)ep->nats.pid,
-           (double)(guild_mono_ns() - t0) / 1e9);
     return 0;
 }
 

@@ -86,24 +86,13 @@ static int server_start(const pw_config *cfg, js_peer *jp, pw_peer *p)
     snprintf(jp->nats.log, sizeof jp->nats.log, "%s/jetstream.log", cfg->root);
     const char *argv[] = {"nats-server", "-js", "-sd", store,        "-a", "127.0.0.1",
                           "-p",          port,  "-l",  jp->nats.log, NULL};
-    uint64_t t0 = guild_mono_ns();
-    if (pw_spawn(&jp->nats, argv) != 0) {
-        pw_peer_fail(p, "cannot start nats-server");
+    if (pw_nats_start(&jp->nats, argv, jp->url, "jetstream", p) != 0)
         return -1;
-    }
-    natsStatus s = NATS_ERR;
-    while (guild_mono_ns() - t0 < (uint64_t)JS_READY_WAIT_MS * 1000000 && !cmdb_interrupted) {
-        if ((s = js_connect(jp->url, cfg->asap, &jp->nc)) == NATS_OK)
-            break;
-        bench_sleep(0.05);
-    }
+    natsStatus s = js_connect(jp->url, cfg->asap, &jp->nc);
     if (s != NATS_OK) {
-        pw_peer_fail(p, "nats-server did not come up: %s", natsStatus_GetText(s));
-        pw_show_log(jp->nats.log);
+        pw_peer_fail(p, "cannot connect to nats-server: %s", natsStatus_GetText(s));
         return -1;
     }
-    printf("[jetstream] nats-server ready on %s (pid %d) in %.2f s\n", jp->url, (int)jp->nats.pid,
-           (double)(guild_mono_ns() - t0) / 1e9);
     return 0;
 }
 

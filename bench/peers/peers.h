@@ -216,6 +216,13 @@ int pw_free_port(void);
 /* Prints the last lines of a log file, to say why something failed. */
 void pw_show_log(const char *path);
 
+/* Starts a nats-server (argv, its log in proc->log) and waits, up to 20 s,
+ * until a client connects to it at url; then says it is ready, naming the
+ * peer `tag`. Returns 0, or -1 after pw_peer_fail and the log's last
+ * lines. */
+int pw_nats_start(pw_proc *proc, const char *const argv[], const char *url, const char *tag,
+                  pw_peer *p);
+
 /* CPU seconds process `pid` spent so far; with `children`, those of its
  * children too, alive or ended (PostgreSQL's backends and workers); -1
  * unknown. */

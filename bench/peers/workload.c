@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <nats/nats.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -395,6 +396,35 @@ void pw_show_log(const char *path)
     fprintf(stderr, "  last lines of %s:\n", path);
     for (unsigned i = n > 8 ? n - 8 : 0; i < n; i++)
         fprintf(stderr, "    %s", ring[i % 8]);
+}
+
+#define NATS_READY_WAIT_MS 20000
+
+int pw_nats_start(pw_proc *proc, const char *const argv[], const char *url, const char *tag,
+                  pw_peer *p)
+{
+    uint64_t t0 = guild_mono_ns();
+    if (pw_spawn(proc, argv) != 0) {
+        pw_peer_fail(p, "cannot start nats-server");
+        return -1;
+    }
+    natsStatus s = NATS_ERR;
+    while (guild_mono_ns() - t0 < (uint64_t)NATS_READY_WAIT_MS * 1000000 && !cmdb_interrupted) {
+        natsConnection *nc = NULL;
+        if ((s = natsConnection_ConnectTo(&nc, url)) == NATS_OK) {
+            natsConnection_Destroy(nc);
+            break;
+        }
+        bench_sleep(0.05);
+    }
+    if (s != NATS_OK) {
+        pw_peer_fail(p, "nats-server did not come up: %s", natsStatus_GetText(s));
+        pw_show_log(proc->log);
+        return -1;
+    }
+    printf("[%s] nats-server ready on %s (pid %d) in %.2f s\n", tag, url, (int)proc->pid,
+           (double)(guild_mono_ns() - t0) / 1e9);
+    return 0;
 }
 
 /* The machine's busy CPU seconds so far: in all, and in tasks alone (user
